@@ -1,0 +1,100 @@
+"""One robust connection per process; publishes wait for the broker's confirm."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+from aiormq.exceptions import AMQPError
+
+from .errors import PublishError
+from .settings import ServiceSettings
+from .topology import declare_exchange
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    """`async with Broker(settings, "gateway") as broker:` — connect, declare, publish."""
+
+    def __init__(self, settings: ServiceSettings, name: str) -> None:
+        self.settings = settings
+        self.names = settings.names
+        self.name = name
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def __aenter__(self) -> Broker:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": self.name}
+        )
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await declare_exchange(self._channel, self.names)
+        log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        assert self._connection is not None, "broker not opened"
+        return self._connection
+
+    @property
+    def exchange(self) -> AbstractExchange:
+        assert self._exchange is not None, "broker not opened"
+        return self._exchange
+
+    @property
+    def ready(self) -> bool:
+        """Connected now (not closed, not between a loss and its recovery)."""
+        c = self._connection
+        return c is not None and not c.is_closed and self._channel is not None and (
+            not self._channel.is_closed
+        )
+
+    async def channel(self, prefetch: int) -> AbstractChannel:
+        """A further channel, e.g. for consuming, so consumers never block publishes."""
+        channel = await self.connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def publish(
+        self, body: bytes, routing_key: str, *, message_id: str | None = None,
+        timeout: float = 5.0, headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish persistently; return only once the broker confirmed it."""
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            headers=headers,
+        )
+        try:
+            # With confirms on, this returns on Basic.Ack and raises DeliveryError on a nack.
+            await self.exchange.publish(message, routing_key, mandatory=False, timeout=timeout)
+        except TimeoutError:
+            raise PublishError(routing_key, "timeout") from None
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            raise PublishError(routing_key, type(exc).__name__) from exc
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
+            log.info("broker connection %s closed", self.name)

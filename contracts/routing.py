@@ -1,0 +1,90 @@
+"""Exchange, queue and routing-key names, and the pair-room rules.
+
+A room is the unordered pair of its two members' ids, written `<lo>.<hi>`.
+Broker messages about a room travel under `<namespace>.<lo>.<hi>`:
+`room.*` carries chat messages, `stored.*` the persister's receipts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+USER_ID_PATTERN = r"^[0-9a-f]{24}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+
+MESSAGE_NS = "room"
+STORED_NS = "stored"
+
+
+def is_user_id(value: str) -> bool:
+    """True when value has the shape of a user id (no dots, no wildcards)."""
+    return bool(_USER_ID.match(value))
+
+
+def room_id(a: str, b: str) -> str:
+    """The room of two users, the same whichever order they are given in."""
+    if a == b:
+        raise ValueError("a room needs two different users")
+    lo, hi = (a, b) if a < b else (b, a)
+    return f"{lo}.{hi}"
+
+
+def room_members(room: str) -> tuple[str, str]:
+    lo, _, hi = room.partition(".")
+    return lo, hi
+
+
+def room_key(a: str, b: str) -> str:
+    """Routing key of chat messages between a and b: `room.<lo>.<hi>`."""
+    return f"{MESSAGE_NS}.{room_id(a, b)}"
+
+
+def message_key(room: str) -> str:
+    return f"{MESSAGE_NS}.{room}"
+
+
+def stored_key(room: str) -> str:
+    return f"{STORED_NS}.{room}"
+
+
+def room_binding(room: str) -> str:
+    """One binding pattern that receives both messages and receipts of a room."""
+    return f"*.{room}"
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Every broker and database name, behind one prefix so stacks never collide."""
+
+    prefix: str = ""
+    exchange_name: str = "duet.rooms"
+    db_name: str = "duet"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}{self.exchange_name}"
+
+    @property
+    def persist_queue(self) -> str:
+        return f"{self.prefix}duet.persist"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}duet.dead"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}duet.dead-letters"
+
+    @property
+    def audit_stream(self) -> str:
+        return f"{self.prefix}duet.audit"
+
+    def gateway_queue(self, node: str) -> str:
+        return f"{self.prefix}duet.gateway.{node}"
+
+    @property
+    def database(self) -> str:
+        # MongoDB database names cannot hold dots; the broker's names can.
+        return f"{self.prefix}{self.db_name}".replace(".", "_")

@@ -1,0 +1,53 @@
+"""JSON Schema export of every contract model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from . import api, documents, events, frames
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+
+_MODELS: dict[str, Any] = {
+    "client-frame": frames.client_frame,
+    "server-frame": frames.server_frame,
+    "room-message": events.RoomMessage,
+    "stored-notice": events.StoredNotice,
+    "message-document": documents.MessageDocument,
+    "user-document": documents.UserDocument,
+    "friendship-document": documents.FriendshipDocument,
+    "credentials": api.Credentials,
+    "token": api.Token,
+    "friends": api.Friends,
+    "history-page": api.HistoryPage,
+    "problem": api.Problem,
+}
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, model in _MODELS.items():
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out[name] = model.model_json_schema(by_alias=True)
+        else:
+            out[name] = TypeAdapter(model).json_schema() if not isinstance(
+                model, TypeAdapter) else model.json_schema()
+    return out
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def export(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in schemas().items():
+        path = directory / f"{name}.schema.json"
+        path.write_text(render(schema))
+        written.append(path)
+    return written

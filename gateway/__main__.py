@@ -1,0 +1,33 @@
+"""`python -m gateway`: parse settings, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .app import create_app
+from .settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        ws_max_size=settings.max_frame_bytes,
+        # Ciphertext does not compress; deflate would only cost CPU and memory per socket.
+        ws_per_message_deflate=False,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""create_app(settings): assemble the gateway; its lifespan owns every connection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from broker import Broker
+from contracts.documents import FRIENDSHIP_INDEXES, MESSAGE_INDEXES, USER_INDEXES
+
+from . import accounts, errors, friends, history, socket
+from .auth import Passwords, Tokens
+from .connection import RESTARTING
+from .cursors import CursorClock
+from .deps import Services
+from .rooms import Rooms
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]],
+                         specs: list[tuple[str, list[tuple[str, int]], dict[str, Any]]]) -> None:
+    for collection, keys, options in specs:
+        await db[collection].create_index(keys, **options)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongo_url, serverSelectionTimeoutMS=5000)
+        broker = Broker(settings, f"gateway-{settings.node}")
+        try:
+            db = mongo[settings.names.database]
+            await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES)
+            await broker.open()
+            rooms = Rooms(broker, settings.node)
+            await rooms.start()
+            app.state.services = Services(
+                settings=settings, db=db, broker=broker, rooms=rooms,
+                passwords=Passwords(settings), tokens=Tokens(settings),
+                clock=CursorClock(settings.node))
+            log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
+            yield
+            # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
+            for conn in rooms.connections():
+                conn.close(RESTARTING, "gateway restarting")
+        finally:
+            await broker.close()
+            await mongo.close()
+            log.info("gateway %s stopped", settings.node)
+
+    app = FastAPI(title="duet gateway", version="1", lifespan=lifespan,
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    errors.install(app)
+    app.include_router(accounts.router)
+    app.include_router(friends.router)
+    app.include_router(history.router)
+    app.include_router(socket.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        svc: Services = app.state.services
+        checks = {"broker": svc.broker.ready, "mongo": True}
+        try:
+            await svc.db.command("ping", maxTimeMS=1000)
+        except PyMongoError:
+            checks["mongo"] = False
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    return app

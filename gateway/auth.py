@@ -1,0 +1,67 @@
+"""Passwords (argon2id) and access tokens (signed, expiring JWTs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from contracts import is_user_id
+
+from .errors import Unauthenticated
+from .settings import GatewaySettings
+
+_ALGORITHM = "HS256"
+_AUDIENCE = "duet"
+
+
+class Passwords:
+    """argon2id hashing off the event loop; unknown users cost the same as wrong passwords."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
+            parallelism=1,
+        )
+        self._dummy = self._hasher.hash("duet-timing-equaliser")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Check password; with no stored hash, burn the same time and fail."""
+        try:
+            return await asyncio.to_thread(
+                self._hasher.verify, stored_hash or self._dummy, password
+            ) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+class Tokens:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._secret = settings.secret
+        self.ttl_s = settings.token_ttl_s
+
+    def issue(self, user_id: str, username: str) -> str:
+        now = int(time.time())
+        claims = {"sub": user_id, "name": username, "iat": now, "exp": now + self.ttl_s,
+                  "aud": _AUDIENCE}
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: str) -> str:
+        """Return the user id the token was issued to, or raise Unauthenticated."""
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[_ALGORITHM], audience=_AUDIENCE,
+                                options={"require": ["exp", "sub", "aud"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid token") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not is_user_id(sub):
+            raise Unauthenticated("invalid token")
+        return sub

@@ -1,0 +1,124 @@
+"""Local sockets per room, and this replica's queue on the broker.
+
+The replica's queue is bound to a room's key while at least one local socket is in the
+room: bound on the first join, unbound on the last leave. Deliveries are pushed to the
+room's local sockets without blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from broker import Broker
+from broker.topology import declare_gateway_queue
+from contracts import room_binding
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
+from contracts.routing import MESSAGE_NS, STORED_NS
+
+from .connection import Connection
+
+log = logging.getLogger(__name__)
+
+
+class _Room:
+    __slots__ = ("members", "lock", "bound")
+
+    def __init__(self) -> None:
+        self.members: set[Connection] = set()
+        self.lock = asyncio.Lock()
+        self.bound = False
+
+
+class Rooms:
+    def __init__(self, broker: Broker, node: str, prefetch: int = 1024) -> None:
+        self._broker = broker
+        self._node = node
+        self._prefetch = prefetch
+        self._rooms: dict[str, _Room] = {}
+        self._queue: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        channel = await self._broker.channel(self._prefetch)
+        self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
+        # No acks: what this queue holds is only live push; durability lives in duet.persist.
+        await self._queue.consume(self._on_delivery, no_ack=True)
+        log.info("gateway queue %s consuming", self._queue.name)
+
+    @property
+    def bound_rooms(self) -> int:
+        return sum(1 for r in self._rooms.values() if r.bound)
+
+    def connections(self) -> list[Connection]:
+        return [c for r in self._rooms.values() for c in r.members]
+
+    @asynccontextmanager
+    async def joined(self, conn: Connection) -> AsyncIterator[None]:
+        """Be in the room for the block; the binding exists before the block starts."""
+        await self._join(conn)
+        try:
+            yield
+        finally:
+            await asyncio.shield(self._leave(conn))
+
+    async def _join(self, conn: Connection) -> None:
+        room = self._rooms.get(conn.room)
+        if room is None:
+            room = self._rooms[conn.room] = _Room()
+        # Join before taking the lock, so a concurrent last leave sees us and keeps the binding.
+        room.members.add(conn)
+        async with room.lock:
+            if not room.bound:
+                assert self._queue is not None, "rooms not started"
+                await self._queue.bind(self._broker.exchange, room_binding(conn.room))
+                room.bound = True
+
+    async def _leave(self, conn: Connection) -> None:
+        room = self._rooms.get(conn.room)
+        if room is None:
+            return
+        room.members.discard(conn)
+        async with room.lock:
+            if room.members or not room.bound:
+                return
+            assert self._queue is not None
+            try:
+                await self._queue.unbind(self._broker.exchange, room_binding(conn.room))
+            finally:
+                room.bound = False
+                # Someone may have joined while we unbound: they will bind again.
+                if not room.members and self._rooms.get(conn.room) is room:
+                    del self._rooms[conn.room]
+
+    def _on_delivery_sync(self, message: AbstractIncomingMessage) -> None:
+        key = message.routing_key or ""
+        ns, _, room_name = key.partition(".")
+        room = self._rooms.get(room_name)
+        if room is None or not room.members:
+            return
+        if ns == MESSAGE_NS:
+            headers = message.headers or {}
+            origin = headers.get(ORIGIN_HEADER)
+            cursor = str(headers[CURSOR_HEADER])
+            text = message.body.decode()
+            for conn in room.members:
+                if conn.id != origin:
+                    conn.push(text, cursor)
+        elif ns == STORED_NS:
+            notice = orjson.loads(message.body)
+            for conn in room.members:
+                for item in notice["items"]:
+                    if item["sender"] == conn.user:
+                        conn.send({"type": "stored", "id": item["id"], "cursor": item["cursor"]})
+
+    async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
+        try:
+            self._on_delivery_sync(message)
+        except Exception:  # one bad delivery must not stop the consumer
+            log.exception("dropping undeliverable broker message %s", message.message_id)
+

@@ -1,0 +1,57 @@
+"""The gateway's settings: one pydantic-settings class, built once in main()."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from broker.settings import ServiceSettings
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "changethis", "please-change-me"}
+
+
+class GatewaySettings(ServiceSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    node: str = Field(default_factory=lambda: secrets.token_hex(4),
+                      description="Replica id; names this replica's queue.")
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+    token_ttl_s: int = Field(12 * 3600, ge=60)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    outbox_frames: int = Field(
+        1024, ge=16, description="Frames queued per socket before it is closed.")
+    publish_timeout_s: float = Field(5.0, gt=0)
+    history_max_limit: int = Field(500, ge=1)
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_kib: int = Field(19 * 1024, ge=8 * 1024)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> GatewaySettings:
+        if self.token_secret is None and self.token_secret_file is not None:
+            self.token_secret = SecretStr(self.token_secret_file.read_text().strip())
+        if self.token_secret is None:
+            raise ValueError("set DUET_TOKEN_SECRET or DUET_TOKEN_SECRET_FILE")
+        value = self.token_secret.get_secret_value()
+        if len(value) < 32 or value.lower() in _PLACEHOLDERS:
+            raise ValueError("the token secret must be 32+ characters and not a placeholder")
+        return self
+
+    @property
+    def secret(self) -> bytes:
+        assert self.token_secret is not None
+        return self.token_secret.get_secret_value().encode()

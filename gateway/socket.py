@@ -1,0 +1,214 @@
+"""The WebSocket endpoint `/ws/{peer_id}`: authenticate, join the room, then read and write.
+
+Every bad frame is answered with an `error` frame and the socket stays usable; only
+authentication, the room, the frame size and a reader that falls behind close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+from starlette.websockets import WebSocketDisconnect
+
+from broker import PublishError
+from contracts import SendFrame, SyncFrame, message_doc_id, room_id
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
+from contracts.routing import message_key
+
+from .connection import (
+    FORBIDDEN_ROOM,
+    NOT_AUTHENTICATED,
+    POLICY,
+    TOO_LARGE,
+    Connection,
+)
+from .deps import Services
+from .errors import Unauthenticated
+from .friends import are_friends
+from .history import read_after
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+SUBPROTOCOL = "duet.v1"
+_BEARER = "bearer."
+_REPLAY_PAGE = 500
+_conn_ids = itertools.count(1)
+
+
+def _token(ws: WebSocket) -> str | None:
+    header = ws.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    for proto in ws.scope.get("subprotocols", []):
+        if proto.startswith(_BEARER):
+            return str(proto[len(_BEARER):])
+    return None
+
+
+def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
+    """Browsers send Origin: it must be listed, or (with no list) be this very host."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if allowed:
+        return origin in allowed or "*" in allowed
+    host = ws.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+def _error(code: str, detail: str, frame_id: Any = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    if isinstance(frame_id, str):
+        frame["id"] = frame_id
+    return frame
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+@router.websocket("/ws/{peer_id}")
+async def socket(ws: WebSocket, peer_id: str) -> None:
+    svc: Services = ws.app.state.services
+    offered = ws.scope.get("subprotocols", [])
+    # Accept first (selecting duet.v1 when offered) so a refusal can carry its close code.
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    if not origin_allowed(ws, svc.settings.allowed_origins):
+        await ws.close(POLICY, "origin not allowed")
+        return
+    token = _token(ws)
+    try:
+        if token is None:
+            raise Unauthenticated("missing token")
+        user = svc.tokens.verify(token)
+    except Unauthenticated as exc:
+        await ws.close(NOT_AUTHENTICATED, exc.detail)
+        return
+    try:
+        friends = await are_friends(svc.db, user, peer_id)
+    except PyMongoError:
+        await ws.close(1011, "storage unavailable")
+        return
+    if not friends:
+        await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
+        return
+    conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
+                      room_id(user, peer_id), svc.settings.outbox_frames)
+    await _serve(ws, conn, svc)
+
+
+async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
+    async with svc.rooms.joined(conn):
+        conn.send({"type": "ready", "room": conn.room, "user": conn.user, "peer": conn.peer})
+        tasks = {
+            asyncio.create_task(conn.write_loop(ws)),
+            asyncio.create_task(_read_loop(ws, conn, svc)),
+            asyncio.create_task(conn.wait_closed()),
+        }
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    if conn.closed:
+        try:
+            await ws.close(conn.close_code, conn.close_reason)
+        except (RuntimeError, WebSocketDisconnect, OSError):
+            pass  # the peer is already gone
+
+
+async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
+    limit = svc.settings.max_frame_bytes
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            conn.send(_error("binary_frame", "frames are JSON text"))
+            continue
+        if len(text) > limit:
+            conn.close(TOO_LARGE, "frame too large")
+            return
+        await _handle(text, conn, svc)
+
+
+async def _handle(text: str, conn: Connection, svc: Services) -> None:
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        conn.send(_error("bad_json", "the frame is not valid JSON"))
+        return
+    if not isinstance(data, dict):
+        conn.send(_error("invalid_frame", "a frame is a JSON object"))
+        return
+    kind = data.get("type")
+    try:
+        if kind == "send":
+            await _send(SendFrame.model_validate(data), conn, svc)
+        elif kind == "sync":
+            await _sync(SyncFrame.model_validate(data), conn, svc)
+        else:
+            conn.send(_error("unknown_type", f"unknown frame type {str(kind)[:40]!r}",
+                             data.get("id")))
+    except ValidationError as exc:
+        conn.send(_error("invalid_frame", _validation_detail(exc), data.get("id")))
+
+
+async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
+    cursor, ts = svc.clock.next()
+    # The sender is the token's user, whatever the frame claimed.
+    message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
+               "kind": frame.kind, "body": frame.body, "ts": ts, "cursor": cursor}
+    try:
+        await svc.broker.publish(
+            orjson.dumps(message), message_key(conn.room),
+            message_id=message_doc_id(conn.user, frame.id),
+            timeout=svc.settings.publish_timeout_s,
+            headers={ORIGIN_HEADER: conn.id, CURSOR_HEADER: cursor},
+        )
+    except PublishError as exc:
+        log.warning("publish failed on %s: %s", conn.id, exc.reason)
+        conn.send(_error("publish_failed", "the broker did not confirm; retry with the same id",
+                         frame.id))
+        return
+    conn.send({"type": "ack", "id": frame.id, "ts": ts, "cursor": cursor})
+
+
+async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:
+    """Replay stored messages after the cursor, then let the held live ones through."""
+    conn.hold_live()
+    replayed: set[str] = set()
+    after, count = frame.after, 0
+    try:
+        while True:
+            docs = await read_after(svc.db, conn.room, after, _REPLAY_PAGE)
+            for doc in docs:
+                cursor = doc["cursor"]
+                if not conn.already_sent(cursor):
+                    await conn.replay(orjson.dumps(doc).decode())
+                    count += 1
+                replayed.add(cursor)
+                after = cursor
+            if len(docs) < _REPLAY_PAGE:
+                break
+    except PyMongoError as exc:
+        log.warning("sync failed on %s: %s", conn.id, type(exc).__name__)
+        conn.release_live(replayed)
+        conn.send(_error("sync_failed", "history is unavailable; retry the sync"))
+        return
+    await conn.replay(orjson.dumps({"type": "synced", "count": count, "cursor": after}).decode())
+    conn.release_live(replayed)

@@ -1,0 +1,135 @@
+"""consume duet.persist → batch → insert_many → ack, then publish `stored` receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from broker import Broker, PublishError
+from broker.topology import declare_persist_queue
+from contracts import RoomMessage, message_doc_id, room_members
+from contracts.routing import MESSAGE_NS, stored_key
+
+from .settings import PersisterSettings
+from .store import MessageStore
+
+log = logging.getLogger(__name__)
+
+
+class Persister:
+    def __init__(self, settings: PersisterSettings, broker: Broker, store: MessageStore) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._store = store
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._consumer_tag: str | None = None
+        self._queue: Any = None
+        self.stored = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        channel = await self._broker.channel(self._settings.prefetch)
+        self._queue = await declare_persist_queue(
+            channel, self._broker.names, self._settings.delivery_limit)
+        self._consumer_tag = await self._queue.consume(self._inbox.put)
+        log.info("persister consuming %s", self._queue.name)
+        writer = asyncio.create_task(self._write_loop())
+        await stop.wait()
+        # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
+        await self._queue.cancel(self._consumer_tag)
+        await asyncio.sleep(self._settings.batch_ms / 1000)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        log.info("persister stopped after storing %s messages", self.stored)
+
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        batch = [await self._inbox.get()]
+        deadline = time.monotonic() + self._settings.batch_ms / 1000
+        while len(batch) < self._settings.batch_size:
+            timeout = deadline - time.monotonic()
+            if not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+                continue
+            if timeout <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._inbox.get(), timeout))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            await self._persist(batch)
+
+    async def _persist(self, batch: list[AbstractIncomingMessage]) -> None:
+        docs, good = [], []
+        now = int(time.time() * 1000)
+        for message in batch:
+            doc = _document(message, now)
+            if doc is None:
+                log.warning("dead-lettering malformed message %s", message.message_id)
+                await message.reject(requeue=False)
+            else:
+                docs.append(doc)
+                good.append(message)
+        if not docs:
+            return
+        refused = await self._insert_with_retry(docs)
+        for i, message in enumerate(good):
+            if i in refused:
+                log.warning("dead-lettering message MongoDB refused: %s", message.message_id)
+                await message.reject(requeue=False)
+            else:
+                await message.ack()
+        self.stored += len(docs) - len(refused)
+        await self._publish_receipts([d for i, d in enumerate(docs) if i not in refused])
+
+    async def _insert_with_retry(self, docs: list[dict[str, Any]]) -> set[int]:
+        """Insert, waiting out a MongoDB outage with capped, jittered back-off."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._store.insert(docs)
+            except (ConnectionFailure, OperationFailure, PyMongoError) as exc:
+                log.warning("MongoDB write failed (%s); retrying in %.2fs",
+                            type(exc).__name__, delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._settings.retry_max_s)
+
+    async def _publish_receipts(self, docs: list[dict[str, Any]]) -> None:
+        by_room: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for d in docs:
+            by_room[d["room"]].append({"sender": d["sender"], "id": d["id"],
+                                       "cursor": d["cursor"]})
+        for room, items in by_room.items():
+            try:
+                await self._broker.publish(orjson.dumps({"room": room, "items": items}),
+                                           stored_key(room), timeout=5.0)
+            except PublishError as exc:
+                log.warning("stored receipt for %s not published: %s", room, exc.reason)
+
+
+def _document(message: AbstractIncomingMessage, stored_at: int) -> dict[str, Any] | None:
+    """The document to store, or None when the message is not a valid one for its key."""
+    try:
+        frame = RoomMessage.model_validate_json(message.body)
+    except ValidationError:
+        return None
+    ns, _, room = (message.routing_key or "").partition(".")
+    if ns != MESSAGE_NS or frame.room != room or frame.sender not in room_members(room):
+        return None
+    doc = frame.model_dump()
+    del doc["type"]
+    doc["_id"] = message_doc_id(frame.sender, frame.id)
+    doc["stored_at"] = stored_at
+    return doc

@@ -1,0 +1,75 @@
+"""Session fixtures: a real RabbitMQ and a real mongod, and a per-module stack of services."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pymongo
+import pytest
+from support import Stack
+
+from devstack.mongo import Mongod, mongo_answers
+from devstack.ports import port_answers
+
+AMQP_URL = os.environ.get("DUET_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MONGO_URL = os.environ.get("DUET_MONGO_URL", "mongodb://127.0.0.1:27017")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    u = urlparse(AMQP_URL)
+    if not port_answers(u.hostname or "127.0.0.1", u.port or 5672):
+        pytest.fail(f"RabbitMQ does not answer at {AMQP_URL}: start it (rabbitmq-server -detached)")
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The configured mongod when it answers, else one started from the wheel on a free port."""
+    if mongo_answers(MONGO_URL):
+        yield MONGO_URL
+        return
+    with Mongod(tmp_path_factory.mktemp("mongo")) as mongod:
+        yield mongod.url
+
+
+@pytest.fixture(scope="session")
+def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, object]]]:
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(mongo_url)
+    yield client
+    client.close()
+
+
+def _cleanup(stack: Stack, mongo: pymongo.MongoClient[dict[str, object]]) -> None:
+    """Delete what the stack declared on the broker and in MongoDB."""
+    import asyncio
+
+    import aio_pika
+
+    from contracts import Names
+
+    async def drop() -> None:
+        names = Names(prefix=stack.prefix)
+        conn = await aio_pika.connect(stack.amqp_url)
+        async with conn:
+            ch = await conn.channel()
+            for q in (names.persist_queue, names.dead_letter_queue):
+                await ch.queue_delete(q)
+            for x in (names.exchange, names.dead_letter_exchange):
+                await ch.exchange_delete(x)
+
+    asyncio.run(drop())
+    mongo.drop_database(stack.db_name)
+
+
+@pytest.fixture(scope="module")
+def stack(amqp_url: str, mongo_url: str, mongo: pymongo.MongoClient[dict[str, object]],
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Services under a fresh prefix; started by the tests that need them, stopped after."""
+    s = Stack(amqp_url, mongo_url, Path(tmp_path_factory.mktemp("logs")))
+    yield s
+    s.stop()
+    _cleanup(s, mongo)

@@ -1,0 +1,241 @@
+"""Real processes and real clients for the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from contracts import Names
+from devstack.ports import free_port
+
+TOKEN_SECRET = "test-secret-" + "x" * 40
+_names = itertools.count(1)
+
+
+def unique_name(stem: str = "u") -> str:
+    return f"{stem}{next(_names)}_{uuid.uuid4().hex[:8]}"
+
+
+class Service:
+    """One `python -m <module>` child process, stopped by its PID only."""
+
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.module = module
+        self.name = name
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a deadline; safe twice."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Stack:
+    """Gateways and persisters of one test stack, all under one name prefix."""
+
+    amqp_url: str
+    mongo_url: str
+    log_dir: Path
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
+    services: list[Service] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUET_")}
+        env.update({
+            "DUET_AMQP_URL": self.amqp_url,
+            "DUET_MONGO_URL": self.mongo_url,
+            "DUET_PREFIX": self.prefix,
+            "DUET_TOKEN_SECRET": TOKEN_SECRET,
+            "DUET_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    @property
+    def db_name(self) -> str:
+        return Names(prefix=self.prefix).database
+
+    def gateway(self, **extra: str) -> Gateway:
+        port = free_port()
+        svc = Gateway("gateway", self.env(DUET_PORT=str(port), **extra), self.log_dir,
+                      f"gateway-{port}", port)
+        self.services.append(svc)
+        svc.start()
+        svc.wait_ready()
+        return svc
+
+    def persister(self, **extra: str) -> Service:
+        svc = Service("persister", self.env(**extra), self.log_dir,
+                      f"persister-{len(self.services)}")
+        self.services.append(svc)
+        return svc.start()
+
+    def stop(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
+
+
+class Gateway(Service):
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
+                 port: int) -> None:
+        super().__init__(module, env, log_dir, name)
+        self.port = port
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+            try:
+                if httpx.get(f"{self.http}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready:\n{self.log()[-3000:]}")
+
+
+@dataclass
+class User:
+    user_id: str
+    username: str
+    password: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def signup(http: httpx.AsyncClient, base: str, stem: str = "u") -> User:
+    name, password = unique_name(stem), "correct horse battery"
+    r = await http.post(f"{base}/api/register", json={"username": name, "password": password})
+    assert r.status_code == 201, r.text
+    r = await http.post(f"{base}/api/login", json={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return User(body["user_id"], name, password, body["access_token"])
+
+
+async def befriend(http: httpx.AsyncClient, base: str, a: User, b: User) -> None:
+    r = await http.post(f"{base}/api/friends", json={"username": b.username}, headers=a.auth)
+    assert r.status_code == 201, r.text
+    r = await http.post(f"{base}/api/friends/{a.user_id}/accept", headers=b.auth)
+    assert r.status_code == 200, r.text
+
+
+class Socket:
+    """A test client over a real WebSocket: frames in, frames out, JSON."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+
+    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        result: dict[str, Any] = orjson.loads(data)
+        return result
+
+    async def recv_type(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The next frame of this type, skipping others (e.g. stored receipts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if frame["type"] == kind:
+                return frame
+
+    async def collect(self, kind: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            out.append(await self.recv_type(kind, max(0.01, deadline - time.monotonic())))
+        return out
+
+    async def quiet(self, kind: str, seconds: float) -> list[dict[str, Any]]:
+        """Frames of this type arriving within `seconds` (expected: none)."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                frame = await self.recv(left)
+            except TimeoutError:
+                break
+            if frame["type"] == kind:
+                got.append(frame)
+        return got
+
+
+@asynccontextmanager
+async def open_socket(gw: Gateway, user: User, peer: User, *, ready: bool = True,
+                      **kwargs: Any) -> AsyncIterator[Socket]:
+    headers = kwargs.pop("additional_headers", user.auth)
+    async with connect(f"{gw.ws}/ws/{peer.user_id}", additional_headers=headers,
+                       max_size=None, **kwargs) as ws:
+        sock = Socket(ws)
+        if ready:
+            frame = await sock.recv()
+            assert frame["type"] == "ready", frame
+        yield sock
+
+
+def text_body(n: int | str) -> dict[str, Any]:
+    """A stand-in envelope (the servers treat bodies as opaque)."""
+    return {"v": 1, "ct": f"ciphertext-{n}-" + "A" * 32}
