@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from . import api, documents, events, frames
 
@@ -31,11 +31,8 @@ _MODELS: dict[str, Any] = {
 def schemas() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, model in _MODELS.items():
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            out[name] = model.model_json_schema(by_alias=True)
-        else:
-            out[name] = TypeAdapter(model).json_schema() if not isinstance(
-                model, TypeAdapter) else model.json_schema()
+        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+        out[name] = adapter.json_schema(by_alias=True)
     return out
 
 

@@ -185,6 +185,7 @@ class Socket:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self._skipped: list[dict[str, Any]] = []  # frames recv_type passed over, oldest first
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
@@ -195,12 +196,16 @@ class Socket:
         return result
 
     async def recv_type(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The next frame of this type, skipping others (e.g. stored receipts)."""
+        """The next frame of this type; frames of other types are kept for later calls."""
+        for i, frame in enumerate(self._skipped):
+            if frame["type"] == kind:
+                return self._skipped.pop(i)
         deadline = time.monotonic() + timeout
         while True:
             frame = await self.recv(max(0.01, deadline - time.monotonic()))
             if frame["type"] == kind:
                 return frame
+            self._skipped.append(frame)
 
     async def collect(self, kind: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -211,7 +216,8 @@ class Socket:
 
     async def quiet(self, kind: str, seconds: float) -> list[dict[str, Any]]:
         """Frames of this type arriving within `seconds` (expected: none)."""
-        got: list[dict[str, Any]] = []
+        got = [f for f in self._skipped if f["type"] == kind]
+        self._skipped = [f for f in self._skipped if f["type"] != kind]
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
