@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .frames import Cursor, MessageFrame
+from .keys import DeviceKey, RevokedKey
 
 # ASCII only: no look-alike (homoglyph) or invisible characters in names people compare.
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{3,32}$")]
@@ -23,9 +24,12 @@ class Credentials(_Body):
 
 
 class UserOut(BaseModel):
+    """A user's public profile: live device keys, and revoked ones (to check old messages)."""
+
     user_id: str
     username: str
-    keys: list[dict[str, str]] = Field(default_factory=list)
+    keys: list[DeviceKey] = Field(default_factory=list)
+    revoked: list[RevokedKey] = Field(default_factory=list)
 
 
 class Registered(BaseModel):

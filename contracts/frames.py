@@ -6,15 +6,17 @@ server → client: `ready`, `ack`, `message`, `stored`, `synced`, `error`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+from .envelope import Envelope
 
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Cursor = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Kind = Literal["text", "image"]
-# The envelope is opaque to the servers: only its outer shape (a JSON object) and size count.
-Body = dict[str, Any]
+# The envelope is opaque to the servers: only its outer shape and size count.
+Body = Envelope
 
 
 class _Frame(BaseModel):

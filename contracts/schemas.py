@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from . import api, documents, events, frames
+from . import api, documents, envelope, events, frames, keys
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
@@ -25,6 +25,9 @@ _MODELS: dict[str, Any] = {
     "friends": api.Friends,
     "history-page": api.HistoryPage,
     "problem": api.Problem,
+    "envelope": envelope.Envelope,
+    "keys-upload": keys.KeysUpload,
+    "user": api.UserOut,
 }
 
 

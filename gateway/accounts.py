@@ -52,4 +52,5 @@ async def get_user(username: str, svc: Svc, _: CurrentUser) -> UserOut:
     user = await svc.db[USERS].find_one({"username_key": username.lower()})
     if user is None:
         raise NotFound(f"no user {username!r}")
-    return UserOut(user_id=user["_id"], username=user["username"], keys=[])
+    return UserOut(user_id=user["_id"], username=user["username"],
+                   keys=user.get("keys", []), revoked=user.get("revoked", []))

@@ -15,8 +15,9 @@ from pymongo.errors import PyMongoError
 
 from broker import Broker
 from contracts.documents import FRIENDSHIP_INDEXES, MESSAGE_INDEXES, USER_INDEXES
+from contracts.envelope import ct_limit
 
-from . import accounts, errors, friends, history, socket
+from . import accounts, errors, friends, history, keys, socket
 from .auth import Passwords, Tokens
 from .connection import RESTARTING
 from .cursors import CursorClock
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]],
                          specs: list[tuple[str, list[tuple[str, int]], dict[str, Any]]]) -> None:
-    for collection, keys, options in specs:
-        await db[collection].create_index(keys, **options)
+    for collection, fields, options in specs:
+        await db[collection].create_index(fields, **options)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -48,7 +49,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms,
                 passwords=Passwords(settings), tokens=Tokens(settings),
-                clock=CursorClock(settings.node))
+                clock=CursorClock(settings.node),
+                limits={"text": ct_limit(settings.max_text_bytes),
+                        "image": ct_limit(settings.max_image_bytes)})
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
@@ -65,6 +68,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(friends.router)
     app.include_router(history.router)
+    app.include_router(keys.router)
     app.include_router(socket.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -27,6 +27,7 @@ class Services:
     passwords: Passwords
     tokens: Tokens
     clock: CursorClock
+    limits: dict[str, int]  # longest envelope `ct` per kind
 
 
 def get_services(request: Request) -> Services:

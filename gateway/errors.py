@@ -5,6 +5,7 @@
     ├── Forbidden                    403     forbidden
     ├── NotFound                     404     not_found
     ├── Conflict                     409     conflict
+    ├── InvalidKey                   422     invalid_key
     ├── TooManyRequests              429     rate_limited
     └── Unavailable                  503     unavailable
 """
@@ -48,6 +49,10 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     status, code, title = 409, "conflict", "Conflict"
+
+
+class InvalidKey(GatewayError):
+    status, code, title = 422, "invalid_key", "Invalid key"
 
 
 class TooManyRequests(GatewayError):

@@ -26,6 +26,8 @@ class GatewaySettings(ServiceSettings):
     tls_key: Path | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_text_bytes: int = Field(64 * 1024, ge=1, description="Largest text plaintext.")
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1, description="Largest image plaintext.")
     outbox_frames: int = Field(
         1024, ge=16, description="Frames queued per socket before it is closed.")
     publish_timeout_s: float = Field(5.0, gt=0)

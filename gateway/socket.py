@@ -168,11 +168,28 @@ async def _handle(text: str, conn: Connection, svc: Services) -> None:
         conn.send(_error("invalid_frame", _validation_detail(exc), data.get("id")))
 
 
+def _envelope_problem(frame: SendFrame, conn: Connection, svc: Services) -> dict[str, Any] | None:
+    """The envelope must be for this room, from this user, of this kind, within its size."""
+    env = frame.body
+    if env.room != conn.room or env.sender != conn.user or env.kind != frame.kind:
+        return _error("envelope_mismatch",
+                      "the envelope's room, sender and kind must match the socket and frame",
+                      frame.id)
+    if len(env.ct) > svc.limits[frame.kind]:
+        return _error("too_large", f"{frame.kind} larger than this server accepts", frame.id)
+    return None
+
+
 async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
+    problem = _envelope_problem(frame, conn, svc)
+    if problem is not None:
+        conn.send(problem)
+        return
     cursor, ts = svc.clock.next()
     # The sender is the token's user, whatever the frame claimed.
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
-               "kind": frame.kind, "body": frame.body, "ts": ts, "cursor": cursor}
+               "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
+               "cursor": cursor}
     try:
         await svc.broker.publish(
             orjson.dumps(message), message_key(conn.room),

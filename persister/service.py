@@ -122,13 +122,14 @@ class Persister:
 def _document(message: AbstractIncomingMessage, stored_at: int) -> dict[str, Any] | None:
     """The document to store, or None when the message is not a valid one for its key."""
     try:
-        frame = RoomMessage.model_validate_json(message.body)
-    except ValidationError:
+        doc: dict[str, Any] = orjson.loads(message.body)
+        frame = RoomMessage.model_validate(doc)
+    except (orjson.JSONDecodeError, ValidationError):
         return None
     ns, _, room = (message.routing_key or "").partition(".")
     if ns != MESSAGE_NS or frame.room != room or frame.sender not in room_members(room):
         return None
-    doc = frame.model_dump()
+    # Store what was published, as published (not a re-serialisation of it).
     del doc["type"]
     doc["_id"] = message_doc_id(frame.sender, frame.id)
     doc["stored_at"] = stored_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import signal
@@ -20,7 +21,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from contracts import Names
+from contracts import Names, room_id
 from devstack.ports import free_port
 
 TOKEN_SECRET = "test-secret-" + "x" * 40
@@ -242,6 +243,17 @@ async def open_socket(gw: Gateway, user: User, peer: User, *, ready: bool = True
         yield sock
 
 
-def text_body(n: int | str) -> dict[str, Any]:
-    """A stand-in envelope (the servers treat bodies as opaque)."""
-    return {"v": 1, "ct": f"ciphertext-{n}-" + "A" * 32}
+def _b64u(n: int) -> str:
+    return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode()
+
+
+def envelope(sender: User, peer: User, n: int | str = 0, *, kind: str = "text",
+             size: int = 64) -> dict[str, Any]:
+    """A random envelope of the right outer shape: all the servers can check of one."""
+    return {
+        "v": 1, "alg": "RSA-OAEP-256+A256GCM+ES256",
+        "room": room_id(sender.user_id, peer.user_id), "sender": sender.user_id,
+        "from": _b64u(32), "seq": int(n) + 1 if str(n).isdigit() else 1, "prev": "",
+        "kind": kind, "keys": [{"kid": _b64u(32), "wk": _b64u(256)}],
+        "iv": _b64u(12), "ct": _b64u(size), "sig": _b64u(64),
+    }

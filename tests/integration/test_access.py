@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Gateway, befriend, open_socket, signup, text_body
+from support import Gateway, befriend, open_socket, signup, envelope
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -66,7 +66,7 @@ async def test_send_claiming_other_sender_is_stamped_with_real_sender(gw: Gatewa
         await befriend(http, gw.http, a, b)
         async with open_socket(gw, b, a) as sb, open_socket(gw, a, b) as sa:
             await sa.send({"type": "send", "id": "spoof", "kind": "text", "sender": b.user_id,
-                           "body": text_body("spoof")})
+                           "body": envelope(a, b, "spoof")})
             await sa.recv_type("ack")
             got = await sb.recv_type("message")
             assert got["sender"] == a.user_id
@@ -82,7 +82,8 @@ async def test_other_device_of_sender_receives_message_but_not_sending_socket(
         a, b = await signup(http, gw.http), await signup(http, gw.http)
         await befriend(http, gw.http, a, b)
     async with open_socket(gw, a, b) as phone, open_socket(gw, a, b) as laptop:
-        await laptop.send({"type": "send", "id": "x1", "kind": "text", "body": text_body(1)})
+        await laptop.send({"type": "send", "id": "x1", "kind": "text",
+                           "body": envelope(a, b, 1)})
         assert (await laptop.recv_type("ack"))["id"] == "x1"
         assert (await phone.recv_type("message"))["id"] == "x1"
         assert await laptop.quiet("message", 0.5) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Gateway, befriend, open_socket, signup, text_body
+from support import Gateway, befriend, open_socket, signup, envelope
 
 BAD_FRAMES = [
     ("{not json", "bad_json", None),
@@ -32,8 +32,38 @@ async def test_bad_frame_gets_error_and_socket_keeps_working(
         error = await sa.recv_type("error")
         assert error["code"] == code and error["detail"]
         assert error.get("id") == frame_id
-        await sa.send({"type": "send", "id": "after", "kind": "text", "body": text_body(1)})
+        await sa.send({"type": "send", "id": "after", "kind": "text", "body": envelope(a, b, 1)})
         assert (await sa.recv_type("ack"))["id"] == "after"
+
+
+async def test_send_with_foreign_envelope_gets_envelope_mismatch(gw: Gateway) -> None:
+    """An envelope for another room, from another sender, or of another kind is refused."""
+    async with httpx.AsyncClient() as http:
+        a, b, c = [await signup(http, gw.http) for _ in range(3)]
+        await befriend(http, gw.http, a, b)
+    async with open_socket(gw, a, b) as sa:
+        for body, kind in ((envelope(a, c), "text"), (envelope(b, a), "text"),
+                           (envelope(a, b, kind="image"), "text")):
+            await sa.send({"type": "send", "id": "m", "kind": kind, "body": body})
+            error = await sa.recv_type("error")
+            assert (error["code"], error["id"]) == ("envelope_mismatch", "m")
+        await sa.send({"type": "send", "id": "ok", "kind": "text", "body": envelope(a, b)})
+        assert (await sa.recv_type("ack"))["id"] == "ok"
+
+
+async def test_send_text_over_text_limit_gets_too_large(gw: Gateway) -> None:
+    """A text envelope beyond DUET_MAX_TEXT_BYTES (but within the frame limit): too_large."""
+    async with httpx.AsyncClient() as http:
+        a, b = await signup(http, gw.http), await signup(http, gw.http)
+        await befriend(http, gw.http, a, b)
+    async with open_socket(gw, a, b) as sa:
+        await sa.send({"type": "send", "id": "t", "kind": "text",
+                       "body": envelope(a, b, size=80 * 1024)})
+        error = await sa.recv_type("error")
+        assert (error["code"], error["id"]) == ("too_large", "t")
+        await sa.send({"type": "send", "id": "i", "kind": "image",
+                       "body": envelope(a, b, kind="image", size=80 * 1024)})
+        assert (await sa.recv_type("ack"))["id"] == "i"
 
 
 async def test_binary_frame_gets_error_and_socket_keeps_working(gw: Gateway) -> None:
@@ -44,7 +74,7 @@ async def test_binary_frame_gets_error_and_socket_keeps_working(gw: Gateway) -> 
     async with open_socket(gw, a, b) as sa:
         await sa.ws.send(b"\x00\x01")
         assert (await sa.recv_type("error"))["code"] == "binary_frame"
-        await sa.send({"type": "send", "id": "ok", "kind": "text", "body": text_body(1)})
+        await sa.send({"type": "send", "id": "ok", "kind": "text", "body": envelope(a, b, 1)})
         assert (await sa.recv_type("ack"))["id"] == "ok"
 
 

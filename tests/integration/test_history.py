@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from support import Gateway, User, befriend, open_socket, signup, text_body
+from support import Gateway, User, befriend, open_socket, signup, envelope
 
 
 async def pair_with_messages(gw: Gateway, http: httpx.AsyncClient, count: int,
@@ -16,7 +16,7 @@ async def pair_with_messages(gw: Gateway, http: httpx.AsyncClient, count: int,
     async with open_socket(gw, a, b) as sa:
         for i in range(count):
             await sa.send({"type": "send", "id": f"{stem}{i}", "kind": "text",
-                           "body": text_body(i)})
+                           "body": envelope(a, b, i)})
         acks = await sa.collect("ack", count)
         stored = await sa.collect("stored", count)
     assert {s["id"] for s in stored} == {a["id"] for a in acks}
@@ -90,7 +90,7 @@ async def test_sync_after_cursor_replays_exactly_the_later_messages_then_live(
         assert [m["id"] for m in replayed] == [f"y{i}" for i in range(21, 50)]
         assert synced["count"] == 29 and synced["cursor"] == replayed[-1]["cursor"]
         async with open_socket(gw, a, b) as sa:
-            await sa.send({"type": "send", "id": "live1", "kind": "text", "body": text_body(0)})
+            await sa.send({"type": "send", "id": "live1", "kind": "text", "body": envelope(a, b, 0)})
             live = await sb.recv_type("message")
         assert live["id"] == "live1"
         assert await sb.quiet("message", 0.3) == []
@@ -105,7 +105,7 @@ async def test_sync_from_start_with_concurrent_sends_has_no_gap_or_duplicate(
         async def more() -> None:
             for i in range(100):
                 await sa.send({"type": "send", "id": f"late{i}", "kind": "text",
-                               "body": text_body(i)})
+                               "body": envelope(a, b, i)})
         sender = asyncio.create_task(more())
         await sb.send({"type": "sync", "after": None})
         got = await sb.collect("message", 400, timeout=30)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pymongo
 import pytest
-from support import Gateway, Stack, befriend, open_socket, signup, text_body
+from support import Gateway, Stack, befriend, open_socket, signup, envelope
 
 from contracts import room_id
 
@@ -36,7 +36,7 @@ async def test_send_200_messages_across_gateways_delivered_once_in_order(
     async with httpx.AsyncClient() as http:
         a, b = await signup(http, g1.http, "a"), await signup(http, g2.http, "b")
         await befriend(http, g1.http, a, b)
-    bodies = [text_body(i) for i in range(200)]
+    bodies = [envelope(a, b, i) for i in range(200)]
     async with open_socket(g2, b, a) as sb, open_socket(g1, a, b) as sa:
         for i, body in enumerate(bodies):
             await sa.send({"type": "send", "id": f"m{i}", "kind": "text", "body": body})
@@ -68,7 +68,7 @@ async def test_persister_sigkill_mid_stream_stores_each_message_once(
         async def stream() -> None:
             for i in range(total):
                 await sa.send({"type": "send", "id": f"k{i}", "kind": "text",
-                               "body": text_body(i)})
+                               "body": envelope(a, b, i)})
                 if i % 20 == 0:
                     await asyncio.sleep(0.02)
 

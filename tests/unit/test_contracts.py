@@ -9,6 +9,10 @@ from contracts import Names, SendFrame, client_frame, room_id, room_key, server_
 from contracts.schemas import SCHEMA_DIR, render, schemas
 
 A, B = "a" * 24, "b" * 24
+ENV = {"v": 1, "alg": "RSA-OAEP-256+A256GCM+ES256", "room": f"{A}.{B}", "sender": A,
+       "from": "k" * 43, "seq": 1, "prev": "", "kind": "text",
+       "keys": [{"kid": "k" * 43, "wk": "w" * 342}], "iv": "i" * 16, "ct": "c" * 40,
+       "sig": "s" * 86}
 
 
 def test_committed_schemas_match_models() -> None:
@@ -34,7 +38,7 @@ def test_names_take_prefix_everywhere() -> None:
 
 def test_send_frame_ignores_claimed_sender() -> None:
     """A `sender` in a send frame is not part of the model."""
-    f = SendFrame.model_validate({"type": "send", "id": "a1", "kind": "text", "body": {},
+    f = SendFrame.model_validate({"type": "send", "id": "a1", "kind": "text", "body": ENV,
                                   "sender": B})
     assert "sender" not in f.model_dump()
 
@@ -53,13 +57,31 @@ def test_client_frame_rejects_invalid(frame: dict) -> None:
         client_frame.validate_python(frame)
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("v", 2), ("alg", "RSA1_5"), ("seq", 0), ("prev", "short"), ("keys", []),
+    ("iv", "x" * 15), ("sig", "s" * 85), ("ct", "has space" * 4), ("from", "k" * 42),
+])
+def test_envelope_outer_shape_is_checked(field: str, value: object) -> None:
+    """Each envelope field out of shape fails validation."""
+    with pytest.raises(ValidationError):
+        client_frame.validate_python({"type": "send", "id": "e", "kind": "text",
+                                      "body": {**ENV, field: value}})
+
+
+def test_envelope_rejects_extra_fields() -> None:
+    """Nothing rides along the envelope unchecked."""
+    with pytest.raises(ValidationError):
+        client_frame.validate_python({"type": "send", "id": "e", "kind": "text",
+                                      "body": {**ENV, "plaintext": "oops"}})
+
+
 def test_server_frames_round_trip() -> None:
     """Every server frame type validates through the ServerFrame union."""
     c = "0" * 32
     for f in ({"type": "ready", "room": "r", "user": A, "peer": B},
               {"type": "ack", "id": "a", "ts": 1, "cursor": c},
               {"type": "message", "id": "a", "sender": A, "room": "r", "kind": "text",
-               "body": {}, "ts": 1, "cursor": c},
+               "body": ENV, "ts": 1, "cursor": c},
               {"type": "stored", "id": "a", "cursor": c},
               {"type": "synced", "count": 0, "cursor": None},
               {"type": "error", "code": "bad_json", "detail": "x"}):

@@ -1,0 +1,92 @@
+"""The key directory: publish and revoke device keys. Every key is parsed before it is kept."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from fastapi import APIRouter, Response
+
+from contracts import USERS
+from contracts.envelope import MAX_DEVICES
+from contracts.keys import DeviceKey, DeviceKeyIn, KeySet, KeysUpload
+
+from .deps import CurrentUser, Svc
+from .errors import Conflict, InvalidKey, NotFound
+
+router = APIRouter(prefix="/api/keys", tags=["keys"])
+
+MIN_RSA_BITS, MAX_RSA_BITS = 2048, 8192
+
+
+def fingerprint(der: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def _der(value: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidKey(f"{what}: not base64url") from None
+
+
+def _load(der: bytes, what: str) -> Any:
+    try:
+        return load_der_public_key(der)
+    except (ValueError, TypeError):
+        raise InvalidKey(f"{what}: not a DER SubjectPublicKeyInfo public key") from None
+
+
+def check_device(device: DeviceKeyIn) -> DeviceKey:
+    """Parse both keys with `cryptography`; refuse weak, malformed or wrong-type keys."""
+    enc_der, sig_der = _der(device.enc, "enc"), _der(device.sig, "sig")
+    enc, sig = _load(enc_der, "enc"), _load(sig_der, "sig")
+    if not isinstance(enc, rsa.RSAPublicKey):
+        raise InvalidKey(f"enc: expected an RSA key, got {type(enc).__name__}")
+    if not MIN_RSA_BITS <= enc.key_size <= MAX_RSA_BITS:
+        raise InvalidKey(f"enc: RSA key of {enc.key_size} bits; {MIN_RSA_BITS}–{MAX_RSA_BITS} "
+                         "bits required")
+    if enc.public_numbers().e != 65537:
+        raise InvalidKey("enc: the RSA public exponent must be 65537")
+    if not isinstance(sig, ec.EllipticCurvePublicKey) or not isinstance(sig.curve,
+                                                                         ec.SECP256R1):
+        raise InvalidKey("sig: expected an ECDSA P-256 key")
+    return DeviceKey(kid=fingerprint(enc_der), sid=fingerprint(sig_der), enc=device.enc,
+                     sig=device.sig, label=device.label, created_at=int(time.time() * 1000))
+
+
+@router.put("", response_model=KeySet)
+async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser) -> KeySet:
+    """Add these devices (already published ones are kept as they are)."""
+    devices = [check_device(d) for d in body.keys]
+    user = await svc.db[USERS].find_one({"_id": me}, projection={"keys": 1, "revoked": 1})
+    if user is None:
+        raise NotFound("no such user")
+    live = {k["kid"]: k for k in user.get("keys", [])}
+    revoked = {k["kid"] for k in user.get("revoked", [])}
+    for d in devices:
+        if d.kid in revoked:
+            raise Conflict(f"key {d.kid} was revoked; generate a new one")
+        live.setdefault(d.kid, d.model_dump())
+    if len(live) > MAX_DEVICES:
+        raise Conflict(f"at most {MAX_DEVICES} live device keys; revoke one first")
+    await svc.db[USERS].update_one({"_id": me}, {"$set": {"keys": list(live.values())}})
+    return KeySet(keys=[DeviceKey.model_validate(k) for k in live.values()])
+
+
+@router.delete("/{kid}", status_code=204)
+async def revoke_key(kid: str, svc: Svc, me: CurrentUser) -> Response:
+    """Revoke a device: it gets no new wrapped keys; old messages stay verifiable."""
+    user = await svc.db[USERS].find_one({"_id": me, "keys.kid": kid}, projection={"keys": 1})
+    if user is None:
+        raise NotFound("no live key with that id")
+    key = next(k for k in user["keys"] if k["kid"] == kid)
+    key["revoked_at"] = int(time.time() * 1000)
+    await svc.db[USERS].update_one(
+        {"_id": me}, {"$pull": {"keys": {"kid": kid}}, "$push": {"revoked": key}})
+    return Response(status_code=204)
