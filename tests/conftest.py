@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pymongo
 import pytest
 from support import Stack
 
 from devstack.mongo import Mongod, mongo_answers
-from devstack.ports import port_answers
+from devstack.rabbit import rabbit_answers
 
 AMQP_URL = os.environ.get("DUET_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MONGO_URL = os.environ.get("DUET_MONGO_URL", "mongodb://127.0.0.1:27017")
@@ -20,8 +19,7 @@ MONGO_URL = os.environ.get("DUET_MONGO_URL", "mongodb://127.0.0.1:27017")
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    u = urlparse(AMQP_URL)
-    if not port_answers(u.hostname or "127.0.0.1", u.port or 5672):
+    if not rabbit_answers(AMQP_URL):
         pytest.fail(f"RabbitMQ does not answer at {AMQP_URL}: start it (rabbitmq-server -detached)")
     return AMQP_URL
 

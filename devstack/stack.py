@@ -1,0 +1,238 @@
+"""The local stack: infrastructure, then persisters, then gateways; torn down in reverse.
+
+Startup: RabbitMQ and MongoDB are used when they answer at DUET_AMQP_URL / DUET_MONGO_URL,
+else started (see rabbit.py, mongo.py); a token secret is generated once into the state
+dir; then the services start and the gateways must answer GET /healthz. While running,
+a service that exits ends the stack with ChildDied; `request_stop()` (wired to SIGINT and
+SIGTERM) ends it cleanly. Either way everything this process started is stopped, gateways
+first so no socket is left talking to a stopped persister or database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from .children import Child, Service
+from .errors import ChildDied, StackError, StartFailed
+from .mongo import ensure_mongo
+from .ports import port_is_free
+from .rabbit import ensure_rabbit, redact
+from .secret import ensure_token_secret
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_MONGO_URL = "mongodb://127.0.0.1:27017"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    state_dir: Path
+    amqp_url: str = DEFAULT_AMQP_URL
+    mongo_url: str = DEFAULT_MONGO_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    gateways: int = 1
+    persisters: int = 1
+    start_timeout: float = 60.0
+    stop_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> StackConfig:
+        """Defaults from the same DUET_ variables the services read; `overrides` win."""
+        values: dict[str, object] = {
+            "state_dir": Path(environ.get("DUET_STATE_DIR") or ".duet"),
+            "amqp_url": environ.get("DUET_AMQP_URL") or DEFAULT_AMQP_URL,
+            "mongo_url": environ.get("DUET_MONGO_URL") or DEFAULT_MONGO_URL,
+            "host": environ.get("DUET_HOST") or "127.0.0.1",
+            "port": int(environ.get("DUET_PORT") or 8000),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# Builds the services to run from the environment every child gets.
+ServiceFactory = Callable[[StackConfig, Mapping[str, str]], Sequence[Service]]
+
+
+def duet_services(config: StackConfig, env: Mapping[str, str]) -> list[Service]:
+    """Persisters first (they only consume), then one gateway per port from config.port."""
+    scheme = "https" if env.get("DUET_TLS_CERT") else "http"
+    services = [
+        Service(f"persister-{i}", (sys.executable, "-m", "persister"), env)
+        for i in range(config.persisters)
+    ]
+    for i in range(config.gateways):
+        port = config.port + i
+        base = f"{scheme}://{_url_host(config.host)}:{port}/"
+        probe = f"{scheme}://{_url_host(_probe_host(config.host))}:{port}/healthz"
+        gateway_env = {**env, "DUET_HOST": config.host, "DUET_PORT": str(port)}
+        services.append(
+            Service(f"gateway-{i}", (sys.executable, "-m", "gateway"), gateway_env, probe, base)
+        )
+    return services
+
+
+class Stack:
+    """Runs the whole local stack until a service dies or `request_stop()` is called."""
+
+    def __init__(self, config: StackConfig, services: ServiceFactory = duet_services) -> None:
+        self.config = config
+        self._services = services
+        self.children: list[Child] = []
+        self.urls: list[str] = []
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[object] | None = None
+        self._infra = ("", "")
+        self._stop_requested = False
+        self._tearing_down = False
+
+    def request_stop(self) -> None:
+        """Stop everything and make run() return 0; a second request is ignored."""
+        if self._task is None:
+            raise RuntimeError("request_stop() before run()")
+        if self._stop_requested or self._tearing_down:
+            log.info("already stopping")
+            return
+        self._stop_requested = True
+        log.info("stopping")
+        self._task.cancel()
+
+    async def run(self) -> int:
+        """Start, supervise, tear down. Returns 0 after request_stop(); raises StackError."""
+        task = asyncio.current_task()
+        assert task is not None, "run() runs in a task"
+        self._task = task
+        try:
+            async with AsyncExitStack() as exits:
+                try:
+                    await self._start(exits)
+                    self.ready.set()
+                    self._announce()
+                    await self._supervise()
+                finally:
+                    # From here on a signal must not interrupt the teardown.
+                    self._tearing_down = True
+                    log.info("stopping everything this command started")
+        except asyncio.CancelledError:
+            if not self._stop_requested:
+                raise
+            task.uncancel()
+        return 0
+
+    async def _start(self, exits: AsyncExitStack) -> None:
+        config = self.config
+        state = config.state_dir
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        self._check_ports()
+        amqp_url = await exits.enter_async_context(ensure_rabbit(config.amqp_url))
+        mongo_url = await exits.enter_async_context(
+            ensure_mongo(config.mongo_url, state / "mongo", state / "logs" / "mongod.log")
+        )
+        env = {
+            **os.environ,
+            "DUET_AMQP_URL": amqp_url,
+            "DUET_MONGO_URL": mongo_url,
+            "PYTHONUNBUFFERED": "1",  # child output shows up as it happens
+        }
+        if not (env.get("DUET_TOKEN_SECRET") or env.get("DUET_TOKEN_SECRET_FILE")):
+            env["DUET_TOKEN_SECRET_FILE"] = str(ensure_token_secret(state).resolve())
+        services = self._services(config, env)
+        width = max((len(s.name) for s in services), default=0)
+        # Registered before any child starts, after the infrastructure: runs first on exit.
+        exits.push_async_callback(self._stop_children)
+        for service in services:
+            child = Child(service, width)
+            self.children.append(child)
+            await child.start()
+        # One after the other: they all boot in parallel anyway.
+        for child in self.children:
+            await self._wait_healthy(child)
+        self.urls = [c.service.url for c in self.children if c.service.url]
+        self._infra = (amqp_url, mongo_url)
+
+    async def _stop_children(self) -> None:
+        """Stop the children kind by kind in reverse start order (gateways first), each kind
+        all at once, so the whole teardown takes at most a few stop_timeouts."""
+        kinds: dict[str, list[Child]] = {}
+        for child in self.children:
+            kinds.setdefault(child.name.rsplit("-", 1)[0], []).append(child)
+        for group in reversed(kinds.values()):
+            await asyncio.gather(*(c.stop(self.config.stop_timeout) for c in group))
+
+    def _check_ports(self) -> None:
+        # A clear message beats a gateway dying on "address already in use".
+        for i in range(self.config.gateways):
+            port = self.config.port + i
+            if not port_is_free(port, self.config.host):
+                raise StartFailed("gateway", f"port {port} is in use (another duet?); pass --port")
+
+    async def _wait_healthy(self, child: Child) -> None:
+        url = child.service.health_url
+        if url is None:
+            return
+        deadline = time.monotonic() + self.config.start_timeout
+        while not await asyncio.to_thread(_answers_200, url):
+            # Any child: a persister that dies at startup is the cause, not the gateway after it.
+            for other in self.children:
+                if other.returncode is not None:
+                    raise ChildDied(other.name, other.returncode)
+            if time.monotonic() > deadline:
+                raise StartFailed(child.name, f"{url} did not answer 200 in time")
+            await asyncio.sleep(0.2)
+
+    def _announce(self) -> None:
+        amqp_url, mongo_url = self._infra
+        first = self.urls[0] if self.urls else "(no gateway)"
+        lines = [f"duet is running: {first}"]
+        if len(self.urls) > 1:
+            lines.append(f"  gateways: {' '.join(self.urls)}")
+        lines.append(f"  RabbitMQ {redact(amqp_url)}  MongoDB {mongo_url}")
+        lines.append(f"  state in {self.config.state_dir}/; Ctrl-C stops what this command started")
+        print("\n".join(lines), flush=True)
+
+    async def _supervise(self) -> None:
+        waits = {asyncio.ensure_future(c.wait()): c for c in self.children}
+        if not waits:
+            await asyncio.Event().wait()  # nothing to watch: run until stopped
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        child = waits[done.pop()]
+        log.error("%s exited unexpectedly with code %s", child.name, child.returncode)
+        raise ChildDied(child.name, child.returncode if child.returncode is not None else -1)
+
+
+def _probe_host(host: str) -> str:
+    """Where to reach a server bound to `host` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _answers_200(url: str) -> bool:
+    # A local self-signed certificate is expected; this only asks "are you up?".
+    context = ssl._create_unverified_context() if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(url, timeout=1.0, context=context) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+__all__ = ["ChildDied", "Stack", "StackConfig", "StackError", "duet_services"]
