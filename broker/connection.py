@@ -16,7 +16,7 @@ from aiormq.exceptions import AMQPError
 
 from .errors import PublishError
 from .settings import ServiceSettings
-from .topology import declare_exchange
+from .topology import declare_exchange, declare_persist_queue
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,12 @@ class Broker:
         self._connection = await aio_pika.connect_robust(
             self.settings.amqp_url, client_properties={"connection_name": self.name}
         )
-        self._channel = await self._connection.channel(publisher_confirms=True)
+        # on_return_raises: an unroutable publish fails instead of being confirmed into void.
+        self._channel = await self._connection.channel(publisher_confirms=True,
+                                                       on_return_raises=True)
         self._exchange = await declare_exchange(self._channel, self.names)
+        # Both services declare the durable path, so no publish is ever routed nowhere.
+        await declare_persist_queue(self._channel, self.names, self.settings.delivery_limit)
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
     @property
@@ -73,9 +77,13 @@ class Broker:
 
     async def publish(
         self, body: bytes, routing_key: str, *, message_id: str | None = None,
-        timeout: float = 5.0, headers: dict[str, Any] | None = None,
+        timeout: float = 5.0, headers: dict[str, Any] | None = None, mandatory: bool = True,
     ) -> None:
-        """Publish persistently; return only once the broker confirmed it."""
+        """Publish persistently; return only once the broker confirmed it.
+
+        mandatory: a message no queue takes is an error (chat messages always have
+        duet.persist); receipts nobody listens to are not.
+        """
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -85,7 +93,7 @@ class Broker:
         )
         try:
             # With confirms on, this returns on Basic.Ack and raises DeliveryError on a nack.
-            await self.exchange.publish(message, routing_key, mandatory=False, timeout=timeout)
+            await self.exchange.publish(message, routing_key, mandatory=mandatory, timeout=timeout)
         except TimeoutError:
             raise PublishError(routing_key, "timeout") from None
         except (AMQPError, ConnectionError, RuntimeError) as exc:

@@ -24,6 +24,7 @@ class StoredItem(BaseModel):
     sender: str
     id: MessageId
     cursor: Cursor
+    origin: str = ""  # the publishing connection (never sent to clients)
 
 
 class StoredNotice(BaseModel):

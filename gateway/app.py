@@ -44,7 +44,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             db = mongo[settings.names.database]
             await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES)
             await broker.open()
-            rooms = Rooms(broker, settings.node)
+            rooms = Rooms(broker, settings.node,
+                          fetch=lambda room, cursors: history.read_cursors(db, room, cursors))
             await rooms.start()
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms,

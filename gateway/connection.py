@@ -1,9 +1,15 @@
-"""One WebSocket's outgoing side: a bounded outbox drained by a single writer."""
+"""One WebSocket's outgoing side: a bounded outbox drained by a single writer.
+
+It also remembers enough of what it sent to close the in-flight race of a `sync`: a
+message published before this socket's room binding existed and stored after its history
+read reaches it through the persister's `stored` notice (see Rooms and the README).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -19,14 +25,25 @@ TOO_LARGE = 1009
 RESTARTING = 1012
 TRY_AGAIN_LATER = 1013
 
+# Cursors a socket remembers having been sent, at most (then it may send a duplicate,
+# which clients drop by (sender, id), but never leave a gap).
+MAX_TRACKED = 20_000
+
+
+def cursor_us(cursor: str) -> int:
+    """The publish time (µs) a cursor begins with."""
+    return int(cursor[:16], 16)
+
 
 class Connection:
     """What the room fan-out needs of a socket: who, where, and a non-blocking push."""
 
     __slots__ = ("id", "user", "peer", "room", "_outbox", "_closed", "close_code",
-                 "close_reason", "_held", "_seen_live")
+                 "close_reason", "_held", "_held_items", "sent", "track_until_us",
+                 "synced", "sync_after")
 
-    def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int) -> None:
+    def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
+                 margin_s: float = 5.0) -> None:
         self.id = conn_id
         self.user = user
         self.peer = peer
@@ -35,10 +52,15 @@ class Connection:
         self._closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = ""
-        # While a sync replays history, live frames wait here (then are de-duplicated).
+        # While a sync replays history, live frames and stored notices wait here.
         self._held: list[tuple[str, str]] | None = None
-        # Cursors pushed live before the first sync, so the replay does not repeat them.
-        self._seen_live: set[str] | None = set()
+        self._held_items: list[dict[str, Any]] = []
+        # Cursors sent to this socket that are old enough to have been in flight when it
+        # joined: published before the binding could route them here, plus a clock margin.
+        self.sent: set[str] | None = set()
+        self.track_until_us = time.time_ns() // 1000 + int(margin_s * 1_000_000)
+        self.synced = False
+        self.sync_after: str | None = None
 
     # -- fan-out side (never blocks) -------------------------------------------------
     def push(self, text: str, cursor: str | None = None) -> None:
@@ -51,10 +73,7 @@ class Connection:
             self._held.append((cursor or "", text))
             return
         if cursor is not None:
-            if self._seen_live is not None:
-                self._seen_live.add(cursor)
-                if len(self._seen_live) > self._outbox.maxsize:
-                    self._seen_live = None
+            self._track(cursor)
         try:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
@@ -64,24 +83,51 @@ class Connection:
     def send(self, frame: dict[str, Any]) -> None:
         self.push(orjson.dumps(frame).decode())
 
-    # -- sync replay -----------------------------------------------------------------
-    def hold_live(self) -> None:
-        self._held = []
+    def _track(self, cursor: str) -> None:
+        if self.sent is not None and cursor_us(cursor) < self.track_until_us:
+            self.sent.add(cursor)
+            if len(self.sent) > MAX_TRACKED:
+                self.sent = None
 
     def already_sent(self, cursor: str) -> bool:
-        return self._seen_live is not None and cursor in self._seen_live
+        return self.sent is not None and cursor in self.sent
 
-    async def replay(self, text: str) -> None:
+    # -- sync replay -----------------------------------------------------------------
+    def hold_live(self, after: str | None) -> None:
+        self._held = []
+        self.sync_after = after
+
+    async def replay(self, text: str, cursor: str | None = None) -> None:
         """Queue a replayed frame, waiting for room (replay is paced by the reader)."""
+        if cursor is not None:
+            self._track(cursor)
         await self._outbox.put(text)
 
-    def release_live(self, replayed: set[str]) -> None:
-        """End a replay: send the live frames it held that it did not already send."""
+    def release_live(self) -> list[str]:
+        """End a replay: send the held live frames it did not already send; return the
+        cursors of stored messages this socket may have missed (to fetch and send)."""
         held, self._held = self._held or [], None
-        self._seen_live = None
+        items, self._held_items = self._held_items, []
+        self.synced = True
         for cursor, text in held:
-            if cursor not in replayed:
-                self.push(text)
+            if not cursor or not self.already_sent(cursor):
+                self.push(text, cursor or None)
+        return self.missed(items)
+
+    def missed(self, items: list[dict[str, Any]]) -> list[str]:
+        """Of a stored notice's items, those this socket may never have been sent."""
+        if self._held is not None:
+            self._held_items.extend(items)
+            return []
+        if not self.synced:
+            return []
+        return [
+            i["cursor"] for i in items
+            if i.get("origin") != self.id
+            and cursor_us(i["cursor"]) < self.track_until_us
+            and (self.sync_after is None or i["cursor"] > self.sync_after)
+            and not self.already_sent(i["cursor"])
+        ]
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self, code: int, reason: str) -> None:

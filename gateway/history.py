@@ -35,6 +35,13 @@ async def read_after(db: AsyncDatabase[dict[str, Any]], room: str, after: str | 
     return [as_frame(d) async for d in cursor]
 
 
+async def read_cursors(db: AsyncDatabase[dict[str, Any]], room: str,
+                       cursors: list[str]) -> list[dict[str, Any]]:
+    query = {"room": room, "cursor": {"$in": cursors}}
+    cursor = db[MESSAGES].find(query, projection=_PROJECTION).sort("cursor", 1)
+    return [as_frame(d) async for d in cursor]
+
+
 async def read_before(db: AsyncDatabase[dict[str, Any]], room: str, before: str | None,
                       limit: int) -> list[dict[str, Any]]:
     """Up to `limit` messages just before `before` (the newest when None), oldest first."""

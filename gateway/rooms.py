@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pymongo.errors import PyMongoError
 
 from broker import Broker
 from broker.topology import declare_gateway_queue
@@ -24,6 +26,9 @@ from contracts.routing import MESSAGE_NS, STORED_NS
 from .connection import Connection
 
 log = logging.getLogger(__name__)
+
+# Read stored messages of a room by cursor, as `message` frames, oldest first.
+Fetch = Callable[[str, list[str]], Awaitable[list[dict[str, Any]]]]
 
 
 class _Room:
@@ -36,8 +41,10 @@ class _Room:
 
 
 class Rooms:
-    def __init__(self, broker: Broker, node: str, prefetch: int = 1024) -> None:
+    def __init__(self, broker: Broker, node: str, fetch: Fetch, prefetch: int = 1024) -> None:
         self._broker = broker
+        self._fetch = fetch
+        self._tasks: set[asyncio.Task[None]] = set()
         self._node = node
         self._prefetch = prefetch
         self._rooms: dict[str, _Room] = {}
@@ -110,11 +117,28 @@ class Rooms:
                 if conn.id != origin:
                     conn.push(text, cursor)
         elif ns == STORED_NS:
-            notice = orjson.loads(message.body)
-            for conn in room.members:
-                for item in notice["items"]:
+            items = orjson.loads(message.body)["items"]
+            for conn in list(room.members):
+                for item in items:
                     if item["sender"] == conn.user:
                         conn.send({"type": "stored", "id": item["id"], "cursor": item["cursor"]})
+                missed = conn.missed(items)
+                if missed:
+                    task = asyncio.create_task(self.catch_up(conn, missed))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def catch_up(self, conn: Connection, cursors: list[str]) -> None:
+        """Send stored messages the socket may have missed: published before its binding
+        existed, stored after its history read."""
+        try:
+            docs = await self._fetch(conn.room, cursors)
+        except PyMongoError as exc:
+            log.warning("catch-up read failed for %s: %s", conn.id, type(exc).__name__)
+            return
+        for doc in docs:
+            if not conn.already_sent(doc["cursor"]):
+                conn.push(orjson.dumps(doc).decode(), doc["cursor"])
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
         try:

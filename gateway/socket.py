@@ -207,8 +207,7 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
 
 async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:
     """Replay stored messages after the cursor, then let the held live ones through."""
-    conn.hold_live()
-    replayed: set[str] = set()
+    conn.hold_live(frame.after)
     after, count = frame.after, 0
     try:
         while True:
@@ -216,16 +215,17 @@ async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:
             for doc in docs:
                 cursor = doc["cursor"]
                 if not conn.already_sent(cursor):
-                    await conn.replay(orjson.dumps(doc).decode())
+                    await conn.replay(orjson.dumps(doc).decode(), cursor)
                     count += 1
-                replayed.add(cursor)
                 after = cursor
             if len(docs) < _REPLAY_PAGE:
                 break
     except PyMongoError as exc:
         log.warning("sync failed on %s: %s", conn.id, type(exc).__name__)
-        conn.release_live(replayed)
+        conn.release_live()
         conn.send(_error("sync_failed", "history is unavailable; retry the sync"))
         return
     await conn.replay(orjson.dumps({"type": "synced", "count": count, "cursor": after}).decode())
-    conn.release_live(replayed)
+    missed = conn.release_live()
+    if missed:
+        await svc.rooms.catch_up(conn, missed)

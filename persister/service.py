@@ -17,6 +17,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from broker import Broker, PublishError
 from broker.topology import declare_persist_queue
 from contracts import RoomMessage, message_doc_id, room_members
+from contracts.events import ORIGIN_HEADER
 from contracts.routing import MESSAGE_NS, stored_key
 
 from .settings import PersisterSettings
@@ -92,7 +93,8 @@ class Persister:
             else:
                 await message.ack()
         self.stored += len(docs) - len(refused)
-        await self._publish_receipts([d for i, d in enumerate(docs) if i not in refused])
+        pairs = zip(docs, good, strict=True)
+        await self._publish_receipts([p for i, p in enumerate(pairs) if i not in refused])
 
     async def _insert_with_retry(self, docs: list[dict[str, Any]]) -> set[int]:
         """Insert, waiting out a MongoDB outage with capped, jittered back-off."""
@@ -106,15 +108,18 @@ class Persister:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._settings.retry_max_s)
 
-    async def _publish_receipts(self, docs: list[dict[str, Any]]) -> None:
+    async def _publish_receipts(
+            self, stored: list[tuple[dict[str, Any], AbstractIncomingMessage]]) -> None:
+        """One `stored` notice per room: receipts for senders, catch-up for late joiners."""
         by_room: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for d in docs:
-            by_room[d["room"]].append({"sender": d["sender"], "id": d["id"],
-                                       "cursor": d["cursor"]})
+        for d, message in stored:
+            by_room[d["room"]].append({
+                "sender": d["sender"], "id": d["id"], "cursor": d["cursor"],
+                "origin": str((message.headers or {}).get(ORIGIN_HEADER, ""))})
         for room, items in by_room.items():
             try:
                 await self._broker.publish(orjson.dumps({"room": room, "items": items}),
-                                           stored_key(room), timeout=5.0)
+                                           stored_key(room), timeout=5.0, mandatory=False)
             except PublishError as exc:
                 log.warning("stored receipt for %s not published: %s", room, exc.reason)
 

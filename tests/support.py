@@ -212,7 +212,11 @@ class Socket:
         deadline = time.monotonic() + timeout
         out: list[dict[str, Any]] = []
         while len(out) < count:
-            out.append(await self.recv_type(kind, max(0.01, deadline - time.monotonic())))
+            try:
+                out.append(await self.recv_type(kind, max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                seen = [f.get("id", f["type"]) for f in out]
+                raise AssertionError(f"{len(out)} of {count} {kind} frames: {seen}") from None
         return out
 
     async def quiet(self, kind: str, seconds: float) -> list[dict[str, Any]]:

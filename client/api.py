@@ -1,0 +1,69 @@
+"""The REST half of the v1 contract, over httpx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .errors import ApiError
+
+
+class Api:
+    def __init__(self, base_url: str, *, timeout: float = 15.0, verify: Any = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=verify)
+        self.token: str | None = None
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, path: str, json: Any = None,
+                   params: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        r = await self._http.request(method, path, json=json, params=params, headers=headers)
+        if r.status_code >= 400:
+            try:
+                p = r.json()
+                raise ApiError(r.status_code, str(p.get("code", "error")),
+                               str(p.get("detail", r.text)))
+            except ValueError:
+                raise ApiError(r.status_code, "http_error", r.text[:200]) from None
+        return r.json() if r.content else None
+
+    async def register(self, username: str, password: str) -> dict[str, Any]:
+        return dict(await self.call("POST", "/api/register",
+                                    {"username": username, "password": password}))
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        token = dict(await self.call("POST", "/api/login",
+                                     {"username": username, "password": password}))
+        self.token = token["access_token"]
+        return token
+
+    async def user(self, username: str) -> dict[str, Any]:
+        return dict(await self.call("GET", f"/api/users/{username}"))
+
+    async def publish_keys(self, devices: list[dict[str, str]]) -> dict[str, Any]:
+        return dict(await self.call("PUT", "/api/keys", {"keys": devices}))
+
+    async def revoke_key(self, kid: str) -> None:
+        await self.call("DELETE", f"/api/keys/{kid}")
+
+    async def friends(self) -> list[dict[str, Any]]:
+        return list((await self.call("GET", "/api/friends"))["friends"])
+
+    async def request_friend(self, username: str) -> dict[str, Any]:
+        return dict(await self.call("POST", "/api/friends", {"username": username}))
+
+    async def accept_friend(self, user_id: str) -> dict[str, Any]:
+        return dict(await self.call("POST", f"/api/friends/{user_id}/accept"))
+
+    async def messages(self, peer_id: str, *, after: str | None = None,
+                       before: str | None = None, limit: int = 100) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        if before:
+            params["before"] = before
+        return dict(await self.call("GET", f"/api/rooms/{peer_id}/messages", params=params))
