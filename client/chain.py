@@ -12,7 +12,7 @@ _RECENT = 512  # links remembered per chain to recognise re-deliveries and repla
 class Link:
     seq: int
     hash: str
-    recent: dict[int, str] = field(default_factory=dict)
+    recent: dict[int, str] = field(default_factory=dict)  # seq -> "<hash> <message id>"
 
     def to_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "hash": self.hash,
@@ -43,18 +43,20 @@ class Chains:
     def to_json(self) -> dict[str, Any]:
         return {k: v.to_json() for k, v in self._links.items()}
 
-    def check(self, room: str, device: str, seq: int, prev: str, own_hash: str) -> Verdict:
-        """Record the envelope (seq, prev, hash) and say what it means."""
+    def check(self, room: str, device: str, seq: int, prev: str, own_hash: str,
+              message_id: str) -> Verdict:
+        """Record the envelope (seq, prev, hash, id) and say what it means."""
         key = f"{room}/{device}"
         link = self._links.get(key)
+        stamp = f"{own_hash} {message_id}"
         if link is None:
-            self._links[key] = Link(seq, own_hash, {seq: own_hash})
+            self._links[key] = Link(seq, own_hash, {seq: stamp})
             if seq != 1:
                 return Verdict("gap", f"first message seen from this device is #{seq}")
             return Verdict("ok")
         if seq <= link.seq:
-            known = link.recent.get(seq)
-            if known == own_hash:
+            # The same envelope under the same id is a re-delivery; anything else a replay.
+            if link.recent.get(seq) == stamp:
                 return Verdict("duplicate", show=False)
             return Verdict("replay", f"#{seq} arrived again after #{link.seq}", show=False)
         verdict = Verdict("ok")
@@ -63,7 +65,7 @@ class Chains:
         elif prev != link.hash:
             verdict = Verdict("fork", f"#{seq} does not follow the #{link.seq} this device saw")
         link.seq, link.hash = seq, own_hash
-        link.recent[seq] = own_hash
+        link.recent[seq] = stamp
         if len(link.recent) > _RECENT:
             for old in sorted(link.recent)[: len(link.recent) - _RECENT]:
                 del link.recent[old]

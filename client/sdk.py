@@ -367,7 +367,7 @@ class Client:
         if not verify_signature(env, crypto.load_ec_public(device.sig)):
             return alert("bad_signature", "the signature does not match the sender's key")
         verdict = self._chains.check(frame["room"], device.kid, int(env["seq"]), env["prev"],
-                                     envelope_hash(env))
+                                     envelope_hash(env), mid)
         if verdict.kind != "ok" and verdict.kind != "duplicate":
             alerts.append(Alert(verdict.kind, sender, verdict.detail, mid, frame.get("cursor")))
         if not verdict.show:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Gateway, befriend, open_socket, signup, envelope
+from support import Gateway, befriend, envelope, open_socket, signup
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from support import Gateway, User, befriend, open_socket, signup, envelope
+from support import Gateway, User, befriend, envelope, open_socket, signup
 
 
 async def pair_with_messages(gw: Gateway, http: httpx.AsyncClient, count: int,
@@ -90,7 +90,8 @@ async def test_sync_after_cursor_replays_exactly_the_later_messages_then_live(
         assert [m["id"] for m in replayed] == [f"y{i}" for i in range(21, 50)]
         assert synced["count"] == 29 and synced["cursor"] == replayed[-1]["cursor"]
         async with open_socket(gw, a, b) as sa:
-            await sa.send({"type": "send", "id": "live1", "kind": "text", "body": envelope(a, b, 0)})
+            await sa.send({"type": "send", "id": "live1", "kind": "text",
+                           "body": envelope(a, b, 0)})
             live = await sb.recv_type("message")
         assert live["id"] == "live1"
         assert await sb.quiet("message", 0.3) == []

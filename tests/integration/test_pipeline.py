@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pymongo
 import pytest
-from support import Gateway, Stack, befriend, open_socket, signup, envelope
+from support import Gateway, Stack, befriend, envelope, open_socket, signup
 
 from contracts import room_id
 
