@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,6 @@ class Content:
         (n,) = struct.unpack(">I", raw[:4])
         if n > len(raw) - 4:
             raise CryptoError("plaintext metadata length out of range")
-        import json
         try:
             meta = json.loads(raw[4:4 + n])
         except ValueError as exc:
