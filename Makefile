@@ -1,16 +1,20 @@
 # The commands the README names: `make run` (the stack on this machine) and `make test`.
-PYTHON ?= python
+# Both install what they need first (scripts/bootstrap.sh), so they work on a fresh clone.
+PYTHON ?= python3
 ARGS ?=
 
-.PHONY: install run test lint schemas
+.PHONY: deps install run test lint schemas vectors
+
+deps:  ## Debian and Python packages, only what is missing
+	PYTHON=$(PYTHON) bash scripts/bootstrap.sh
 
 install:  ## install duet and its dev tools into the current environment
 	$(PYTHON) -m pip install -e '.[dev]'
 
-run:  ## start RabbitMQ/mongod if needed, a persister and a gateway; e.g. make run ARGS="--gateways 2"
+run: deps  ## start RabbitMQ/mongod if needed, a persister and a gateway; make run ARGS="--gateways 2"
 	$(PYTHON) -m devstack $(ARGS)
 
-test:  ## the whole test suite (real RabbitMQ and mongod)
+test: deps  ## the whole test suite (real RabbitMQ and mongod)
 	$(PYTHON) -m pytest
 
 lint:
@@ -19,3 +23,6 @@ lint:
 
 schemas:  ## regenerate contracts/schema/*.json
 	$(PYTHON) -m contracts export contracts/schema
+
+vectors:  ## regenerate contracts/vectors/envelope-v1.json (new random keys)
+	$(PYTHON) -m client.vectors

@@ -2,7 +2,7 @@
 
 No Docker engine is needed: `docker compose config` (or Debian's `docker-compose config`)
 validates and interpolates the file offline. If neither is installed the tests fail
-instead of skipping; .ci/run installs Debian's docker-compose.
+instead of skipping; `make test` (scripts/bootstrap.sh) installs Debian's docker-compose.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def compose() -> list[str]:
         return ["docker-compose"]
     pytest.fail(
         "no compose implementation: neither `docker compose` nor `docker-compose` works. "
-        ".ci/run installs one (Debian: apt-get install docker-compose)."
+        "make test installs one (scripts/bootstrap.sh: apt-get install docker-compose)."
     )
 
 

