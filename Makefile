@@ -11,7 +11,8 @@ deps:  ## Debian and Python packages, only what is missing
 install:  ## install duet and its dev tools into the current environment
 	$(PYTHON) -m pip install -e '.[dev]'
 
-run: deps  ## start RabbitMQ/mongod if needed, a persister and a gateway; make run ARGS="--gateways 2"
+run:  ## start RabbitMQ/mongod if needed, a persister and a gateway; make run ARGS="--gateways 2"
+	PYTHON=$(PYTHON) bash scripts/bootstrap.sh --with-rabbitmq
 	$(PYTHON) -m devstack $(ARGS)
 
 test: deps  ## the whole test suite (real RabbitMQ and mongod)

