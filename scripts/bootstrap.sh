@@ -21,6 +21,7 @@ fi
 # --- Debian packages: one per line, with why ------------------------------------------
 APT_PACKAGES=(
     docker-compose  # validates docker-compose.yml without an engine (tests/unit/test_compose.py)
+    chromium        # the browser the web client is tested in (tests/e2e, Playwright)
 )
 
 # --with-rabbitmq (make run): a machine with no broker at DUET_AMQP_URL and no
