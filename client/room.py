@@ -73,8 +73,9 @@ class RoomSession:
     async def send(self, frame: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """Send a `send` frame; return its ack (resending on reconnect until then)."""
         text = orjson.dumps(frame).decode()
+        retry = orjson.dumps({**frame, "retry": True}).decode()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[frame["id"]] = (text, fut)
+        self._pending[frame["id"]] = (retry, fut)
         self.stored[frame["id"]] = asyncio.get_running_loop().create_future()
         if self._ws is not None and self._connected.is_set():
             try:
@@ -134,6 +135,8 @@ class RoomSession:
             self.synced.clear()
             await ws.send(orjson.dumps({"type": "sync", "after": self.cursor}).decode())
         for text, _ in list(self._pending.values()):
+            # Pending frames are kept marked as retries: if the lost-ack message is already
+            # stored, the gateway answers from storage instead of publishing it again.
             await ws.send(text)
         self._connected.set()
         self._set_state("connected")

@@ -31,6 +31,8 @@ class SendFrame(_Frame):
     id: MessageId = Field(description="Unique per sender; a retry reuses it.")
     kind: Kind
     body: Body
+    retry: bool = Field(False, description="A resend after a lost ack: the gateway answers "
+                        "from storage when the message is already there.")
 
 
 class SyncFrame(_Frame):

@@ -6,13 +6,13 @@ import logging
 import time
 
 from bson import ObjectId
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pymongo.errors import DuplicateKeyError
 
 from contracts import USERS, Credentials, Registered, Token, UserOut
 
 from .deps import CurrentUser, Svc
-from .errors import Conflict, NotFound, Unauthenticated
+from .errors import Conflict, NotFound, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -37,12 +37,21 @@ async def register(body: Credentials, svc: Svc) -> Registered:
 
 
 @router.post("/login", response_model=Token)
-async def login(body: Credentials, svc: Svc) -> Token:
-    user = await svc.db[USERS].find_one({"username_key": body.username.lower()})
+async def login(body: Credentials, svc: Svc, request: Request) -> Token:
+    name = body.username.lower()
+    ip = request.client.host if request.client else "?"
+    wait = max(svc.login_users.retry_after(name), svc.login_ips.retry_after(ip))
+    if wait > 0:
+        raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s",
+                              retry_after=int(wait) + 1)
+    user = await svc.db[USERS].find_one({"username_key": name})
     # Unknown users are verified against a dummy hash: same cost, same answer.
     ok = await svc.passwords.verify(user["password_hash"] if user else None, body.password)
     if not ok or user is None:
+        svc.login_users.fail(name)
+        svc.login_ips.fail(ip)
         raise Unauthenticated("invalid username or password")
+    svc.login_users.succeed(name)
     token = svc.tokens.issue(user["_id"], user["username"])
     return Token(access_token=token, expires_in=svc.tokens.ttl_s, user_id=user["_id"])
 

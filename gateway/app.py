@@ -25,6 +25,7 @@ from .cursors import CursorClock
 from .deps import Services
 from .rooms import Rooms
 from .settings import GatewaySettings
+from .throttle import ConnectionCounter, FailureWindow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'")
+LOGIN_WINDOW_S = 15 * 60
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -65,7 +67,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 passwords=Passwords(settings), tokens=Tokens(settings),
                 clock=CursorClock(settings.node),
                 limits={"text": ct_limit(settings.max_text_bytes),
-                        "image": ct_limit(settings.max_image_bytes)})
+                        "image": ct_limit(settings.max_image_bytes)},
+                login_users=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
+                login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
+                connections=ConnectionCounter(settings.max_connections_per_ip))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.

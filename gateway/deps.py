@@ -16,6 +16,7 @@ from .cursors import CursorClock
 from .errors import Unauthenticated
 from .rooms import Rooms
 from .settings import GatewaySettings
+from .throttle import ConnectionCounter, FailureWindow
 
 
 @dataclass(slots=True)
@@ -28,6 +29,9 @@ class Services:
     tokens: Tokens
     clock: CursorClock
     limits: dict[str, int]  # longest envelope `ct` per kind
+    login_users: FailureWindow
+    login_ips: FailureWindow
+    connections: ConnectionCounter
 
 
 def get_services(request: Request) -> Services:

@@ -27,9 +27,10 @@ class GatewayError(Exception):
     code = "internal"
     title = "Internal error"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
@@ -63,10 +64,13 @@ class Unavailable(GatewayError):
     status, code, title = 503, "unavailable", "Service unavailable"
 
 
-def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, code: str, *,
+            retry_after: int | None = None, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "code": code, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -75,7 +79,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.code)
+        return problem(exc.status, exc.title, exc.detail, exc.code, retry_after=exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -35,6 +35,13 @@ class GatewaySettings(ServiceSettings):
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",
         description="The browser client's files, served at /; empty to serve none.")
+    rate_per_s: float = Field(100.0, gt=0, description="Frames a socket may send per second.")
+    rate_burst: float = Field(500.0, ge=1, description="Frames a socket may send at once.")
+    max_connections_per_ip: int = Field(100, ge=1)
+    login_failures_per_user: int = Field(10, ge=1, description="Per 15 minutes.")
+    login_failures_per_ip: int = Field(50, ge=1, description="Per 15 minutes.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-For names the client address.")
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19 * 1024, ge=8 * 1024)
 

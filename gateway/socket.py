@@ -18,7 +18,7 @@ from pymongo.errors import PyMongoError
 from starlette.websockets import WebSocketDisconnect
 
 from broker import PublishError
-from contracts import SendFrame, SyncFrame, message_doc_id, room_id
+from contracts import MESSAGES, SendFrame, SyncFrame, message_doc_id, room_id
 from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
 from contracts.routing import message_key
 
@@ -33,6 +33,7 @@ from .deps import Services
 from .errors import Unauthenticated
 from .friends import are_friends
 from .history import read_after
+from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -88,6 +89,17 @@ async def socket(ws: WebSocket, peer_id: str) -> None:
     if not origin_allowed(ws, svc.settings.allowed_origins):
         await ws.close(POLICY, "origin not allowed")
         return
+    address = ws.client.host if ws.client else "?"
+    if not svc.connections.acquire(address):
+        await ws.close(POLICY, "too many connections from this address")
+        return
+    try:
+        await _authenticate_and_serve(ws, peer_id, svc)
+    finally:
+        svc.connections.release(address)
+
+
+async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) -> None:
     token = _token(ws)
     try:
         if token is None:
@@ -132,9 +144,13 @@ async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
 
 async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
     limit = svc.settings.max_frame_bytes
+    bucket = TokenBucket(svc.settings.rate_per_s, svc.settings.rate_burst)
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
+            return
+        if not bucket.take():
+            conn.close(POLICY, "rate limit exceeded")
             return
         text = message.get("text")
         if text is None:
@@ -185,6 +201,8 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
     if problem is not None:
         conn.send(problem)
         return
+    if frame.retry and await _answer_retry(frame, conn, svc):
+        return
     cursor, ts = svc.clock.next()
     # The sender is the token's user, whatever the frame claimed.
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
@@ -203,6 +221,20 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
                          frame.id))
         return
     conn.send({"type": "ack", "id": frame.id, "ts": ts, "cursor": cursor})
+
+
+async def _answer_retry(frame: SendFrame, conn: Connection, svc: Services) -> bool:
+    """A resend of a stored message is acknowledged from storage, not published again."""
+    try:
+        doc = await svc.db[MESSAGES].find_one({"_id": message_doc_id(conn.user, frame.id)},
+                                              projection={"ts": 1, "cursor": 1})
+    except PyMongoError:
+        return False  # publish again: storage and clients de-duplicate by (sender, id)
+    if doc is None:
+        return False
+    conn.send({"type": "ack", "id": frame.id, "ts": doc["ts"], "cursor": doc["cursor"]})
+    conn.send({"type": "stored", "id": frame.id, "cursor": doc["cursor"]})
+    return True
 
 
 async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:

@@ -93,6 +93,9 @@ class Stack:
             "DUET_PREFIX": self.prefix,
             "DUET_TOKEN_SECRET": TOKEN_SECRET,
             "DUET_LOG_LEVEL": "INFO",
+            # Tests stream thousands of frames; the limits have tests of their own.
+            "DUET_RATE_PER_S": "100000",
+            "DUET_RATE_BURST": "100000",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.extra_env)
