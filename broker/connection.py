@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,6 +32,7 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self.topology_ok = False
 
     async def __aenter__(self) -> Broker:
         await self.open()
@@ -41,15 +43,32 @@ class Broker:
 
     async def open(self) -> None:
         self._connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, client_properties={"connection_name": self.name}
+            self.settings.amqp_url,
+            client_properties={"connection_name": f"{self.names.prefix}{self.name}"}
         )
         # on_return_raises: an unroutable publish fails instead of being confirmed into void.
         self._channel = await self._connection.channel(publisher_confirms=True,
                                                        on_return_raises=True)
         self._exchange = await declare_exchange(self._channel, self.names)
         # Both services declare the durable path, so no publish is ever routed nowhere.
-        await declare_persist_queue(self._channel, self.names, self.settings.delivery_limit)
+        await self.declare_topology()
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
+
+    async def declare_topology(self) -> None:
+        """Declare the durable path again (idempotent): heals a queue deleted by hand."""
+        assert self._channel is not None
+        await declare_persist_queue(self._channel, self.names, self.settings.delivery_limit)
+        self.topology_ok = True
+
+    async def watch_topology(self, every_s: float) -> None:
+        """Re-declare the topology every `every_s` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.declare_topology()
+            except Exception as exc:  # a broker blip: the robust connection recovers
+                self.topology_ok = False
+                log.warning("topology check failed: %s", type(exc).__name__)
 
     @property
     def connection(self) -> AbstractRobustConnection:

@@ -28,7 +28,7 @@ class Link:
 class Verdict:
     """ok: show it. duplicate: already shown, drop silently. Otherwise an alert kind."""
 
-    kind: str  # "ok" | "duplicate" | "gap" | "replay" | "fork"
+    kind: str  # "ok" | "duplicate" | "late" | "gap" | "replay" | "fork"
     detail: str = ""
     show: bool = True
 
@@ -55,10 +55,16 @@ class Chains:
                 return Verdict("gap", f"first message seen from this device is #{seq}")
             return Verdict("ok")
         if seq <= link.seq:
-            # The same envelope under the same id is a re-delivery; anything else a replay.
-            if link.recent.get(seq) == stamp:
+            # The same envelope under the same id is a re-delivery; a number seen before
+            # under anything else a replay; a number never seen arrives late (after the gap
+            # it left was reported), which happens to messages in flight across a resume.
+            known = link.recent.get(seq)
+            if known == stamp:
                 return Verdict("duplicate", show=False)
-            return Verdict("replay", f"#{seq} arrived again after #{link.seq}", show=False)
+            if known is not None or seq <= link.seq - _RECENT:
+                return Verdict("replay", f"#{seq} arrived again after #{link.seq}", show=False)
+            link.recent[seq] = stamp
+            return Verdict("late", f"#{seq} arrived after #{link.seq}")
         verdict = Verdict("ok")
         if seq > link.seq + 1:
             verdict = Verdict("gap", f"messages #{link.seq + 1}..#{seq - 1} are missing")

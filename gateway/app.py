@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,8 +72,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 login_users=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
                 login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
                 connections=ConnectionCounter(settings.max_connections_per_ip))
+            watchdog = asyncio.create_task(broker.watch_topology(settings.topology_check_s))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
+            watchdog.cancel()
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
             for conn in rooms.connections():
                 conn.close(RESTARTING, "gateway restarting")
@@ -103,7 +106,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         svc: Services = app.state.services
-        checks = {"broker": svc.broker.ready, "mongo": True}
+        checks = {"broker": svc.broker.ready and svc.broker.topology_ok, "mongo": True}
         try:
             await svc.db.command("ping", maxTimeMS=1000)
         except PyMongoError:

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
+from aiormq.exceptions import AMQPError
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
@@ -43,13 +45,31 @@ class Persister:
         self._consumer_tag = await self._queue.consume(self._inbox.put)
         log.info("persister consuming %s", self._queue.name)
         writer = asyncio.create_task(self._write_loop())
+        watchdog = asyncio.create_task(self._watch(channel))
         await stop.wait()
+        watchdog.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
         await self._queue.cancel(self._consumer_tag)
         await asyncio.sleep(self._settings.batch_ms / 1000)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
+
+    async def _watch(self, channel: Any) -> None:
+        """Every few seconds, declare duet.persist again and consume again if our consumer
+        is gone (the queue was deleted and re-created by hand)."""
+        while True:
+            await asyncio.sleep(self._settings.topology_check_s)
+            try:
+                queue = await declare_persist_queue(
+                    channel, self._broker.names, self._settings.delivery_limit)
+                result = queue.declaration_result
+                if result is not None and result.consumer_count == 0:
+                    self._queue = queue
+                    self._consumer_tag = await queue.consume(self._inbox.put)
+                    log.warning("duet.persist had no consumer: consuming again")
+            except Exception as exc:  # a broker blip: the robust connection recovers
+                log.warning("topology check failed: %s", type(exc).__name__)
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         batch = [await self._inbox.get()]
@@ -79,7 +99,7 @@ class Persister:
             doc = _document(message, now)
             if doc is None:
                 log.warning("dead-lettering malformed message %s", message.message_id)
-                await message.reject(requeue=False)
+                await _settle(message, ack=False)
             else:
                 docs.append(doc)
                 good.append(message)
@@ -89,9 +109,9 @@ class Persister:
         for i, message in enumerate(good):
             if i in refused:
                 log.warning("dead-lettering message MongoDB refused: %s", message.message_id)
-                await message.reject(requeue=False)
+                await _settle(message, ack=False)
             else:
-                await message.ack()
+                await _settle(message, ack=True)
         self.stored += len(docs) - len(refused)
         pairs = zip(docs, good, strict=True)
         await self._publish_receipts([p for i, p in enumerate(pairs) if i not in refused])
@@ -122,6 +142,19 @@ class Persister:
                                            stored_key(room), timeout=5.0, mandatory=False)
             except PublishError as exc:
                 log.warning("stored receipt for %s not published: %s", room, exc.reason)
+
+
+async def _settle(message: AbstractIncomingMessage, *, ack: bool) -> None:
+    """Ack, or reject to the dead letters. If the channel was lost meanwhile, the broker
+    delivers the message again and the write of it is a no-op (same _id)."""
+    try:
+        if ack:
+            await message.ack()
+        else:
+            await message.reject(requeue=False)
+    except (AMQPError, ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
+        log.info("could not settle %s (%s); it will be redelivered", message.message_id,
+                 type(exc).__name__)
 
 
 def _document(message: AbstractIncomingMessage, stored_at: int) -> dict[str, Any] | None:

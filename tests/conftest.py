@@ -71,3 +71,11 @@ def stack(amqp_url: str, mongo_url: str, mongo: pymongo.MongoClient[dict[str, ob
     yield s
     s.stop()
     _cleanup(s, mongo)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import reliability
+
+    path = reliability.write()
+    if path is not None:
+        print(f"\nreliability report: {path}")

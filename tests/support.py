@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from contracts import Names, room_id
 from devstack.ports import free_port
@@ -264,3 +265,82 @@ def envelope(sender: User, peer: User, n: int | str = 0, *, kind: str = "text",
         "kind": kind, "keys": [{"kid": _b64u(32), "wk": _b64u(256)}],
         "iv": _b64u(12), "ct": _b64u(size), "sig": _b64u(64),
     }
+
+
+@dataclass
+class StreamResult:
+    acked: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # error frames about a send
+    unanswered: list[str] = field(default_factory=list)  # socket lost before an answer
+
+
+async def stream(sock: Socket, sender: User, peer: User, ids: list[str],
+                 pace: float = 0.0) -> StreamResult:
+    """Send each id, one frame at a time (waiting for its ack or error), as a careful
+    client does; a socket lost mid-stream leaves the rest unanswered."""
+    result = StreamResult()
+    for n, mid in enumerate(ids):
+        try:
+            await sock.send({"type": "send", "id": mid, "kind": "text",
+                             "body": envelope(sender, peer, n)})
+            while True:
+                frame = await sock.recv(30)
+                if frame["type"] == "ack" and frame["id"] == mid:
+                    result.acked.append(mid)
+                    break
+                if frame["type"] == "error" and frame.get("id") == mid:
+                    result.failed.append(mid)
+                    break
+        except (ConnectionClosed, TimeoutError):
+            result.unanswered.extend(ids[n:])
+            return result
+        if pace:
+            await asyncio.sleep(pace)
+    return result
+
+
+def stored_ids(mongo: Any, db_name: str, room: str) -> list[str]:
+    return [d["id"] for d in mongo[db_name].messages.find({"room": room}, {"id": 1})]
+
+
+async def wait_stored(mongo: Any, db_name: str, room: str, count: int,
+                      timeout: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = await asyncio.to_thread(stored_ids, mongo, db_name, room)
+        if len(ids) >= count or time.monotonic() > deadline:
+            return ids
+        await asyncio.sleep(0.2)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def close_broker_connections(prefix: str) -> int:
+    """Close this stack's AMQP connections (named by their prefix) the way a broker
+    restart would; other stacks on the broker are left alone. Returns how many."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties",
+         "--formatter", "json"], capture_output=True, text=True, timeout=30, check=True)
+    closed = 0
+    for conn in json.loads(out.stdout or "[]"):
+        props = {p[0]: p[2] for p in conn["client_properties"]}
+        if str(props.get("connection_name", "")).startswith(prefix):
+            pid = conn["pid"].removeprefix("#PID")
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "duet fault test"],
+                           capture_output=True, timeout=30, check=False)
+            closed += 1
+    return closed

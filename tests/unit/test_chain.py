@@ -14,6 +14,8 @@ def test_chain_verdicts_in_order() -> None:
     assert c.check("r", "d", 1, "", "h1", "m9").kind == "replay"
     assert c.check("r", "d", 4, "h3", "h4", "m4").kind == "gap"
     assert c.check("r", "d", 5, "zz", "h5", "m5").kind == "fork"
+    assert c.check("r", "d", 3, "h2", "h3", "m3").kind == "late"  # the gap, filled late
+    assert c.check("r", "d", 3, "h2", "h3", "m3").kind == "duplicate"
 
 
 def test_chains_are_per_device_and_room_and_persist() -> None:
