@@ -24,6 +24,7 @@ from .auth import Passwords, Tokens
 from .connection import RESTARTING
 from .cursors import CursorClock
 from .deps import Services
+from .limits import BodyLimit
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -87,6 +88,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="duet gateway", version="1", lifespan=lifespan,
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_rest_bytes)
     app.include_router(accounts.router)
     app.include_router(friends.router)
     app.include_router(history.router)

@@ -26,6 +26,7 @@ class GatewaySettings(ServiceSettings):
     tls_key: Path | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_rest_bytes: int = Field(64 * 1024, ge=1024, description="Largest REST request body.")
     max_text_bytes: int = Field(64 * 1024, ge=1, description="Largest text plaintext.")
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1, description="Largest image plaintext.")
     outbox_frames: int = Field(

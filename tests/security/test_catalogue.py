@@ -1,0 +1,214 @@
+"""The bad-input catalogue: each hostile input gets its documented answer while an honest
+conversation runs beside it and loses nothing. The README lists the same catalogue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from reliability import record
+from support import TOKEN_SECRET, Gateway, User, befriend, envelope, open_socket, signup, stream
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    answer: str  # as the README's catalogue states it
+
+    def __post_init__(self) -> None:
+        assert f"| {self.name} | {self.answer} |" in README, f"README's catalogue lacks {self}"
+
+
+def token(user: User, **claims: Any) -> str:
+    base = {"sub": user.user_id, "aud": "duet", "exp": int(time.time()) + 60}
+    return jwt.encode({**base, **claims}, TOKEN_SECRET, algorithm="HS256")
+
+
+# --- frames on an open, authenticated socket -------------------------------------------
+def frame_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
+    env = envelope(a, b)
+    return [
+        (Case("malformed JSON", "error bad_json"), "{not json"),
+        (Case("binary frame", "error binary_frame"), b"\x00\xff"),
+        (Case("JSON that is not an object", "error invalid_frame"), "[1, 2]"),
+        (Case("unknown frame type", "error unknown_type"), {"type": "shout"}),
+        (Case("frame without a type", "error unknown_type"), {"id": "x"}),
+        (Case("send without id", "error invalid_frame"),
+         {"type": "send", "kind": "text", "body": env}),
+        (Case("send without body", "error invalid_frame"),
+         {"type": "send", "id": "nb", "kind": "text"}),
+        (Case("id with forbidden characters", "error invalid_frame"),
+         {"type": "send", "id": "../etc", "kind": "text", "body": env}),
+        (Case("id longer than 64", "error invalid_frame"),
+         {"type": "send", "id": "x" * 65, "kind": "text", "body": env}),
+        (Case("mistyped kind", "error invalid_frame"),
+         {"type": "send", "id": "mk", "kind": 7, "body": env}),
+        (Case("body that is not an envelope", "error invalid_frame"),
+         {"type": "send", "id": "bs", "kind": "text", "body": "plain text!"}),
+        (Case("envelope with an extra field", "error invalid_frame"),
+         {"type": "send", "id": "ef", "kind": "text", "body": {**env, "plaintext": "x"}}),
+        (Case("envelope for another room", "error envelope_mismatch"),
+         {"type": "send", "id": "or", "kind": "text", "body": envelope(a, c)}),
+        (Case("envelope claiming another sender", "error envelope_mismatch"),
+         {"type": "send", "id": "os", "kind": "text", "body": envelope(b, a)}),
+        (Case("text over the text limit", "error too_large"),
+         {"type": "send", "id": "tl", "kind": "text", "body": envelope(a, b, size=70_000)}),
+        (Case("sync with a malformed cursor", "error invalid_frame"),
+         {"type": "sync", "after": "zzz"}),
+        (Case("sync with an operator object as cursor", "error invalid_frame"),
+         {"type": "sync", "after": {"$gt": ""}}),
+    ]
+
+
+async def test_bad_frames_answered_and_honest_conversation_unaffected(gw: Gateway) -> None:
+    """Every bad frame gets its error frame on the same socket, which keeps working, while
+    an honest pair exchanges messages without loss."""
+    async with httpx.AsyncClient() as http:
+        a, b, c, d = [await signup(http, gw.http) for _ in range(4)]
+        await befriend(http, gw.http, a, b)
+        await befriend(http, gw.http, c, d)
+    async with open_socket(gw, c, d) as sc, open_socket(gw, d, c) as sd:
+        # Paced under this gateway's 20 frames/s limit.
+        honest = asyncio.create_task(stream(sc, c, d, [f"h{i}" for i in range(100)],
+                                            pace=0.06))
+        async with open_socket(gw, a, b) as sa:
+            for case, raw in frame_cases(a, b, c):
+                if isinstance(raw, bytes):
+                    await sa.ws.send(raw)
+                else:
+                    await sa.send(raw)
+                error = await sa.recv_type("error")
+                assert f"error {error['code']}" == case.answer, (case, error)
+                record("test_bad_frames_answered_and_honest_conversation_unaffected",
+                       case.name, case.answer + "; the socket stays open")
+            assert (await stream(sa, a, b, ["still-fine"])).acked == ["still-fine"]
+        result = await honest
+        got = await sd.collect("message", 100)
+    assert result.acked == [f"h{i}" for i in range(100)]
+    assert [m["id"] for m in got] == result.acked
+
+
+# --- sockets refused or closed --------------------------------------------------------
+async def closed_with(url: str, **kwargs: Any) -> int | None:
+    async with connect(url, max_size=None, **kwargs) as ws:
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+    return ws.close_code
+
+
+async def test_bad_sockets_closed_with_documented_codes(gw: Gateway) -> None:
+    """Absent, forged, expired and URL-borne tokens, foreign rooms and origins, oversized
+    frames and floods each end the socket with their documented close code."""
+    async with httpx.AsyncClient() as http:
+        a, b, c = [await signup(http, gw.http) for _ in range(3)]
+        await befriend(http, gw.http, a, b)
+    url = f"{gw.ws}/ws/{b.user_id}"
+    forged = jwt.encode({"sub": a.user_id, "aud": "duet", "exp": int(time.time()) + 60},
+                        "not-the-secret-" * 3, algorithm="HS256")
+    cases = [
+        (Case("no token", "close 4401"), url, {}),
+        (Case("forged token", "close 4401"),
+         url, {"additional_headers": {"Authorization": f"Bearer {forged}"}}),
+        (Case("expired token", "close 4401"),
+         url, {"additional_headers": {"Authorization": f"Bearer {token(a, exp=1)}"}}),
+        (Case("token in the URL (ignored)", "close 4401"), f"{url}?token={a.token}", {}),
+        (Case("token for a deleted/unknown user id", "close 4401"),
+         url, {"additional_headers": {"Authorization": f"Bearer {token(a, sub='x')}"}}),
+        (Case("room with a non-friend", "close 4403"),
+         f"{gw.ws}/ws/{c.user_id}", {"additional_headers": a.auth}),
+        (Case("room id that is not a user id", "close 4403"),
+         f"{gw.ws}/ws/not-a-user", {"additional_headers": a.auth}),
+        (Case("foreign Origin", "close 1008"),
+         url, {"additional_headers": a.auth, "origin": "http://evil.example"}),
+    ]
+    for case, target, kwargs in cases:
+        code = await closed_with(target, **kwargs)
+        assert f"close {code}" == case.answer, (case, code)
+        record("test_bad_sockets_closed_with_documented_codes", case.name, case.answer)
+    async with open_socket(gw, a, b) as sa:
+        with pytest.raises(ConnectionClosed):
+            await sa.send({"type": "send", "id": "big", "kind": "image",
+                           "body": envelope(a, b, kind="image", size=9 * 1024 * 1024)})
+            await sa.recv(10)
+        assert sa.ws.close_code == 1009
+    big = Case("frame over DUET_MAX_FRAME_BYTES", "close 1009")
+    record("test_bad_sockets_closed_with_documented_codes", big.name, big.answer)
+    async with open_socket(gw, a, b) as sa:
+        with pytest.raises(ConnectionClosed):
+            for i in range(500):
+                await sa.send({"type": "send", "id": f"f{i}", "kind": "text",
+                               "body": envelope(a, b, i)})
+            while True:
+                await sa.recv(10)
+        assert sa.ws.close_code == 1008
+    flood = Case("frame flood past the rate limit", "close 1008")
+    record("test_bad_sockets_closed_with_documented_codes", flood.name, flood.answer)
+
+
+# --- REST -----------------------------------------------------------------------------
+async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
+    """Injection objects, unicode tricks, oversized and malformed bodies, bad tokens and
+    foreign rooms get problem JSON with their status; the service keeps answering."""
+    async with httpx.AsyncClient() as http:
+        a, b, c = [await signup(http, gw.http) for _ in range(3)]
+        await befriend(http, gw.http, a, b)
+        base = gw.http
+        cases = [
+            (Case("operator object as username", "422"), "POST", "/api/register",
+             {"json": {"username": {"$gt": ""}, "password": "long enough"}}),
+            (Case("operator object as password at login", "422"), "POST", "/api/login",
+             {"json": {"username": a.username, "password": {"$ne": None}}}),
+            (Case("operator object as friend name", "422"), "POST", "/api/friends",
+             {"json": {"username": {"$regex": ".*"}}, "headers": a.auth}),
+            (Case("fullwidth letters in a username", "422"), "POST", "/api/register",
+             {"json": {"username": "ａｄｍｉｎ", "password": "long enough"}}),
+            (Case("zero-width space in a username", "422"), "POST", "/api/register",
+             {"json": {"username": "ad\u200bmin", "password": "long enough"}}),
+            (Case("right-to-left override in a username", "422"), "POST", "/api/register",
+             {"json": {"username": "adm\u202enig", "password": "long enough"}}),
+            (Case("Cyrillic look-alike in a username", "422"), "POST", "/api/register",
+             {"json": {"username": "\u0430dmin", "password": "long enough"}}),
+            (Case("NUL in a username", "422"), "POST", "/api/register",
+             {"json": {"username": "ad\x00min", "password": "long enough"}}),
+            (Case("body that is a JSON array", "422"), "POST", "/api/register",
+             {"json": ["alice", "password"]}),
+            (Case("body that is not JSON", "422"), "POST", "/api/login",
+             {"content": b"username=a&password=b",
+              "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+            (Case("REST body over DUET_MAX_REST_BYTES", "413"), "POST", "/api/register",
+             {"content": b'{"username":"' + b"a" * 200_000 + b'"}',
+              "headers": {"content-type": "application/json"}}),
+            (Case("no token on an authenticated call", "401"), "GET", "/api/friends", {}),
+            (Case("expired token on REST", "401"), "GET", "/api/friends",
+             {"headers": {"Authorization": f"Bearer {token(a, exp=1)}"}}),
+            (Case("history of a room one is not in", "403"), "GET",
+             f"/api/rooms/{a.user_id}/messages", {"headers": c.auth}),
+            (Case("history with an operator object as cursor", "422"), "GET",
+             f"/api/rooms/{b.user_id}/messages", {"params": {"after": '{"$gt": ""}'},
+                                                   "headers": a.auth}),
+            (Case("history with a malformed cursor", "422"), "GET",
+             f"/api/rooms/{b.user_id}/messages?after=zzz", {"headers": a.auth}),
+            (Case("a 1024-bit RSA key upload", "422"), "PUT", "/api/keys",
+             {"json": {"keys": [{"enc": "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC",
+                                 "sig": "AAAA"}]}, "headers": a.auth}),
+        ]
+        for case, method, path, kwargs in cases:
+            r = await http.request(method, base + path, **kwargs)
+            assert str(r.status_code) == case.answer, (case, r.status_code, r.text[:200])
+            assert r.headers["content-type"] == "application/problem+json", case
+            assert r.json()["status"] == r.status_code and r.json()["detail"]
+            record("test_bad_rest_requests_get_problem_json", case.name,
+                   f"HTTP {case.answer} problem JSON")
+        assert (await http.get(f"{base}/api/friends", headers=a.auth)).status_code == 200
