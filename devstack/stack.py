@@ -45,6 +45,7 @@ class StackConfig:
     port: int = 8000
     gateways: int = 1
     persisters: int = 1
+    tls: bool = False
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
 
@@ -148,6 +149,8 @@ class Stack:
         }
         if not (env.get("DUET_TOKEN_SECRET") or env.get("DUET_TOKEN_SECRET_FILE")):
             env["DUET_TOKEN_SECRET_FILE"] = str(ensure_token_secret(state).resolve())
+        if config.tls and not env.get("DUET_TLS_CERT"):
+            env.update(ensure_dev_certificate(state / "tls", config.host))
         services = self._services(config, env)
         width = max((len(s.name) for s in services), default=0)
         # Registered before any child starts, after the infrastructure: runs first on exit.
@@ -214,6 +217,18 @@ class Stack:
         child = waits[done.pop()]
         log.error("%s exited unexpectedly with code %s", child.name, child.returncode)
         raise ChildDied(child.name, child.returncode if child.returncode is not None else -1)
+
+
+def ensure_dev_certificate(directory: Path, host: str) -> dict[str, str]:
+    """A development CA and server certificate (made once) for --tls."""
+    from gateway.certs import make
+
+    if not (directory / "server.pem").exists():
+        hosts = list(dict.fromkeys(["localhost", "127.0.0.1", "::1", host]))
+        make(directory, hosts, days=365)
+    log.info("TLS on: trust %s in your browser or client", (directory / "ca.pem").resolve())
+    return {"DUET_TLS_CERT": str((directory / "server.pem").resolve()),
+            "DUET_TLS_KEY": str((directory / "server-key.pem").resolve())}
 
 
 def _probe_host(host: str) -> str:

@@ -107,10 +107,11 @@ class Stack:
     def db_name(self) -> str:
         return Names(prefix=self.prefix).database
 
-    def gateway(self, **extra: str) -> Gateway:
+    def gateway(self, _scheme: str = "http", _verify: str | bool = True,
+                **extra: str) -> Gateway:
         port = free_port()
         svc = Gateway("gateway", self.env(DUET_PORT=str(port), **extra), self.log_dir,
-                      f"gateway-{port}", port)
+                      f"gateway-{port}", port, scheme=_scheme, verify=_verify)
         self.services.append(svc)
         svc.start()
         svc.wait_ready()
@@ -129,17 +130,19 @@ class Stack:
 
 class Gateway(Service):
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
-                 port: int) -> None:
+                 port: int, scheme: str = "http", verify: str | bool = True) -> None:
         super().__init__(module, env, log_dir, name)
         self.port = port
+        self.scheme = scheme
+        self.verify = verify
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{self.scheme.replace('http', 'ws')}://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -148,7 +151,8 @@ class Gateway(Service):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
             try:
-                if httpx.get(f"{self.http}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.http}/readyz", timeout=1,
+                             verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -17,7 +17,6 @@ from support import TOKEN_SECRET, Gateway, User, befriend, envelope, open_socket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
