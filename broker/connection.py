@@ -17,7 +17,7 @@ from aiormq.exceptions import AMQPError
 
 from .errors import PublishError
 from .settings import ServiceSettings
-from .topology import declare_exchange, declare_persist_queue
+from .topology import declare_audit_stream, declare_exchange, declare_persist_queue
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Broker:
         """Declare the durable path again (idempotent): heals a queue deleted by hand."""
         assert self._channel is not None
         await declare_persist_queue(self._channel, self.names, self.settings.delivery_limit)
+        await declare_audit_stream(self._channel, self.names, self.settings.audit_max_age,
+                                   self.settings.audit_max_bytes)
         self.topology_ok = True
 
     async def watch_topology(self, every_s: float) -> None:

@@ -18,6 +18,8 @@ class ServiceSettings(BaseSettings):
     prefix: str = Field("", description="Prepended to every exchange, queue and database name.")
     delivery_limit: int = Field(
         5, ge=1, description="Deliveries before a message is dead-lettered.")
+    audit_max_age: str = Field("30D", description="Audit stream retention (RabbitMQ x-max-age).")
+    audit_max_bytes: int = Field(20 * 1024**3, ge=1, description="Audit stream size cap.")
     log_level: str = "INFO"
 
     @property

@@ -46,6 +46,18 @@ async def declare_persist_queue(
     return queue
 
 
+async def declare_audit_stream(channel: AbstractChannel, names: Names, max_age: str,
+                               max_bytes: int) -> AbstractQueue:
+    """The audit log: a stream of every chat message (ciphertext), kept for `max_age`."""
+    exchange = await declare_exchange(channel, names)
+    stream = await channel.declare_queue(
+        names.audit_stream, durable=True,
+        arguments={"x-queue-type": "stream", "x-max-age": max_age,
+                   "x-max-length-bytes": max_bytes})
+    await stream.bind(exchange, f"{MESSAGE_NS}.#")
+    return stream
+
+
 async def declare_gateway_queue(channel: AbstractChannel, names: Names, node: str) -> AbstractQueue:
     """This replica's own queue; bound per live room by gateway.rooms."""
     return await channel.declare_queue(

@@ -54,7 +54,7 @@ def _cleanup(stack: Stack, mongo: pymongo.MongoClient[dict[str, object]]) -> Non
         conn = await aio_pika.connect(stack.amqp_url)
         async with conn:
             ch = await conn.channel()
-            for q in (names.persist_queue, names.dead_letter_queue):
+            for q in (names.persist_queue, names.dead_letter_queue, names.audit_stream):
                 await ch.queue_delete(q)
             for x in (names.exchange, names.dead_letter_exchange):
                 await ch.exchange_delete(x)
