@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pymongo
 import pytest
-from support import Stack
+from support import Stack, drop_broker_names
 
 from devstack.mongo import Mongod, mongo_answers
 from devstack.rabbit import rabbit_answers
@@ -43,23 +43,7 @@ def mongo(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, object]]]:
 
 def _cleanup(stack: Stack, mongo: pymongo.MongoClient[dict[str, object]]) -> None:
     """Delete what the stack declared on the broker and in MongoDB."""
-    import asyncio
-
-    import aio_pika
-
-    from contracts import Names
-
-    async def drop() -> None:
-        names = Names(prefix=stack.prefix)
-        conn = await aio_pika.connect(stack.amqp_url)
-        async with conn:
-            ch = await conn.channel()
-            for q in (names.persist_queue, names.dead_letter_queue, names.audit_stream):
-                await ch.queue_delete(q)
-            for x in (names.exchange, names.dead_letter_exchange):
-                await ch.exchange_delete(x)
-
-    asyncio.run(drop())
+    drop_broker_names(stack)
     mongo.drop_database(stack.db_name)
 
 

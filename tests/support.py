@@ -348,3 +348,24 @@ def close_broker_connections(prefix: str) -> int:
                            capture_output=True, timeout=30, check=False)
             closed += 1
     return closed
+
+
+def drop_broker_names(stack: Stack) -> None:
+    """Delete the exchanges and durable queues the stack declared on the broker."""
+    import asyncio
+
+    import aio_pika
+
+    from contracts import Names
+
+    async def drop() -> None:
+        names = Names(prefix=stack.prefix)
+        conn = await aio_pika.connect(stack.amqp_url)
+        async with conn:
+            ch = await conn.channel()
+            for q in (names.persist_queue, names.dead_letter_queue, names.audit_stream):
+                await ch.queue_delete(q)
+            for x in (names.exchange, names.dead_letter_exchange):
+                await ch.exchange_delete(x)
+
+    asyncio.run(drop())

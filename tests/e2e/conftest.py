@@ -10,6 +10,18 @@ from playwright.async_api import Browser, async_playwright
 from support import Gateway, Stack
 from webclient import CHROMIUM, LAUNCH_ARGS
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: drives a real browser (deselect: -m 'not e2e')")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="module")
 def gw(stack: Stack) -> Gateway:

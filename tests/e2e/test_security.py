@@ -31,6 +31,10 @@ from websockets.exceptions import ConnectionClosed
 from client import Client
 
 MARKUP = "<img src=x onerror=alert(1)>"
+TURN_INTO_MARKUP = """() => {
+  try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed'; }
+  catch (e) { return e instanceof TypeError ? 'refused' : String(e); }
+}"""
 WEB = ROOT / "web"
 # Ways to turn a string into markup or code; the client uses none of them.
 SINKS = re.compile(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval|"
@@ -39,8 +43,9 @@ SINKS = re.compile(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write|e
 
 async def test_render_markup_message_as_text_runs_nothing(gw: Gateway, browser: Browser,
                                                            tmp_path: Path) -> None:
-    """Markup in a message and in an image's file name shows as text, opens no dialog,
-    and the token appears in no request or WebSocket URL."""
+    """Markup in a message and in an image's file name shows as text, opens no dialog, the
+    page refuses HTML sinks (Trusted Types), and the token appears in no request or WebSocket
+    URL."""
     tab = await open_tab(browser, gw.http)
     web_name, sdk_name = unique_name("web"), unique_name("sdk")
     await sign_up(tab, web_name)
@@ -61,6 +66,8 @@ async def test_render_markup_message_as_text_runs_nothing(gw: Gateway, browser: 
     sources = await tab.locator("#messages img").evaluate_all("els => els.map(e => e.src)")
     assert len(sources) == 1 and sources[0].startswith("blob:")
     assert await tab.locator("#messages [onerror]").count() == 0
+    # Trusted Types (index.html's CSP): the page refuses to turn any string into markup.
+    assert await tab.page.evaluate(TURN_INTO_MARKUP) == "refused"
     assert tab.dialogs == [] and tab.errors == []
     assert await warnings(tab) == []
     token = await session_token(tab)

@@ -13,6 +13,7 @@ from support import (
     Stack,
     befriend,
     close_broker_connections,
+    drop_broker_names,
     open_socket,
     proc_cpu_seconds,
     signup,
@@ -214,3 +215,4 @@ async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
         own.stop()
         client.close()
         mongod.stop()
+        await asyncio.to_thread(drop_broker_names, own)
