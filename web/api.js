@@ -1,0 +1,82 @@
+// The REST half of the v1 contract. The token travels in the Authorization header only.
+
+export class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Api {
+  constructor(token = null, { onUnauthenticated = null } = {}) {
+    this.token = token;
+    this.onUnauthenticated = onUnauthenticated;
+  }
+
+  async call(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store', credentials: 'omit', redirect: 'error',
+      });
+    } catch {
+      throw new ApiError(0, 'network', 'the server cannot be reached');
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = new ApiError(response.status, data?.code ?? 'http_error',
+        data?.detail ?? `${response.status} ${response.statusText}`);
+      if (response.status === 401 && this.token && this.onUnauthenticated) this.onUnauthenticated(error);
+      throw error;
+    }
+    return data;
+  }
+
+  register(username, password) {
+    return this.call('POST', '/api/register', { username, password });
+  }
+
+  async login(username, password) {
+    const token = await this.call('POST', '/api/login', { username, password });
+    this.token = token.access_token;
+    return token;
+  }
+
+  user(username) {
+    return this.call('GET', `/api/users/${encodeURIComponent(username)}`);
+  }
+
+  publishKeys(devices) {
+    return this.call('PUT', '/api/keys', { keys: devices });
+  }
+
+  async friends() {
+    return (await this.call('GET', '/api/friends')).friends;
+  }
+
+  requestFriend(username) {
+    return this.call('POST', '/api/friends', { username });
+  }
+
+  acceptFriend(userId) {
+    return this.call('POST', `/api/friends/${encodeURIComponent(userId)}/accept`);
+  }
+
+  messages(peerId, { before = null, after = null, limit = 50 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before) query.set('before', before);
+    if (after) query.set('after', after);
+    return this.call('GET', `/api/rooms/${encodeURIComponent(peerId)}/messages?${query}`);
+  }
+}

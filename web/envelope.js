@@ -1,0 +1,121 @@
+// Envelope v1: build one, and open one (verify, unwrap, decrypt), exactly as
+// client/envelope.py does. No I/O. The README documents the format byte by byte.
+//
+// Everything a conformance test needs is exported from here (also the codec and crypto
+// helpers), so a page can `await import('/envelope.js')` and check the test vectors.
+
+import { b64u, canonical, canonicalBytes, compareCodePoints, concat, fromUtf8, unb64u, utf8 } from './codec.js';
+import * as crypto from './crypto.js';
+
+export { b64u, canonical, canonicalBytes, compareCodePoints, concat, fromUtf8, unb64u, utf8 };
+export {
+  fingerprint, generateDevice, importDevice, importEncPublic, importSigPublic, safetyNumber,
+} from './crypto.js';
+
+export const ALG = 'RSA-OAEP-256+A256GCM+ES256';
+export const SIGNING_PREFIX = 'duet-envelope-v1\n';
+export const TEXT_MIME = 'text/plain;charset=utf-8';
+
+export class EnvelopeError extends Error {
+  constructor(code, detail) {
+    super(detail);
+    this.code = code;
+  }
+}
+
+/** Plaintext: uint32 big-endian length of the canonical meta JSON, the JSON, the payload. */
+export function encodePlaintext(meta, data) {
+  const m = canonicalBytes(meta);
+  const out = new Uint8Array(4 + m.length + data.length);
+  new DataView(out.buffer).setUint32(0, m.length, false);
+  out.set(m, 4);
+  out.set(data, 4 + m.length);
+  return out;
+}
+
+export function decodePlaintext(raw) {
+  if (raw.length < 4) throw new EnvelopeError('undecryptable', 'plaintext too short');
+  const n = new DataView(raw.buffer, raw.byteOffset, raw.byteLength).getUint32(0, false);
+  if (n > raw.length - 4) {
+    throw new EnvelopeError('undecryptable', 'plaintext metadata length out of range');
+  }
+  let meta;
+  try {
+    meta = JSON.parse(fromUtf8(raw.subarray(4, 4 + n)));
+  } catch {
+    throw new EnvelopeError('undecryptable', 'plaintext metadata is not JSON');
+  }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) {
+    throw new EnvelopeError('undecryptable', 'plaintext metadata is not an object');
+  }
+  return { meta, data: raw.slice(4 + n) };
+}
+
+/** What the signature covers: "duet-envelope-v1\n" + canonical JSON of all but `sig`. */
+export function signingInput(envelope) {
+  const unsigned = {};
+  for (const [k, v] of Object.entries(envelope)) if (k !== 'sig') unsigned[k] = v;
+  return concat(utf8(SIGNING_PREFIX), canonicalBytes(unsigned));
+}
+
+/** The chain link: base64url SHA-256 of the whole envelope's canonical JSON. */
+export async function envelopeHash(envelope) {
+  return b64u(await crypto.sha256(canonicalBytes(envelope)));
+}
+
+/**
+ * Encrypt for every recipient device ({kid, key: RSA-OAEP public CryptoKey}) and sign with
+ * the sending device ({kid, sig: ECDSA private CryptoKey}).
+ */
+export async function sealEnvelope({ room, sender, device, seq, prev, kind, meta, data, recipients }) {
+  if (!recipients.length) throw new EnvelopeError('no_recipients', 'no recipient keys');
+  const contentKey = crypto.randomBytes(32);
+  const iv = crypto.randomBytes(12);
+  const sorted = [...recipients].sort((x, y) => compareCodePoints(x.kid, y.kid));
+  const keys = [];
+  for (const r of sorted) keys.push({ kid: r.kid, wk: b64u(await crypto.wrap(r.key, contentKey)) });
+  const envelope = {
+    v: 1, alg: ALG, room, sender, from: device.kid, seq, prev, kind, keys,
+    iv: b64u(iv),
+    ct: b64u(await crypto.seal(contentKey, iv, encodePlaintext(meta, data))),
+  };
+  envelope.sig = b64u(await crypto.sign(device.sig, signingInput(envelope)));
+  return envelope;
+}
+
+/** True when `sig` is the sending device's signature over the envelope. */
+export async function verifySignature(envelope, sigPublic) {
+  let signature;
+  let input;
+  try {
+    signature = unb64u(String(envelope.sig ?? ''));
+    input = signingInput(envelope);
+  } catch {
+    return false;
+  }
+  return crypto.verify(sigPublic, input, signature);
+}
+
+/** Unwrap this device's content key and decrypt. Verify the signature first. */
+export async function openEnvelope(envelope, device) {
+  const entry = (Array.isArray(envelope.keys) ? envelope.keys : []).find((k) => k && k.kid === device.kid);
+  if (!entry) throw new EnvelopeError('undecryptable', 'the message holds no key for this device');
+  let contentKey;
+  let plaintext;
+  try {
+    contentKey = await crypto.unwrap(device.enc, unb64u(entry.wk));
+  } catch {
+    throw new EnvelopeError('undecryptable', 'cannot unwrap the content key');
+  }
+  if (contentKey.length !== 32) throw new EnvelopeError('undecryptable', 'content key of the wrong length');
+  try {
+    plaintext = await crypto.unseal(contentKey, unb64u(envelope.iv), unb64u(envelope.ct));
+  } catch {
+    throw new EnvelopeError('undecryptable', 'ciphertext failed authentication');
+  }
+  return decodePlaintext(plaintext);
+}
+
+export function textContent(text) {
+  return { meta: { mime: TEXT_MIME }, data: utf8(text) };
+}

@@ -1,0 +1,79 @@
+// This browser profile's storage (IndexedDB): the device keys (CryptoKey objects, the
+// private ones not extractable), each (device, room) sending chain, the outbox of sent but
+// unacknowledged envelopes, friends' keys as first seen, and the newest chain links seen.
+//
+//   devices  <user id>                      {kid, sid, encSpki, sigSpki, enc, sig, created}
+//   chains   <device kid>/<room>            {seq, hash}
+//   outbox   <user id>/<room>/<message id>  {frame, created}
+//   peers    <user id>/<peer id>            {keys: [[kid, sid], ...], changed}
+//   heads    <user id>/<room>               {<device kid>: {seq, hash}}
+
+const NAME = 'duet';
+const VERSION = 1;
+const STORES = ['devices', 'chains', 'outbox', 'peers', 'heads'];
+
+let opening = null;
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function database() {
+  if (!opening) {
+    opening = new Promise((resolve, reject) => {
+      const req = indexedDB.open(NAME, VERSION);
+      req.onupgradeneeded = () => {
+        for (const store of STORES) {
+          if (!req.result.objectStoreNames.contains(store)) req.result.createObjectStore(store);
+        }
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => reject(new Error('the local database is blocked by another tab'));
+    });
+    opening.catch(() => { opening = null; });
+  }
+  return opening;
+}
+
+function done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error('transaction aborted'));
+  });
+}
+
+export async function get(store, key) {
+  const db = await database();
+  return request(db.transaction(store).objectStore(store).get(key));
+}
+
+export async function put(store, key, value) {
+  await write([[store, key, value]]);
+}
+
+export async function remove(store, key) {
+  await write([[store, key, undefined]]);
+}
+
+/** Several puts (value) and deletes (undefined) in one transaction: all or nothing. */
+export async function write(entries) {
+  const db = await database();
+  const tx = db.transaction([...new Set(entries.map((e) => e[0]))], 'readwrite');
+  for (const [store, key, value] of entries) {
+    if (value === undefined) tx.objectStore(store).delete(key);
+    else tx.objectStore(store).put(value, key);
+  }
+  await done(tx);
+}
+
+/** Values whose key starts with `prefix`, in key order. */
+export async function withPrefix(store, prefix) {
+  const db = await database();
+  const range = IDBKeyRange.bound(prefix, `${prefix}\uffff`);
+  return request(db.transaction(store).objectStore(store).getAll(range));
+}
