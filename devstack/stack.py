@@ -70,8 +70,12 @@ ServiceFactory = Callable[[StackConfig, Mapping[str, str]], Sequence[Service]]
 def duet_services(config: StackConfig, env: Mapping[str, str]) -> list[Service]:
     """Persisters first (they only consume), then one gateway per port from config.port."""
     scheme = "https" if env.get("DUET_TLS_CERT") else "http"
+    # Persister i serves /healthz, /readyz and /metrics on DUET_HEALTH_PORT + i (8081 + i).
+    health = int(env.get("DUET_HEALTH_PORT") or 8081)
     services = [
-        Service(f"persister-{i}", (sys.executable, "-m", "persister"), env)
+        Service(f"persister-{i}", (sys.executable, "-m", "persister"),
+                {**env, "DUET_HEALTH_PORT": str(health + i) if health else "0"},
+                f"http://127.0.0.1:{health + i}/healthz" if health else None)
         for i in range(config.persisters)
     ]
     for i in range(config.gateways):

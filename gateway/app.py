@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -25,6 +26,7 @@ from .connection import RESTARTING
 from .cursors import CursorClock
 from .deps import Services
 from .limits import BodyLimit
+from .metrics import GatewayMetrics
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -52,6 +54,8 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]],
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    metrics = GatewayMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -62,7 +66,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES)
             await broker.open()
             rooms = Rooms(broker, settings.node,
-                          fetch=lambda room, cursors: history.read_cursors(db, room, cursors))
+                          fetch=lambda room, cursors: history.read_cursors(db, room, cursors),
+                          metrics=metrics)
             await rooms.start()
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms,
@@ -72,7 +77,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                         "image": ct_limit(settings.max_image_bytes)},
                 login_users=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
                 login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
-                connections=ConnectionCounter(settings.max_connections_per_ip))
+                connections=ConnectionCounter(settings.max_connections_per_ip),
+                metrics=metrics)
             watchdog = asyncio.create_task(broker.watch_topology(settings.topology_check_s))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
@@ -107,6 +113,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
+from .metrics import GatewayMetrics
+
 log = logging.getLogger(__name__)
 
 # Close codes (documented in the README).
@@ -40,10 +42,11 @@ class Connection:
 
     __slots__ = ("id", "user", "peer", "room", "_outbox", "_closed", "close_code",
                  "close_reason", "_held", "_held_items", "sent", "track_until_us",
-                 "synced", "sync_after")
+                 "synced", "sync_after", "_metrics")
 
     def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
-                 margin_s: float = 5.0) -> None:
+                 metrics: GatewayMetrics, margin_s: float = 5.0) -> None:
+        self._metrics = metrics
         self.id = conn_id
         self.user = user
         self.peer = peer
@@ -81,6 +84,10 @@ class Connection:
             self.close(TRY_AGAIN_LATER, "too far behind")
 
     def send(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        self._metrics.frames_out.labels(kind).inc()
+        if kind == "error":
+            self._metrics.errors.labels(frame["code"]).inc()
         self.push(orjson.dumps(frame).decode())
 
     def _track(self, cursor: str) -> None:
@@ -101,6 +108,7 @@ class Connection:
         """Queue a replayed frame, waiting for room (replay is paced by the reader)."""
         if cursor is not None:
             self._track(cursor)
+            self._metrics.out_message.inc()
         await self._outbox.put(text)
 
     def release_live(self) -> list[str]:
@@ -134,6 +142,7 @@ class Connection:
         """Ask the socket to close with this code; the first call wins."""
         if not self._closed.is_set():
             self.close_code, self.close_reason = code, reason
+            self._metrics.errors.labels(str(code)).inc()
             self._closed.set()
 
     @property

@@ -14,6 +14,7 @@ from broker import Broker
 from .auth import Passwords, Tokens
 from .cursors import CursorClock
 from .errors import Unauthenticated
+from .metrics import GatewayMetrics
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -32,6 +33,7 @@ class Services:
     login_users: FailureWindow
     login_ips: FailureWindow
     connections: ConnectionCounter
+    metrics: GatewayMetrics
 
 
 def get_services(request: Request) -> Services:

@@ -24,6 +24,7 @@ from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
 from contracts.routing import MESSAGE_NS, STORED_NS
 
 from .connection import Connection
+from .metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ class _Room:
 
 
 class Rooms:
-    def __init__(self, broker: Broker, node: str, fetch: Fetch, prefetch: int = 1024) -> None:
+    def __init__(self, broker: Broker, node: str, fetch: Fetch, metrics: GatewayMetrics,
+                 prefetch: int = 1024) -> None:
         self._broker = broker
+        self._metrics = metrics
+        metrics.rooms.set_function(lambda: self.bound_rooms)
         self._fetch = fetch
         self._tasks: set[asyncio.Task[None]] = set()
         self._node = node
@@ -113,9 +117,12 @@ class Rooms:
             origin = headers.get(ORIGIN_HEADER)
             cursor = str(headers[CURSOR_HEADER])
             text = message.body.decode()
+            pushed = 0
             for conn in room.members:
                 if conn.id != origin:
                     conn.push(text, cursor)
+                    pushed += 1
+            self._metrics.out_message.inc(pushed)
         elif ns == STORED_NS:
             items = orjson.loads(message.body)["items"]
             for conn in list(room.members):
@@ -139,6 +146,7 @@ class Rooms:
         for doc in docs:
             if not conn.already_sent(doc["cursor"]):
                 conn.push(orjson.dumps(doc).decode(), doc["cursor"])
+                self._metrics.out_message.inc()
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -87,6 +88,7 @@ async def socket(ws: WebSocket, peer_id: str) -> None:
     # Accept first (selecting duet.v1 when offered) so a refusal can carry its close code.
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     if not origin_allowed(ws, svc.settings.allowed_origins):
+        svc.metrics.errors.labels(str(POLICY)).inc()
         await ws.close(POLICY, "origin not allowed")
         return
     address = ws.client.host if ws.client else "?"
@@ -106,6 +108,7 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
             raise Unauthenticated("missing token")
         user = svc.tokens.verify(token)
     except Unauthenticated as exc:
+        svc.metrics.errors.labels(str(NOT_AUTHENTICATED)).inc()
         await ws.close(NOT_AUTHENTICATED, exc.detail)
         return
     try:
@@ -114,16 +117,23 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         await ws.close(1011, "storage unavailable")
         return
     if not friends:
+        svc.metrics.errors.labels(str(FORBIDDEN_ROOM)).inc()
         await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
         return
     conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
-                      room_id(user, peer_id), svc.settings.outbox_frames)
-    await _serve(ws, conn, svc)
+                      room_id(user, peer_id), svc.settings.outbox_frames, svc.metrics)
+    svc.metrics.sockets.inc()
+    try:
+        await _serve(ws, conn, svc)
+    finally:
+        svc.metrics.sockets.dec()
 
 
 async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
+    # First in the outbox; the writer starts only once the room's binding exists, so
+    # `ready` is the first frame and live messages flow from it on.
+    conn.send({"type": "ready", "room": conn.room, "user": conn.user, "peer": conn.peer})
     async with svc.rooms.joined(conn):
-        conn.send({"type": "ready", "room": conn.room, "user": conn.user, "peer": conn.peer})
         tasks = {
             asyncio.create_task(conn.write_loop(ws)),
             asyncio.create_task(_read_loop(ws, conn, svc)),
@@ -154,6 +164,7 @@ async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
             return
         text = message.get("text")
         if text is None:
+            svc.metrics.frames_in.labels("binary").inc()
             conn.send(_error("binary_frame", "frames are JSON text"))
             continue
         if len(text) > limit:
@@ -166,12 +177,15 @@ async def _handle(text: str, conn: Connection, svc: Services) -> None:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
+        svc.metrics.frames_in.labels("other").inc()
         conn.send(_error("bad_json", "the frame is not valid JSON"))
         return
     if not isinstance(data, dict):
+        svc.metrics.frames_in.labels("other").inc()
         conn.send(_error("invalid_frame", "a frame is a JSON object"))
         return
     kind = data.get("type")
+    svc.metrics.frames_in.labels(kind if kind in ("send", "sync") else "other").inc()
     try:
         if kind == "send":
             await _send(SendFrame.model_validate(data), conn, svc)
@@ -208,6 +222,7 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
                "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
                "cursor": cursor}
+    started = time.perf_counter()
     try:
         await svc.broker.publish(
             orjson.dumps(message), message_key(conn.room),
@@ -220,6 +235,7 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
         conn.send(_error("publish_failed", "the broker did not confirm; retry with the same id",
                          frame.id))
         return
+    svc.metrics.publish_seconds.observe(time.perf_counter() - started)
     conn.send({"type": "ack", "id": frame.id, "ts": ts, "cursor": cursor})
 
 

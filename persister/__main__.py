@@ -8,9 +8,12 @@ import signal
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from broker import Broker
 
+from .health import health_app, health_server
+from .metrics import PersisterMetrics
 from .service import Persister
 from .settings import PersisterSettings
 from .store import MessageStore
@@ -25,12 +28,33 @@ async def serve(settings: PersisterSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url, serverSelectionTimeoutMS=5000)
+    metrics = PersisterMetrics()
+    db = mongo[settings.names.database]
+    server = None
     try:
-        store = MessageStore(mongo[settings.names.database])
+        store = MessageStore(db)
         await store.ensure_indexes()
         async with Broker(settings, "persister") as broker:
-            await Persister(settings, broker, store).run(stop)
+            persister = Persister(settings, broker, store, metrics)
+
+            async def readiness() -> dict[str, bool]:
+                checks = {"broker": broker.ready and broker.topology_ok,
+                          "consuming": persister.consuming, "mongo": True}
+                try:
+                    await db.command("ping", maxTimeMS=1000)
+                except PyMongoError:
+                    checks["mongo"] = False
+                return checks
+
+            if settings.health_port:
+                server = health_server(health_app(metrics, readiness), settings.health_host,
+                                       settings.health_port)
+                serving = asyncio.create_task(server.serve())
+            await persister.run(stop)
     finally:
+        if server is not None:
+            server.should_exit = True
+            await asyncio.gather(serving, return_exceptions=True)
         await mongo.close()
 
 

@@ -22,6 +22,7 @@ from contracts import RoomMessage, message_doc_id, room_members
 from contracts.events import ORIGIN_HEADER
 from contracts.routing import MESSAGE_NS, stored_key
 
+from .metrics import PersisterMetrics
 from .settings import PersisterSettings
 from .store import MessageStore
 
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class Persister:
-    def __init__(self, settings: PersisterSettings, broker: Broker, store: MessageStore) -> None:
+    def __init__(self, settings: PersisterSettings, broker: Broker, store: MessageStore,
+                 metrics: PersisterMetrics) -> None:
         self._settings = settings
+        self.metrics = metrics
+        self.consuming = False
         self._broker = broker
         self._store = store
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -43,6 +47,7 @@ class Persister:
         self._queue = await declare_persist_queue(
             channel, self._broker.names, self._settings.delivery_limit)
         self._consumer_tag = await self._queue.consume(self._inbox.put)
+        self.consuming = True
         log.info("persister consuming %s", self._queue.name)
         writer = asyncio.create_task(self._write_loop())
         watchdog = asyncio.create_task(self._watch(channel))
@@ -64,6 +69,8 @@ class Persister:
                 queue = await declare_persist_queue(
                     channel, self._broker.names, self._settings.delivery_limit)
                 result = queue.declaration_result
+                if result is not None:
+                    self.metrics.lag.set(result.message_count)
                 if result is not None and result.consumer_count == 0:
                     self._queue = queue
                     self._consumer_tag = await queue.consume(self._inbox.put)
@@ -99,6 +106,7 @@ class Persister:
             doc = _document(message, now)
             if doc is None:
                 log.warning("dead-lettering malformed message %s", message.message_id)
+                self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
             else:
                 docs.append(doc)
@@ -109,20 +117,27 @@ class Persister:
         for i, message in enumerate(good):
             if i in refused:
                 log.warning("dead-lettering message MongoDB refused: %s", message.message_id)
+                self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
             else:
                 await _settle(message, ack=True)
         self.stored += len(docs) - len(refused)
+        self.metrics.stored.inc(len(docs) - len(refused))
         pairs = zip(docs, good, strict=True)
         await self._publish_receipts([p for i, p in enumerate(pairs) if i not in refused])
 
     async def _insert_with_retry(self, docs: list[dict[str, Any]]) -> set[int]:
         """Insert, waiting out a MongoDB outage with capped, jittered back-off."""
         delay = 0.1
+        self.metrics.batch_size.observe(len(docs))
         while True:
+            started = time.perf_counter()
             try:
-                return await self._store.insert(docs)
+                refused = await self._store.insert(docs)
+                self.metrics.write_seconds.observe(time.perf_counter() - started)
+                return refused
             except (ConnectionFailure, OperationFailure, PyMongoError) as exc:
+                self.metrics.write_failures.inc()
                 log.warning("MongoDB write failed (%s); retrying in %.2fs",
                             type(exc).__name__, delay)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

@@ -117,15 +117,28 @@ class Stack:
         svc.wait_ready()
         return svc
 
-    def persister(self, **extra: str) -> Service:
-        svc = Service("persister", self.env(**extra), self.log_dir,
-                      f"persister-{len(self.services)}")
+    def persister(self, **extra: str) -> Persister:
+        port = free_port()
+        svc = Persister("persister", self.env(DUET_HEALTH_PORT=str(port), **extra),
+                        self.log_dir, f"persister-{len(self.services)}", port)
         self.services.append(svc)
-        return svc.start()
+        svc.start()
+        return svc
 
     def stop(self) -> None:
         for svc in reversed(self.services):
             svc.stop()
+
+
+class Persister(Service):
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
+                 health_port: int) -> None:
+        super().__init__(module, env, log_dir, name)
+        self.health_port = health_port
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
 
 
 class Gateway(Service):

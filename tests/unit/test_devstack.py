@@ -94,8 +94,10 @@ def _stand_ins(persister: str) -> Callable[[StackConfig, Mapping[str, str]], lis
 
     def services(config: StackConfig, env: Mapping[str, str]) -> list[Service]:
         scripts = {"gateway": FAKE_GATEWAY, "persister": persister}
+        # The persister stand-ins serve no health port: the stack does not wait on them.
         return [
-            replace(s, argv=(sys.executable, "-c", scripts[s.name.rsplit("-", 1)[0]]))
+            replace(s, argv=(sys.executable, "-c", scripts[s.name.rsplit("-", 1)[0]]),
+                    health_url=s.health_url if s.name.startswith("gateway") else None)
             for s in duet_services(config, env)
         ]
 
@@ -211,13 +213,16 @@ def test_config_from_env_reads_duet_variables() -> None:
 
 
 def test_duet_services_gateway_ports_consecutive(tmp_path: Path) -> None:
-    """duet_services() gives each gateway its own port and health URL, persisters none."""
-    config = StackConfig(tmp_path, port=8100, gateways=2, persisters=1)
+    """duet_services() gives each gateway its own port and health URL, and each persister
+    its own health port."""
+    config = StackConfig(tmp_path, port=8100, gateways=2, persisters=2)
     services = duet_services(config, {"DUET_TOKEN_SECRET_FILE": "/s"})
-    assert [s.name for s in services] == ["persister-0", "gateway-0", "gateway-1"]
-    assert [s.env.get("DUET_PORT") for s in services[1:]] == ["8100", "8101"]
-    assert services[2].health_url == "http://127.0.0.1:8101/healthz"
-    assert services[0].health_url is None
+    assert [s.name for s in services] == ["persister-0", "persister-1", "gateway-0",
+                                          "gateway-1"]
+    assert [s.env.get("DUET_PORT") for s in services[2:]] == ["8100", "8101"]
+    assert services[3].health_url == "http://127.0.0.1:8101/healthz"
+    assert [s.health_url for s in services[:2]] == ["http://127.0.0.1:8081/healthz",
+                                                    "http://127.0.0.1:8082/healthz"]
     assert all(s.env["DUET_TOKEN_SECRET_FILE"] == "/s" for s in services)
 
 

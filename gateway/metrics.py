@@ -1,0 +1,27 @@
+"""The gateway's Prometheus metrics, in a registry of its own (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sockets = Gauge("duet_gateway_sockets_open", "Open WebSockets", registry=r)
+        self.rooms = Gauge("duet_gateway_rooms_bound",
+                           "Rooms this replica's queue is bound to", registry=r)
+        self.frames_in = Counter("duet_gateway_frames_in_total", "Frames received, by type",
+                                 ["type"], registry=r)
+        self.frames_out = Counter("duet_gateway_frames_out_total", "Frames sent, by type",
+                                  ["type"], registry=r)
+        self.publish_seconds = Histogram("duet_gateway_publish_confirm_seconds",
+                                         "Publish until the broker's confirm", buckets=_LATENCY,
+                                         registry=r)
+        self.errors = Counter("duet_gateway_errors_total",
+                              "Error frames and refusing close codes, by code", ["code"],
+                              registry=r)
+        self.out_message = self.frames_out.labels("message")
