@@ -21,6 +21,7 @@ class ServiceSettings(BaseSettings):
     audit_max_age: str = Field("30D", description="Audit stream retention (RabbitMQ x-max-age).")
     audit_max_bytes: int = Field(20 * 1024**3, ge=1, description="Audit stream size cap.")
     log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
 
     @property
     def names(self) -> Names:

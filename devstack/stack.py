@@ -151,6 +151,7 @@ class Stack:
             "DUET_MONGO_URL": mongo_url,
             "PYTHONUNBUFFERED": "1",  # child output shows up as it happens
         }
+        env.setdefault("DUET_LOG_FORMAT", "text")  # a terminal, not a log shipper
         if not (env.get("DUET_TOKEN_SECRET") or env.get("DUET_TOKEN_SECRET_FILE")):
             env["DUET_TOKEN_SECRET_FILE"] = str(ensure_token_secret(state).resolve())
         if config.tls and not env.get("DUET_TLS_CERT"):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
+
+from broker.logs import configure
 
 from .app import create_app
 from .settings import GatewaySettings
@@ -12,8 +12,7 @@ from .settings import GatewaySettings
 
 def main() -> None:
     settings = GatewaySettings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure(settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -24,6 +23,7 @@ def main() -> None:
         # Ciphertext does not compress; deflate would only cost CPU and memory per socket.
         ws_per_message_deflate=False,
         log_level=settings.log_level.lower(),
+        log_config=None,  # our handlers (broker.logs) format uvicorn's lines too
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,

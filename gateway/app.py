@@ -39,6 +39,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'; require-trusted-types-for 'script'; trusted-types 'none'")
 LOGIN_WINDOW_S = 15 * 60
+READY_TIMEOUT_S = 1.5  # /readyz answers within this, MongoDB down or not
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -123,8 +124,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         svc: Services = app.state.services
         checks = {"broker": svc.broker.ready and svc.broker.topology_ok, "mongo": True}
         try:
-            await svc.db.command("ping", maxTimeMS=1000)
-        except PyMongoError:
+            await asyncio.wait_for(svc.db.command("ping"), READY_TIMEOUT_S)
+        except (PyMongoError, TimeoutError):
             checks["mongo"] = False
         ok = all(checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)

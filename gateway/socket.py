@@ -146,6 +146,8 @@ async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     if conn.closed:
+        log.info("closing socket: %s", conn.close_reason,
+                 extra={"conn": conn.id, "user": conn.user, "code": conn.close_code})
         try:
             await ws.close(conn.close_code, conn.close_reason)
         except (RuntimeError, WebSocketDisconnect, OSError):
@@ -231,7 +233,7 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
             headers={ORIGIN_HEADER: conn.id, CURSOR_HEADER: cursor},
         )
     except PublishError as exc:
-        log.warning("publish failed on %s: %s", conn.id, exc.reason)
+        log.warning("publish failed: %s", exc.reason, extra={"conn": conn.id, "id": frame.id})
         conn.send(_error("publish_failed", "the broker did not confirm; retry with the same id",
                          frame.id))
         return
@@ -269,7 +271,7 @@ async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:
             if len(docs) < _REPLAY_PAGE:
                 break
     except PyMongoError as exc:
-        log.warning("sync failed on %s: %s", conn.id, type(exc).__name__)
+        log.warning("sync failed: %s", type(exc).__name__, extra={"conn": conn.id})
         conn.release_live()
         conn.send(_error("sync_failed", "history is unavailable; retry the sync"))
         return

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from broker import Broker
+from broker.logs import configure
 
 from .health import health_app, health_server
 from .metrics import PersisterMetrics
@@ -41,8 +42,8 @@ async def serve(settings: PersisterSettings) -> None:
                 checks = {"broker": broker.ready and broker.topology_ok,
                           "consuming": persister.consuming, "mongo": True}
                 try:
-                    await db.command("ping", maxTimeMS=1000)
-                except PyMongoError:
+                    await asyncio.wait_for(db.command("ping"), 1.5)
+                except (PyMongoError, TimeoutError):
                     checks["mongo"] = False
                 return checks
 
@@ -60,8 +61,7 @@ async def serve(settings: PersisterSettings) -> None:
 
 def main() -> None:
     settings = PersisterSettings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 

@@ -59,7 +59,13 @@ def stack(amqp_url: str, mongo_url: str, mongo: pymongo.MongoClient[dict[str, ob
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import reliability
+    import support
 
     path = reliability.write()
     if path is not None:
         print(f"\nreliability report: {path}")
+    # No service log line of the whole run may hold a password, a token or a ciphertext.
+    found = support.leaks()
+    if found:
+        print("\nSECRETS IN SERVICE LOGS:\n" + "\n".join(found[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -28,6 +28,24 @@ from devstack.ports import free_port
 TOKEN_SECRET = "test-secret-" + "x" * 40
 _names = itertools.count(1)
 
+# Every secret and ciphertext the tests handed to a service, and every log directory: at
+# the end of the run (conftest.pytest_sessionfinish) no log line may contain any of them.
+SECRETS: set[str] = set()
+LOG_DIRS: list[Path] = []
+
+
+def leaks() -> list[str]:
+    """Log lines (file: excerpt) that contain a password, a token or a ciphertext."""
+    found = []
+    needles = [s for s in SECRETS if len(s) >= 12]
+    for directory in LOG_DIRS:
+        for path in Path(directory).glob("*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                for needle in needles:
+                    if needle in line:
+                        found.append(f"{path.name}: ...{needle[:8]}... in {line[:120]}")
+    return found
+
 
 def unique_name(stem: str = "u") -> str:
     return f"{stem}{next(_names)}_{uuid.uuid4().hex[:8]}"
@@ -85,6 +103,9 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}.")
     services: list[Service] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        LOG_DIRS.append(self.log_dir)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUET_")}
@@ -186,12 +207,14 @@ class User:
 
 
 async def signup(http: httpx.AsyncClient, base: str, stem: str = "u") -> User:
-    name, password = unique_name(stem), "correct horse battery"
+    name, password = unique_name(stem), f"correct horse battery {uuid.uuid4().hex[:12]}"
+    SECRETS.add(password)
     r = await http.post(f"{base}/api/register", json={"username": name, "password": password})
     assert r.status_code == 201, r.text
     r = await http.post(f"{base}/api/login", json={"username": name, "password": password})
     assert r.status_code == 200, r.text
     body = r.json()
+    SECRETS.add(body["access_token"])
     return User(body["user_id"], name, password, body["access_token"])
 
 
@@ -275,12 +298,15 @@ def _b64u(n: int) -> str:
 def envelope(sender: User, peer: User, n: int | str = 0, *, kind: str = "text",
              size: int = 64) -> dict[str, Any]:
     """A random envelope of the right outer shape: all the servers can check of one."""
+    ct = _b64u(size)
+    if size <= 4096:
+        SECRETS.add(ct)
     return {
         "v": 1, "alg": "RSA-OAEP-256+A256GCM+ES256",
         "room": room_id(sender.user_id, peer.user_id), "sender": sender.user_id,
         "from": _b64u(32), "seq": int(n) + 1 if str(n).isdigit() else 1, "prev": "",
         "kind": kind, "keys": [{"kid": _b64u(32), "wk": _b64u(256)}],
-        "iv": _b64u(12), "ct": _b64u(size), "sig": _b64u(64),
+        "iv": _b64u(12), "ct": ct, "sig": _b64u(64),
     }
 
 

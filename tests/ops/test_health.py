@@ -1,0 +1,148 @@
+"""Readiness follows the broker and MongoDB; metrics move by the right amounts."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from support import Stack, befriend, open_socket, signup, stream
+
+from devstack.mongo import Mongod
+from devstack.ports import free_port
+
+PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
+
+
+def start_proxy(port: int, target: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(PROXY), str(port), str(target)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            import socket
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("proxy did not start")
+
+
+async def readiness(urls: list[str]) -> list[int]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return [(await http.get(f"{u}/readyz")).status_code for u in urls]
+
+
+async def wait_for(urls: list[str], status: int, within: float) -> float:
+    """Seconds until every URL's /readyz answers `status`; fails after `within`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < within:
+        if await readiness(urls) == [status] * len(urls):
+            return time.monotonic() - t0
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/readyz not {status} within {within} s: {await readiness(urls)}")
+
+
+async def test_readyz_follows_broker_and_mongod(amqp_url: str, tmp_path: Path) -> None:
+    """Broker unreachable, then mongod stopped: gateway and persister turn unready within
+    5 s and ready again once each returns."""
+    rabbit_port = urlparse(amqp_url).port or 5672
+    proxy_port, mongo_port = free_port(), free_port()
+    proxy = start_proxy(proxy_port, rabbit_port)
+    mongod = Mongod(tmp_path / "db", mongo_port).start()
+    via_proxy = amqp_url.replace(f":{rabbit_port}/", f":{proxy_port}/")
+    stack = Stack(via_proxy, mongod.url, tmp_path)
+    try:
+        persister = stack.persister()
+        gw = stack.gateway()
+        urls = [gw.http, persister.http]
+        await wait_for(urls, 200, 10)
+        proxy.kill()
+        proxy.wait()
+        down_broker = await wait_for(urls, 503, 5)
+        proxy = start_proxy(proxy_port, rabbit_port)
+        up_broker = await wait_for(urls, 200, 30)
+        await asyncio.to_thread(mongod.stop)
+        down_mongo = await wait_for(urls, 503, 5)
+        mongod = Mongod(tmp_path / "db", mongo_port).start()
+        up_mongo = await wait_for(urls, 200, 30)
+        # And it still works end to end.
+        async with httpx.AsyncClient() as http:
+            a, b = await signup(http, gw.http), await signup(http, gw.http)
+            await befriend(http, gw.http, a, b)
+        async with open_socket(gw, a, b) as sa:
+            assert (await stream(sa, a, b, ["after"])).acked == ["after"]
+        print(f"unready after {down_broker:.1f}/{down_mongo:.1f} s, "
+              f"ready after {up_broker:.1f}/{up_mongo:.1f} s")
+    finally:
+        stack.stop()
+        proxy.kill()
+        mongod.stop()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    for line in text.splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def pair_stack(stack: Stack):  # type: ignore[no-untyped-def]
+    return stack.persister(), stack.gateway()
+
+
+async def test_metrics_move_by_the_right_amounts(pair_stack) -> None:  # type: ignore[no-untyped-def]
+    """After 10 sends, one bad frame and one refused socket, the counters moved by exactly
+    those amounts, and the persister counted 10 stored messages."""
+    persister, gw = pair_stack
+    async with httpx.AsyncClient() as http:
+        a, b, c = [await signup(http, gw.http) for _ in range(3)]
+        await befriend(http, gw.http, a, b)
+        before = (await http.get(f"{gw.http}/metrics")).text
+        p_before = (await http.get(f"{persister.http}/metrics")).text
+        async with open_socket(gw, b, a) as sb, open_socket(gw, a, b) as sa:
+            open_now = metric((await http.get(f"{gw.http}/metrics")).text,
+                              "duet_gateway_sockets_open")
+            assert open_now == metric(before, "duet_gateway_sockets_open") + 2
+            assert metric((await http.get(f"{gw.http}/metrics")).text,
+                          "duet_gateway_rooms_bound") >= 1
+            result = await stream(sa, a, b, [f"m{i}" for i in range(10)])
+            await sa.send("{oops")
+            await sa.recv_type("error")
+            await sb.collect("message", 10)
+            deadline = time.monotonic() + 10  # the stored receipts follow the batch write
+            while metric((await http.get(f"{gw.http}/metrics")).text,
+                         "duet_gateway_frames_out_total", type="stored") - metric(
+                    before, "duet_gateway_frames_out_total", type="stored") < 10:
+                assert time.monotonic() < deadline, "no stored receipts"
+                await asyncio.sleep(0.1)
+        async with open_socket(gw, a, c, ready=False) as refused:
+            with pytest.raises(Exception):  # noqa: B017 - closed with 4403
+                await refused.recv(5)
+        after = (await http.get(f"{gw.http}/metrics")).text
+        p_after = (await http.get(f"{persister.http}/metrics")).text
+    assert result.acked == [f"m{i}" for i in range(10)]
+
+    def moved(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert moved("duet_gateway_frames_in_total", type="send") == 10
+    assert moved("duet_gateway_frames_in_total", type="other") == 1
+    assert moved("duet_gateway_frames_out_total", type="ack") == 10
+    assert moved("duet_gateway_frames_out_total", type="message") == 10
+    assert moved("duet_gateway_frames_out_total", type="stored") == 10
+    assert moved("duet_gateway_errors_total", code="bad_json") == 1
+    assert moved("duet_gateway_errors_total", code="4403") == 1
+    assert moved("duet_gateway_publish_confirm_seconds_count") == 10
+    assert metric(after, "duet_gateway_sockets_open") == metric(before,
+                                                                "duet_gateway_sockets_open")
+    assert (metric(p_after, "duet_persister_stored_total")
+            - metric(p_before, "duet_persister_stored_total")) == 10
+    assert metric(p_after, "duet_persister_batch_size_count") > metric(
+        p_before, "duet_persister_batch_size_count")
