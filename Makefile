@@ -3,7 +3,7 @@
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: deps install run test lint schemas vectors
+.PHONY: deps install run test lint schemas vectors bench bench-quick bench-profile reliability
 
 deps:  ## Debian and Python packages, only what is missing
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh
@@ -27,3 +27,15 @@ schemas:  ## regenerate contracts/schema/*.json
 
 vectors:  ## regenerate contracts/vectors/envelope-v1.json (new random keys)
 	$(PYTHON) -m client.vectors
+
+bench-quick: deps  ## every benchmark scenario at small sizes (< 3 min): bench/results/latest.{json,md}
+	$(PYTHON) -m bench --quick $(ARGS)
+
+bench: deps  ## the full benchmark
+	$(PYTHON) -m bench $(ARGS)
+
+bench-profile: deps  ## where gateway-0 spends its CPU (py-spy)
+	$(PYTHON) -m pip install -q py-spy && $(PYTHON) -m bench --profile $(ARGS)
+
+reliability:  ## copy the last test run's reliability report into docs/
+	cp artifacts/reliability.md docs/reliability.md

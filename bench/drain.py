@@ -1,0 +1,160 @@
+"""(d) Persister drain: a backlog in the persist queue, then how fast it reaches MongoDB.
+
+With no persister running, M chat messages are published to the rooms exchange under
+`room.<lo>.<hi>`, byte for byte as a gateway publishes them (gateway/socket.py `_send`:
+the `message` frame as JSON, persistent, message id `<sender>:<id>`, the origin and
+cursor headers), with publisher confirms. Then a persister starts and we time the
+documents arriving, until the collection holds them all. In the same run the same
+documents (as the persister stores them) go into a scratch collection with a bare
+`insert_many(ordered=False)` per batch: the ceiling for the persister's writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import DeliveryMode
+
+from broker.topology import declare_persist_queue
+from contracts import MESSAGES, message_doc_id
+from contracts.documents import MESSAGE_INDEXES
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
+from contracts.routing import message_key
+from persister.settings import PersisterSettings
+
+from .envelopes import Cursors, room_message
+from .scenarios import Context
+from .stack import BenchError
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_CHUNK = 500  # publishes awaiting their confirm at once
+SCRATCH = "bench_scratch"
+
+
+def _backlog(count: int, rooms: int) -> list[tuple[str, str, bytes, str]]:
+    """(routing key, message id, body, cursor) of `count` messages over `rooms` rooms."""
+    members = [(os.urandom(12).hex(), os.urandom(12).hex()) for _ in range(rooms)]
+    cursors = Cursors(node=0xBE4C4)
+    out = []
+    for i in range(count):
+        a, b = members[i % rooms]
+        sender, peer = (a, b) if (i // rooms) % 2 == 0 else (b, a)
+        mid = f"d-{i}"
+        body, cursor = room_message(sender, peer, mid, i // rooms + 1, cursors)
+        room = f"{min(a, b)}.{max(a, b)}"
+        out.append((message_key(room), message_doc_id(sender, mid), body, cursor))
+    return out
+
+
+async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]]) -> float:
+    """Publish with confirms; return messages per second."""
+    settings = PersisterSettings.model_fields
+    async with await ctx.stack.amqp.channel(publisher_confirms=True) as ch:
+        # The queue, bound to room.#, exists before the first publish (idempotent, same
+        # arguments as the persister declares it with).
+        await declare_persist_queue(ch, ctx.stack.names, settings["delivery_limit"].default)
+        exchange = await ch.get_exchange(ctx.stack.names.exchange)
+        t0 = time.monotonic()
+        for start in range(0, len(backlog), _PUBLISH_CHUNK):
+            await asyncio.gather(*(
+                exchange.publish(aio_pika.Message(
+                    body, content_type="application/json",
+                    delivery_mode=DeliveryMode.PERSISTENT, message_id=doc_id,
+                    headers={ORIGIN_HEADER: "bench-drain-1", CURSOR_HEADER: cursor}), key)
+                for key, doc_id, body, cursor in backlog[start:start + _PUBLISH_CHUNK]))
+        return len(backlog) / (time.monotonic() - t0)
+
+
+async def _raw_inserts(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
+                       batch: int) -> dict[str, Any]:
+    """The same documents, as the persister stores them, by bare insert_many batches."""
+    now = int(time.time() * 1000)
+    docs = []
+    for _, doc_id, body, _ in backlog:
+        doc = orjson.loads(body)
+        del doc["type"]
+        doc["_id"] = doc_id
+        doc["stored_at"] = now
+        docs.append(doc)
+    scratch = ctx.stack.db[f"{SCRATCH}_{batch}"]
+    await scratch.drop()
+    for collection, keys, options in MESSAGE_INDEXES:
+        if collection == MESSAGES:  # the same unique (room, cursor) index as the real one
+            opts: dict[str, Any] = dict(options)
+            await scratch.create_index(keys, **opts)
+    meter = ctx.meter()
+    cpu0, t0 = meter.snapshot(), time.monotonic()
+    for start in range(0, len(docs), batch):
+        await scratch.insert_many(docs[start:start + batch], ordered=False)
+    elapsed, cpu = time.monotonic() - t0, meter.delta(cpu0, meter.snapshot())
+    stored = await scratch.count_documents({})
+    await scratch.drop()
+    return {"batch": batch, "docs": stored, "seconds": round(elapsed, 2),
+            "docs_s": round(len(docs) / elapsed, 1), "cpu_s": cpu}
+
+
+async def drain(ctx: Context) -> dict[str, Any]:
+    plan, stack = ctx.plan, ctx.stack
+    # No persister may consume while the backlog builds: stop the one of (a) and (b),
+    # once it has emptied the queue.
+    deadline = time.monotonic() + 60
+    while (await stack.persist_queue_state())[0] > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    if ctx.persister is not None:
+        await ctx.persister.stop()
+        ctx.persister = None
+    backlog = _backlog(plan.drain_messages, plan.drain_rooms)
+    messages = stack.db[MESSAGES]
+    base = await messages.count_documents({})
+    publish_rate = await _publish(ctx, backlog)
+    ready, consumers = await stack.persist_queue_state()
+    if ready != len(backlog) or consumers:
+        raise BenchError(f"persist queue holds {ready} messages, {consumers} consumers; "
+                         f"expected {len(backlog)}, 0")
+    log.info("(d) %s messages queued (%.0f msg/s published)", ready, publish_rate)
+
+    target = base + len(backlog)
+    t_spawn = time.monotonic()
+    persister = ctx.persister = stack.start_persister()
+    meter = ctx.meter(persister)
+    cpu0 = meter.snapshot()
+    t_first = None
+    limit = max(120.0, len(backlog) / 500)
+    while True:
+        count = await messages.estimated_document_count()
+        now = time.monotonic()
+        if t_first is None and count > base:
+            t_first = now
+        if count >= target:
+            break
+        if now - t_spawn > limit or not persister.alive():
+            raise BenchError(f"drain stalled at {count - base}/{len(backlog)} documents")
+        await asyncio.sleep(0.02)
+    t_done, cpu = time.monotonic(), meter.delta(cpu0, meter.snapshot())
+    assert t_first is not None
+    stored = await messages.count_documents({}) - base
+    n = len(backlog)
+    result: dict[str, Any] = {
+        "messages": n,
+        "rooms": plan.drain_rooms,
+        "publish_msgs_s": round(publish_rate, 1),
+        "stored": stored,
+        "drain_s": round(t_done - t_first, 2),
+        "docs_s": round(n / max(t_done - t_first, 1e-6), 1),
+        "docs_s_from_spawn": round(n / (t_done - t_spawn), 1),
+        "cpu_s": cpu,
+        "cpu_us_per_doc": {k: round(v * 1e6 / n, 1) for k, v in cpu.items()},
+        "persister_settings": {k: PersisterSettings.model_fields[k].default
+                               for k in ("prefetch", "batch_size", "batch_ms")},
+    }
+    log.info("(d) persister stored %s docs in %.2f s: %s docs/s", stored, t_done - t_first,
+             result["docs_s"])
+    result["raw_insert_many"] = [await _raw_inserts(ctx, backlog, b) for b in plan.insert_batches]
+    return result

@@ -1,0 +1,41 @@
+"""The sizes of one benchmark run: `QUICK` (under 3 minutes) and `FULL`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    gateways: int = 2
+    pairs: tuple[int, ...] = (10, 100)  # (a) and (e): both members of each pair send
+    window: int = 8  # (a) and (e): messages in flight per sender
+    warmup_s: float = 2.0
+    duration_s: float = 20.0
+    drain_s: float = 20.0  # after a run: how long in-flight messages may take to arrive
+    load_fractions: tuple[float, ...] = (0.25, 0.50, 0.80)  # (b): of (a)'s best rate
+    idle_sockets: int = 10_000  # (c)
+    idle_connect_concurrency: int = 100
+    idle_hold_s: float = 10.0  # (c): how long the sockets sit idle while CPU is measured
+    drain_messages: int = 100_000  # (d)
+    drain_rooms: int = 100
+    insert_batches: tuple[int, ...] = (1000, 256)  # (d): raw insert_many batch sizes
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Plan(name="full")
+
+QUICK = Plan(
+    name="quick",
+    warmup_s=1.0,
+    duration_s=5.0,
+    drain_s=15.0,
+    idle_sockets=10_000,
+    idle_hold_s=3.0,
+    drain_messages=20_000,
+    drain_rooms=50,
+)

@@ -1,0 +1,168 @@
+"""bench/results/latest.json (everything measured) and latest.md (the tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+PROCS = ("gateway-0", "gateway-1", "persister", "broker", "mongod", "relay", "loadgen",
+         "softirq", "other")
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "latest.json", out_dir / "latest.md"
+    js.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    md.write_text(markdown(results))
+    return js, md
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        return "–" if v is None else str(v)
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _lat(r: dict[str, Any]) -> list[object]:
+    lat = r.get("latency", {})
+    return [lat.get("p50_ms"), lat.get("p95_ms"), lat.get("p99_ms"), lat.get("max_ms")]
+
+
+def _checks(r: dict[str, Any]) -> str:
+    bad = [f"{r[k]} {k}" for k in ("lost", "unacked", "duplicates", "duplicate_acks", "reordered",
+                                    "misattributed", "unknown", "errors") if r.get(k)]
+    if r.get("frames_before_ready"):
+        bad.append(f"{r['frames_before_ready']} frames before ready")
+    if r.get("closed_early"):
+        bad.append(f"closed: {r['closed_early'][0]}")
+    return "ok" if not bad else ", ".join(bad)
+
+
+def _cpu_cells(r: dict[str, Any], procs: Sequence[str]) -> list[object]:
+    cpu, per = r.get("cpu_s", {}), r.get("cpu_us_per_msg", {})
+    return [f"{cpu[p]:.2f} s ({per.get(p, '–')})" if p in cpu else None for p in procs]
+
+
+def _present(runs: Sequence[dict[str, Any]]) -> list[str]:
+    return [p for p in PROCS if any(p in r.get("cpu_s", {}) for r in runs)]
+
+
+def _machine(m: dict[str, Any]) -> str:
+    libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
+    return (f"**Machine:** {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram_gib')} GiB RAM; "
+            f"{m.get('os')}; Python {m.get('python')}; RabbitMQ {m.get('rabbitmq')}; "
+            f"mongod {m.get('mongod')}.  \n**Libraries:** {libs}.")
+
+
+def _disturbed(res: dict[str, Any], threshold: float = 0.2) -> str | None:
+    """A warning when other programs used more than `threshold` cores during a measurement."""
+    spans: list[tuple[str, dict[str, float], float]] = []
+    for r in res.get("throughput") or []:
+        spans.append((f"(a) {r['pairs']} pairs", r["cpu_s"], r["duration_s"]))
+    for r in res.get("latency") or []:
+        spans.append((f"(b) {r['load_fraction']:.0%}", r["cpu_s"], r["duration_s"]))
+    for r in res.get("relay") or []:
+        spans.append((f"(e) {r['pairs']} pairs", r["cpu_s"], r["duration_s"]))
+    if idle := res.get("idle"):
+        spans.append(("(c) connect", idle["connect_cpu_s"], idle["connect_s"]))
+        spans.append(("(c) idle", idle["idle_cpu_s"], idle["idle_s"]))
+    if d := res.get("drain"):
+        spans.append(("(d) drain", d["cpu_s"], d["drain_s"]))
+    busy = [f"{label} {cpu.get('other', 0.0) / seconds:.2f}" for label, cpu, seconds in spans
+            if seconds > 0 and cpu.get("other", 0.0) / seconds > threshold]
+    if not busy:
+        return None
+    return ("**Warning:** other programs on this machine used CPU during some measurements "
+            "(cores, on average): " + ", ".join(busy) + ". Those figures are understated.")
+
+
+def markdown(res: dict[str, Any]) -> str:
+    plan, setup = res.get("plan", {}), res.get("setup", {})
+    out = [f"# duet benchmark ({plan.get('name')}), {res.get('started')}", "",
+           _machine(res.get("machine", {})), "",
+           f"**Setup:** {setup.get('description', '')}", ""]
+    if warning := _disturbed(res):
+        out += [warning, ""]
+
+    if runs := res.get("throughput"):
+        procs = _present(runs)
+        out += ["## (a) Throughput: closed loop, persister on", "",
+                f"Both members of each pair send, {plan.get('window')} messages in flight per "
+                f"sender; {plan.get('duration_s')} s measured after {plan.get('warmup_s')} s "
+                "warm-up. Latency: send → peer receives.", "",
+                _table(["pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                        "stored/acked", "checks", "server CPU µs/msg"],
+                       [[r["pairs"], r["delivered_msgs_s"], *_lat(r),
+                         f"{r['stored']}/{r['acked']}", _checks(r),
+                         r.get("cpu_us_per_msg_servers")] for r in runs]), "",
+                "CPU seconds in the window (µs per delivered message):", "",
+                _table(["pairs", *procs], [[r["pairs"], *_cpu_cells(r, procs)] for r in runs]),
+                ""]
+    if runs := res.get("latency"):
+        procs = _present(runs)
+        out += ["## (b) Latency: open loop at a fraction of (a)'s best", "",
+                "Latency from each message's scheduled send time (no coordinated omission).", "",
+                _table(["load", "offered msg/s", "sent msg/s", "delivered msg/s", "p50 ms",
+                        "p95 ms", "p99 ms", "max ms", "checks", "server CPU µs/msg"],
+                       [[f"{r['load_fraction']:.0%} of {r['reference_msgs_s']}",
+                         r["offered_msgs_s"], r["sent_msgs_s"], r["delivered_msgs_s"], *_lat(r),
+                         _checks(r), r.get("cpu_us_per_msg_servers")] for r in runs]), "",
+                _table(["load", *procs], [[f"{r['load_fraction']:.0%}", *_cpu_cells(r, procs)]
+                                          for r in runs]), ""]
+    if runs := res.get("relay"):
+        procs = _present(runs)
+        out += ["## (e) Reference ceiling: bare websockets relay, same load generator", "",
+                "No broker, no storage, no acks: a message leaves flight when delivered.", "",
+                _table(["pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                        "checks", *procs],
+                       [[r["pairs"], r["delivered_msgs_s"], *_lat(r), _checks(r),
+                         *_cpu_cells(r, procs)] for r in runs]), ""]
+    if idle := res.get("idle"):
+        rss, lat = idle["gateway_rss_mib"], idle["connect_latency"]
+        out += ["## (c) Idle authenticated sockets on one gateway", "",
+                _table(["sockets open", "rooms", "connect rate /s", "connect p50/p99 ms",
+                        "gateway RSS MiB before → open → closed", "gateway KiB/socket",
+                        "gateway CPU µs/connect", f"idle CPU s over {idle['idle_s']} s",
+                        "loadgen KiB/socket"],
+                       [[f"{idle['opened']}/{idle['sockets']}"
+                         + (f" ({idle['frames_before_ready']} frames before ready)"
+                            if idle.get("frames_before_ready") else ""), idle["rooms"],
+                         idle["connect_rate_s"], f"{lat.get('p50_ms')}/{lat.get('p99_ms')}",
+                         f"{rss['before']} → {rss['open']} → {rss['after_close']}",
+                         idle["gateway_kib_per_socket"], idle["gateway_cpu_us_per_connect"],
+                         ", ".join(f"{k} {v}" for k, v in idle["idle_cpu_s"].items()),
+                         idle["loadgen_kib_per_socket"]]]), ""]
+    if d := res.get("drain"):
+        ps = d["persister_settings"]
+        out += ["## (d) Persister drain", "",
+                f"{d['messages']} messages over {d['rooms']} rooms pre-loaded in the persist "
+                f"queue ({d['publish_msgs_s']} msg/s published with confirms), then one "
+                f"persister (prefetch {ps['prefetch']}, batch {ps['batch_size']}, "
+                f"{ps['batch_ms']} ms) started.", "",
+                _table(["writer", "docs", "seconds", "docs/s", "CPU s (µs/doc)"],
+                       [["persister (first → last doc)", d["stored"], d["drain_s"], d["docs_s"],
+                         ", ".join(f"{k} {v:.2f} ({d['cpu_us_per_doc'][k]})"
+                                   for k, v in d["cpu_s"].items())],
+                        ["persister incl. process start", d["stored"], None,
+                         d["docs_s_from_spawn"], None],
+                        *[[f"raw insert_many, batch {r['batch']}, unordered", r["docs"],
+                           r["seconds"], r["docs_s"],
+                           ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())]
+                          for r in d["raw_insert_many"]]]), ""]
+    if errors := res.get("failed"):
+        out += ["## Scenarios that failed", ""]
+        out += [f"- {name}: {msg}" for name, msg in errors.items()] + [""]
+    out += [f"Total bench time {res.get('elapsed_s')} s. CPU is user + system seconds per "
+            "process; `softirq` is the kernel's interrupt work (where loopback TCP is processed, "
+            "so mostly ours, in no process); `other` is every other process's CPU in the same "
+            "interval (not ours: a high value means the figures were disturbed). `broker` is "
+            "the whole RabbitMQ node's: anything else using that broker meanwhile counts too. "
+            "Server CPU µs/msg sums the named services (not the load generator, `softirq` or "
+            "`other`).", ""]
+    return "\n".join(out)

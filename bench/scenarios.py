@@ -1,0 +1,122 @@
+"""Scenarios (a) throughput, (b) latency and (e) the relay ceiling; (c) and (d) live in
+idle.py and drain.py. Each returns plain dicts for the report.
+
+Placement: member a of pair i connects to gateway i mod G and member b to gateway
+(i + 1) mod G, so with two gateways every message crosses from one gateway to the other
+through the broker (the general case: with G gateways behind a balancer, (G-1)/G of pairs
+are split).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .accounts import Pair, sign_up_pairs, synthetic_pairs
+from .loadgen import Load
+from .plan import Plan
+from .procs import CpuMeter
+from .stack import BenchError, BenchStack, Child
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What the scenarios share: the stack, the plan, the running services, the users."""
+
+    stack: BenchStack
+    plan: Plan
+    gateways: list[Child] = field(default_factory=list)
+    persister: Child | None = None
+    pairs: list[Pair] = field(default_factory=list)
+
+    def meter(self, *children: Child, infra: bool = True) -> CpuMeter:
+        """CPU of these children, the broker and mongod (with `infra`), and this process."""
+        pids = {c.name: c.pid for c in children}
+        if infra:
+            pids.update(self.stack.infra_pids())
+        pids["loadgen"] = os.getpid()
+        return CpuMeter(pids)
+
+    def services(self) -> list[Child]:
+        return [*self.gateways, *([self.persister] if self.persister else [])]
+
+
+def placed(pairs: Sequence[Pair], urls: Sequence[str]) -> list[tuple[str, str, Pair]]:
+    g = len(urls)
+    return [(urls[i % g], urls[(i + 1) % g], p) for i, p in enumerate(pairs)]
+
+
+async def prepare(ctx: Context) -> None:
+    """Start the persister and the gateways, then sign up the largest number of pairs."""
+    ctx.persister = await ctx.stack.persister()
+    for i in range(ctx.plan.gateways):
+        ctx.gateways.append(await ctx.stack.gateway(f"gateway-{i}"))
+    ctx.pairs = await sign_up_pairs([g.http for g in ctx.gateways], max(ctx.plan.pairs))
+    log.info("signed up %s pairs over %s gateways", len(ctx.pairs), len(ctx.gateways))
+
+
+def _summary(label: str, r: dict[str, Any]) -> None:
+    lat = r["latency"]
+    log.info("%s: %s msg/s delivered, p50 %s ms, p99 %s ms, lost %s, dup %s, reordered %s",
+             label, r["delivered_msgs_s"], lat.get("p50_ms"), lat.get("p99_ms"), r["lost"],
+             r["duplicates"], r["reordered"])
+
+
+async def throughput(ctx: Context) -> list[dict[str, Any]]:
+    """(a) Closed loop, W in flight per sender, through the gateways, broker and persister."""
+    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    results = []
+    for n in plan.pairs:
+        async with Load(placed(ctx.pairs[:n], urls), window=plan.window) as load:
+            r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                                       meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
+                                       wait_stored=True)
+        r.update(pairs=n, window=plan.window, gateways=len(urls))
+        _summary(f"(a) {n} pairs", r)
+        results.append(r)
+    return results
+
+
+async def latency(ctx: Context, best: dict[str, Any]) -> list[dict[str, Any]]:
+    """(b) Open loop at fractions of (a)'s best delivered rate, with that run's pairs."""
+    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    n, top = best["pairs"], best["delivered_msgs_s"]
+    if top <= 0:
+        raise BenchError("(a) delivered nothing; no rate to take fractions of")
+    results = []
+    for fraction in plan.load_fractions:
+        async with Load(placed(ctx.pairs[:n], urls)) as load:
+            r = await load.open_loop(rate=top * fraction, warmup_s=plan.warmup_s,
+                                     duration_s=plan.duration_s,
+                                     meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
+                                     wait_stored=True)
+        r.update(pairs=n, load_fraction=fraction, reference_msgs_s=top)
+        _summary(f"(b) {fraction:.0%} of {top} msg/s", r)
+        results.append(r)
+    return results
+
+
+async def relay(ctx: Context) -> list[dict[str, Any]]:
+    """(e) The same closed loop against a bare websockets relay: the ceiling of the sockets."""
+    plan = ctx.plan
+    server = await ctx.stack.relay()
+    results = []
+    try:
+        for n in plan.pairs:
+            pairs = synthetic_pairs(n)
+            async with Load(placed(pairs, [server.ws]), window=plan.window,
+                            needs_ack=False) as load:
+                r = await load.closed_loop(
+                    warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                    meter=ctx.meter(server, infra=False), drain_s=plan.drain_s)
+            r.update(pairs=n, window=plan.window)
+            _summary(f"(e) relay {n} pairs", r)
+            results.append(r)
+    finally:
+        await server.stop()
+    return results

