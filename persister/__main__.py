@@ -62,7 +62,12 @@ async def serve(settings: PersisterSettings) -> None:
 def main() -> None:
     settings = PersisterSettings()
     configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    try:
+        import uvloop  # the gateway runs on it too (uvicorn picks it when installed)
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -114,13 +114,20 @@ class Persister:
         if not docs:
             return
         refused = await self._insert_with_retry(docs)
-        for i, message in enumerate(good):
-            if i in refused:
-                log.warning("dead-lettering message MongoDB refused: %s", message.message_id)
-                self.metrics.dead_lettered.inc()
-                await _settle(message, ack=False)
-            else:
-                await _settle(message, ack=True)
+        for i in sorted(refused):
+            log.warning("dead-lettering message MongoDB refused: %s", good[i].message_id)
+            self.metrics.dead_lettered.inc()
+            await _settle(good[i], ack=False)
+        # One ack for the batch: every earlier delivery on this channel is settled already
+        # (batches are taken in delivery order), and on a quorum queue each ack is a log
+        # entry, so this saves the broker work per message.
+        if len(refused) < len(good):
+            last = max(i for i in range(len(good)) if i not in refused)
+            await _settle(good[last], ack=True, multiple=not refused)
+            if refused:
+                for i, message in enumerate(good[:last]):
+                    if i not in refused:
+                        await _settle(message, ack=True)
         self.stored += len(docs) - len(refused)
         self.metrics.stored.inc(len(docs) - len(refused))
         pairs = zip(docs, good, strict=True)
@@ -159,12 +166,13 @@ class Persister:
                 log.warning("stored receipt for %s not published: %s", room, exc.reason)
 
 
-async def _settle(message: AbstractIncomingMessage, *, ack: bool) -> None:
+async def _settle(message: AbstractIncomingMessage, *, ack: bool,
+                  multiple: bool = False) -> None:
     """Ack, or reject to the dead letters. If the channel was lost meanwhile, the broker
     delivers the message again and the write of it is a no-op (same _id)."""
     try:
         if ack:
-            await message.ack()
+            await message.ack(multiple=multiple)
         else:
             await message.reject(requeue=False)
     except (AMQPError, ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
