@@ -44,6 +44,7 @@ class Passwords:
 class Tokens:
     def __init__(self, settings: GatewaySettings) -> None:
         self._secret = settings.secret
+        self._verifiers = settings.verification_secrets
         self.ttl_s = settings.token_ttl_s
 
     def issue(self, user_id: str, username: str) -> str:
@@ -53,14 +54,26 @@ class Tokens:
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> str:
-        """Return the user id the token was issued to, or raise Unauthenticated."""
-        try:
-            claims = jwt.decode(token, self._secret, algorithms=[_ALGORITHM], audience=_AUDIENCE,
-                                options={"require": ["exp", "sub", "aud"]})
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired") from None
-        except jwt.PyJWTError:
-            raise Unauthenticated("invalid token") from None
+        """Return the user id the token was issued to, or raise Unauthenticated.
+
+        New tokens are signed with the current secret; tokens signed with a previous one
+        (DUET_TOKEN_SECRETS_PREVIOUS) are accepted until they expire.
+        """
+        claims: dict[str, object] | None = None
+        for secret in self._verifiers:
+            try:
+                claims = jwt.decode(token, secret, algorithms=[_ALGORITHM],
+                                    audience=_AUDIENCE,
+                                    options={"require": ["exp", "sub", "aud"]})
+                break
+            except jwt.ExpiredSignatureError:
+                raise Unauthenticated("token expired") from None
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError:
+                raise Unauthenticated("invalid token") from None
+        if claims is None:
+            raise Unauthenticated("invalid token")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not is_user_id(sub):
             raise Unauthenticated("invalid token")

@@ -21,6 +21,10 @@ class GatewaySettings(ServiceSettings):
                       description="Replica id; names this replica's queue.")
     token_secret: SecretStr | None = None
     token_secret_file: Path | None = None
+    token_secrets_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Older signing secrets, comma-separated: tokens they signed stay valid "
+                    "until they expire (key rotation without logging anyone out).")
     token_ttl_s: int = Field(12 * 3600, ge=60)
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -48,6 +52,13 @@ class GatewaySettings(ServiceSettings):
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19 * 1024, ge=8 * 1024)
 
+    @field_validator("token_secrets_previous", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -70,3 +81,9 @@ class GatewaySettings(ServiceSettings):
     def secret(self) -> bytes:
         assert self.token_secret is not None
         return self.token_secret.get_secret_value().encode()
+
+    @property
+    def verification_secrets(self) -> list[bytes]:
+        """The current secret first, then the previous ones."""
+        return [self.secret] + [s.get_secret_value().encode()
+                                for s in self.token_secrets_previous]
