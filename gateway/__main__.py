@@ -7,14 +7,17 @@ import uvicorn
 from broker.logs import configure
 
 from .app import create_app
+from .handshake import DeadlineHttpProtocol
 from .settings import GatewaySettings
 
 
 def main() -> None:
     settings = GatewaySettings()
     configure(settings.log_level, settings.log_format)
+    DeadlineHttpProtocol.deadline_s = settings.handshake_timeout_s
     uvicorn.run(
         create_app(settings),
+        http=DeadlineHttpProtocol,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,

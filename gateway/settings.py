@@ -42,6 +42,8 @@ class GatewaySettings(ServiceSettings):
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",
         description="The browser client's files, served at /; empty to serve none.")
+    handshake_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send its request headers within this.")
     rate_per_s: float = Field(100.0, gt=0, description="Frames a socket may send per second.")
     rate_burst: float = Field(500.0, ge=1, description="Frames a socket may send at once.")
     max_connections_per_ip: int = Field(100, ge=1)
