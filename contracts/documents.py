@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,13 +55,14 @@ class FriendshipDocument(BaseModel):
 
 
 # (collection, keys, options): created idempotently by the service that owns the queries.
-MESSAGE_INDEXES = [
+IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
+MESSAGE_INDEXES: list[IndexSpec] = [
     (MESSAGES, [("room", 1), ("cursor", 1)], {"name": "room_cursor", "unique": True}),
 ]
-USER_INDEXES = [
+USER_INDEXES: list[IndexSpec] = [
     (USERS, [("username_key", 1)], {"name": "username_key", "unique": True}),
 ]
-FRIENDSHIP_INDEXES = [
+FRIENDSHIP_INDEXES: list[IndexSpec] = [
     (FRIENDSHIPS, [("requester", 1)], {"name": "requester"}),
     (FRIENDSHIPS, [("addressee", 1)], {"name": "addressee"}),
 ]

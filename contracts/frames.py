@@ -43,7 +43,7 @@ class SyncFrame(_Frame):
 
 
 ClientFrame = Annotated[SendFrame | SyncFrame, Field(discriminator="type")]
-client_frame = TypeAdapter(ClientFrame)
+client_frame: TypeAdapter[SendFrame | SyncFrame] = TypeAdapter(ClientFrame)
 
 
 class ReadyFrame(_Frame):
@@ -102,4 +102,6 @@ ServerFrame = Annotated[
     ReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame,
     Field(discriminator="type"),
 ]
-server_frame = TypeAdapter(ServerFrame)
+server_frame: TypeAdapter[
+    ReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
+] = TypeAdapter(ServerFrame)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,9 +36,15 @@ def health_app(metrics: PersisterMetrics, readiness: Readiness) -> Starlette:
                              Route("/metrics", prometheus)])
 
 
+class _Server(uvicorn.Server):
+    """Leaves SIGTERM and SIGINT to the persister, which stops the health port itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 def health_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return _Server(config)

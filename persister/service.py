@@ -70,7 +70,7 @@ class Persister:
                     channel, self._broker.names, self._settings.delivery_limit)
                 result = queue.declaration_result
                 if result is not None:
-                    self.metrics.lag.set(result.message_count)
+                    self.metrics.lag.set(result.message_count or 0)
                 if result is not None and result.consumer_count == 0:
                     self._queue = queue
                     self._consumer_tag = await queue.consume(self._inbox.put)
