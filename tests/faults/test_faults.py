@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import httpx
+import orjson
 import pymongo
 from reliability import record
 from support import (
@@ -14,6 +15,7 @@ from support import (
     befriend,
     close_broker_connections,
     drop_broker_names,
+    envelope,
     open_socket,
     proc_cpu_seconds,
     signup,
@@ -216,3 +218,46 @@ async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
         client.close()
         mongod.stop()
         await asyncio.to_thread(drop_broker_names, own)
+
+
+async def test_poison_messages_dead_lettered_and_persister_carries_on(
+        stack: Stack, mongo: pymongo.MongoClient) -> None:
+    """Malformed and mis-addressed messages on the persist queue go to the dead letters;
+    good messages around them are stored."""
+    import aio_pika
+
+    from contracts import Names
+
+    stack.persister()
+    gw = stack.gateway()
+    a, b = await friends(gw)
+    names, room = Names(prefix=stack.prefix), room_id(a.user_id, b.user_id)
+    async with open_socket(gw, a, b) as sa:
+        assert (await stream(sa, a, b, ["good-1"])).acked == ["good-1"]
+        conn = await aio_pika.connect(stack.amqp_url)
+        async with conn:
+            channel = await conn.channel()
+            exchange = await channel.get_exchange(names.exchange)
+            poison = [b"{not json", b'{"type":"message"}',
+                      # valid shape, but its room is not the routing key's
+                      orjson.dumps({
+                          "type": "message", "id": "stray", "sender": a.user_id,
+                          "room": room, "kind": "text", "body": envelope(a, b), "ts": 1,
+                          "cursor": "0" * 32})]
+            keys = [f"room.{room}", f"room.{room}", "room.aaaaaaaaaaaaaaaaaaaaaaaa.bbbb"]
+            for body, key in zip(poison, keys, strict=True):
+                await exchange.publish(aio_pika.Message(body), routing_key=key)
+            assert (await stream(sa, a, b, ["good-2"])).acked == ["good-2"]
+            dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+            deadline = time.monotonic() + 15
+            while (dead.declaration_result.message_count or 0) < 3:
+                assert time.monotonic() < deadline, "poison not dead-lettered"
+                await asyncio.sleep(0.2)
+                dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+            dead_count = dead.declaration_result.message_count
+    stored = await wait_stored(mongo, stack.db_name, room, 2)
+    assert sorted(stored) == ["good-1", "good-2"]
+    record("test_poison_messages_dead_lettered_and_persister_carries_on",
+           "malformed and mis-addressed messages on duet.persist",
+           "dead-lettered to duet.dead-letters; the messages around them stored",
+           poison=3, dead_lettered=dead_count, stored=len(stored))
