@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for both services: `python -m gateway` (the default) or `python -m persister`.
+# It also carries the `duet` CLI, so operators can run `docker compose exec gateway duet audit
+# tail` next to the services (docs/operations.md).
 
 # --- build: install duet and its dependencies into a virtualenv -------------------------
 FROM python:3.11.13-slim-bookworm AS build
@@ -11,6 +13,7 @@ COPY contracts ./contracts
 COPY broker ./broker
 COPY gateway ./gateway
 COPY persister ./persister
+COPY client ./client
 # Not editable: the runtime stage gets the venv alone, without /src.
 RUN /opt/duet/bin/pip install .
 
@@ -20,11 +23,15 @@ RUN groupadd --system --gid 10001 duet \
  && useradd --system --uid 10001 --gid duet --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin duet
 COPY --from=build /opt/duet /opt/duet
+# The browser client the gateway serves at /: plain files, no build step. Installed packages
+# do not carry it, so it is copied beside the venv and named by DUET_WEB_DIR.
+COPY web /opt/duet/web
 ENV PATH=/opt/duet/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DUET_HOST=0.0.0.0 \
-    DUET_PORT=8000
+    DUET_PORT=8000 \
+    DUET_WEB_DIR=/opt/duet/web
 # Numeric, so an orchestrator can check that the user is not root without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /tmp

@@ -12,6 +12,10 @@
     listen [FRIEND]              replay what was missed since the last run, then live
     history FRIEND               every stored message, verified and decrypted, oldest first
     verify FRIEND                the safety number to compare with FRIEND
+    audit tail [--room A,B] [--since TIME | --offset N] [--follow] [--limit N]
+                                 one JSON line per message in the broker's audit stream
+    audit verify --since TIME [--until TIME] [--room A,B]
+                                 the audit stream against MongoDB: every message in one only
 
 Secrets never come from arguments. The account password: DUET_PASSWORD, or one line on
 stdin with --password-stdin, else a prompt. The passphrase that unlocks this device's
@@ -42,6 +46,7 @@ from typing import Any
 import httpx
 from websockets.exceptions import WebSocketException
 
+from . import audit
 from .errors import ApiError, ConfigError, DuetError, SendError
 from .profile import Profile, default_home
 from .progress import Bar
@@ -531,6 +536,43 @@ async def cmd_verify(s: Session) -> int:
     return 0
 
 
+# -- audit (operators: the broker and MongoDB, never a device or a server URL) -----------
+def _audit_broker(s: Session) -> tuple[str, str]:
+    """The broker URL and name prefix; the AMQP libraries' own logs only with --verbose
+    (their connection errors are reported once, as a `duet: error:` line)."""
+    args = s.args
+    if not args.verbose:
+        for name in ("aio_pika", "aiormq"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    amqp_url = args.amqp_url or os.environ.get("DUET_AMQP_URL") or audit.DEFAULT_AMQP_URL
+    prefix = args.prefix if args.prefix is not None else os.environ.get("DUET_PREFIX", "")
+    return amqp_url, prefix
+
+
+def _json_line(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+async def cmd_audit_tail(s: Session) -> int:
+    amqp_url, prefix = _audit_broker(s)
+    await audit.tail(_json_line, amqp_url, prefix, since=s.args.since, offset=s.args.offset,
+                     rooms=s.args.room, follow=s.args.follow, limit=s.args.limit)
+    return 0
+
+
+async def cmd_audit_verify(s: Session) -> int:
+    args = s.args
+    amqp_url, prefix = _audit_broker(s)
+    mongo_url = args.mongo_url or os.environ.get("DUET_MONGO_URL") or audit.DEFAULT_MONGO_URL
+    db_name = args.mongo_db or os.environ.get("DUET_MONGO_DB") or "duet"
+    if args.until is not None and args.until <= args.since:
+        raise ConfigError("--until must be later than --since")
+    differences = await audit.verify(
+        _json_line, amqp_url, prefix, mongo_url, audit.database_name(prefix, db_name),
+        since=args.since, until=args.until, rooms=args.room, grace_s=args.grace)
+    return 1 if differences else 0
+
+
 # -- arguments ---------------------------------------------------------------------------
 def _username(value: str) -> str:
     if not _USERNAME.match(value):
@@ -557,6 +599,56 @@ def _positive_float(value: str) -> float:
     if not 0 < x < float("inf"):
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
     return x
+
+
+def _time(value: str) -> datetime:
+    try:
+        return audit.parse_time(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rooms(value: str) -> audit.RoomFilter:
+    try:
+        return audit.RoomFilter.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = -1.0
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return x
+
+
+def _offset(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a stream offset (0, 1, 2, ...)")
+    return int(value)
+
+
+def _audit_command(where: Any, name: str, handler: Handler, help: str
+                   ) -> argparse.ArgumentParser:
+    """An audit command: no device options (it reads the broker and MongoDB, not a
+    profile); where the stream is comes from the services' own environment names."""
+    p: argparse.ArgumentParser = where.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log what the client does on stderr")
+    p.add_argument("--amqp-url", metavar="URL",
+                   help="RabbitMQ (default: $DUET_AMQP_URL, else "
+                        f"{audit.redact(audit.DEFAULT_AMQP_URL)})")
+    p.add_argument("--prefix", metavar="PREFIX",
+                   help="the services' name prefix (default: $DUET_PREFIX, else none); the "
+                        "stream is PREFIXduet.audit")
+    p.add_argument("--room", metavar="A,B", type=_rooms,
+                   help="only these rooms (<user id>.<user id>, either order) and rooms with "
+                        "these users (a user id): comma-separated, any mix")
+    return p
 
 
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -639,6 +731,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-dir", metavar="DIR", help="where images go (default: HOME/images)")
     p = command("verify", cmd_verify, "show the safety number to compare with FRIEND")
     p.add_argument("friend", metavar="FRIEND")
+
+    audits = commands.add_parser(
+        "audit", help="read the broker's audit stream; check it against MongoDB",
+        description="Read the broker's audit stream of every message (ciphertext "
+                    "fingerprints only: nothing is decrypted) and check it against MongoDB. "
+                    "Output: one JSON object per line.")
+    sub = audits.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    p = _audit_command(sub, "tail", cmd_audit_tail,
+                       "one JSON line per message in the audit stream: id, room, sender, "
+                       "kind, size, sha256, ts, cursor, offset, published")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="TIME", type=_time,
+                       help="messages from TIME on (ISO 8601, no zone = UTC; or 90s, 15m, 2h, "
+                            "7d ago); default: the oldest the stream holds")
+    start.add_argument("--offset", metavar="N", type=_offset,
+                       help="from stream offset N (the `offset` of an earlier line)")
+    p.add_argument("--follow", action="store_true",
+                   help="keep printing new messages until interrupted (else stop once none "
+                        "arrived for a second)")
+    p.add_argument("--limit", metavar="N", type=_positive_int, help="stop after N lines")
+    p = _audit_command(sub, "verify", cmd_audit_verify,
+                       "compare the audit stream with MongoDB's messages over a time window: "
+                       "one JSON line per message in one but not the other, then a summary; "
+                       "exit 1 if there is any difference")
+    p.add_argument("--since", metavar="TIME", type=_time, required=True,
+                   help="start of the window, on the messages' ts (ISO 8601 or 15m, 2h, 7d "
+                        "ago); keep it within the stream's retention")
+    p.add_argument("--until", metavar="TIME", type=_time,
+                   help="end of the window (default: now)")
+    p.add_argument("--mongo-url", metavar="URL",
+                   help=f"MongoDB (default: $DUET_MONGO_URL, else {audit.DEFAULT_MONGO_URL})")
+    p.add_argument("--mongo-db", metavar="NAME",
+                   help="database name before the prefix (default: $DUET_MONGO_DB, else duet)")
+    p.add_argument("--grace", metavar="SECONDS", type=_seconds, default=5.0,
+                   help="how long a message missing from MongoDB is looked for again, as "
+                        "the persister may be a moment behind (default: 5)")
     return parser
 
 

@@ -55,3 +55,15 @@ if ((${#missing[@]} > 0)); then
         echo "bootstrap: not Debian; install these yourself if tests need them: ${missing[*]}" >&2
     fi
 fi
+
+# --- nginx, unpacked, not installed: `nginx -t` checks deploy/nginx.conf in the tests
+# (installing Debian's package would start a system nginx on port 80).
+if [[ ! -x .duet/nginx/usr/sbin/nginx ]] && ! command -v nginx >/dev/null && command -v apt-get >/dev/null; then
+    echo "bootstrap: unpacking nginx into .duet/nginx"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download -qq nginx </dev/null) 2>/dev/null || \
+       { apt-get update -qq && (cd "$tmp" && apt-get download -qq nginx </dev/null); }; then
+        dpkg -x "$tmp"/nginx_*.deb .duet/nginx
+    fi
+    rm -rf "$tmp"
+fi
