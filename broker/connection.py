@@ -33,6 +33,7 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self.topology_ok = False
+        self._notices: AbstractExchange | None = None
 
     async def __aenter__(self) -> Broker:
         await self.open()
@@ -90,6 +91,20 @@ class Broker:
             not self._channel.is_closed
         )
 
+    async def notify(self, body: bytes, routing_key: str) -> None:
+        """Publish a best-effort notice (transient, unconfirmed): for receipts that only
+        matter to whoever listens now, so the publisher never waits on a confirm."""
+        if self._notices is None:
+            channel = await self.connection.channel(publisher_confirms=False)
+            self._notices = await declare_exchange(channel, self.names)
+        try:
+            await self._notices.publish(
+                aio_pika.Message(body, content_type="application/json"), routing_key,
+                mandatory=False)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            self._notices = None
+            raise PublishError(routing_key, type(exc).__name__) from exc
+
     async def channel(self, prefetch: int) -> AbstractChannel:
         """A further channel, e.g. for consuming, so consumers never block publishes."""
         channel = await self.connection.channel(publisher_confirms=False)
@@ -123,7 +138,7 @@ class Broker:
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
         connection, self._connection = self._connection, None
-        self._channel = self._exchange = None
+        self._channel = self._exchange = self._notices = None
         if connection is not None and not connection.is_closed:
             await connection.close()
             log.info("broker connection %s closed", self.name)

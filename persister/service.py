@@ -158,10 +158,12 @@ class Persister:
             by_room[d["room"]].append({
                 "sender": d["sender"], "id": d["id"], "cursor": d["cursor"],
                 "origin": str((message.headers or {}).get(ORIGIN_HEADER, ""))})
+        # Unconfirmed: a receipt only matters to sockets listening now, and waiting for one
+        # confirm per room would hold the next batch back (100 rooms, 100 round trips).
         for room, items in by_room.items():
             try:
-                await self._broker.publish(orjson.dumps({"room": room, "items": items}),
-                                           stored_key(room), timeout=5.0, mandatory=False)
+                await self._broker.notify(orjson.dumps({"room": room, "items": items}),
+                                          stored_key(room))
             except PublishError as exc:
                 log.warning("stored receipt for %s not published: %s", room, exc.reason)
 
