@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from support import Stack, befriend, open_socket, signup, stream
+from support import Stack, befriend, drop_broker_names, open_socket, signup, stream
 
 from devstack.mongo import Mongod
 from devstack.ports import free_port
@@ -82,6 +82,8 @@ async def test_readyz_follows_broker_and_mongod(amqp_url: str, tmp_path: Path) -
         stack.stop()
         proxy.kill()
         mongod.stop()
+        await asyncio.to_thread(drop_broker_names, Stack(amqp_url, "", tmp_path,
+                                                         prefix=stack.prefix))
 
 
 def metric(text: str, name: str, **labels: str) -> float:
