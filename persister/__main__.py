@@ -7,6 +7,7 @@ import logging
 import signal
 from typing import Any
 
+import uvicorn
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
@@ -20,6 +21,15 @@ from .settings import PersisterSettings
 from .store import MessageStore
 
 log = logging.getLogger("persister")
+
+
+async def _serve_health(server: uvicorn.Server, port: int) -> None:
+    """Run the health port; if it cannot bind, say so and keep persisting without it."""
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when the port is taken
+        log.error("health port %s unavailable: running without /healthz, /readyz, /metrics",
+                  port)
 
 
 async def serve(settings: PersisterSettings) -> None:
@@ -50,7 +60,7 @@ async def serve(settings: PersisterSettings) -> None:
             if settings.health_port:
                 server = health_server(health_app(metrics, readiness), settings.health_host,
                                        settings.health_port)
-                serving = asyncio.create_task(server.serve())
+                serving = asyncio.create_task(_serve_health(server, settings.health_port))
             await persister.run(stop)
     finally:
         if server is not None:
