@@ -203,7 +203,8 @@ async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
             await asyncio.sleep(15)
             cpu_used = proc_cpu_seconds(persister.pid) - cpu0
             outage = time.monotonic() - t0
-            await asyncio.to_thread(Mongod(tmp_path / "db", port).start)
+            mongod = Mongod(tmp_path / "db", port)  # the same data, back on the same port
+            await asyncio.to_thread(mongod.start)
             result = await sender
         assert len(result.acked) == len(ids)  # publishing never needed MongoDB
         stored = await wait_stored(client, own.db_name, room, len(ids), timeout=90)
