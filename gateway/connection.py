@@ -85,9 +85,9 @@ class Connection:
 
     def send(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
-        self._metrics.frames_out.labels(kind).inc()
+        self._metrics.frame_out(kind)
         if kind == "error":
-            self._metrics.errors.labels(frame["code"]).inc()
+            self._metrics.error(frame["code"])
         self.push(orjson.dumps(frame).decode())
 
     def _track(self, cursor: str) -> None:
@@ -142,7 +142,7 @@ class Connection:
         """Ask the socket to close with this code; the first call wins."""
         if not self._closed.is_set():
             self.close_code, self.close_reason = code, reason
-            self._metrics.errors.labels(str(code)).inc()
+            self._metrics.error(code)
             self._closed.set()
 
     @property

@@ -25,3 +25,21 @@ class GatewayMetrics:
                               "Error frames and refusing close codes, by code", ["code"],
                               registry=r)
         self.out_message = self.frames_out.labels("message")
+        # Label children looked up once, not per frame (labels() takes a lock and hashes).
+        self._children: dict[tuple[int, str], Counter] = {}
+
+    def _child(self, counter: Counter, label: str) -> Counter:
+        key = (id(counter), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(label)
+        return child
+
+    def frame_in(self, kind: str) -> None:
+        self._child(self.frames_in, kind).inc()
+
+    def frame_out(self, kind: str) -> None:
+        self._child(self.frames_out, kind).inc()
+
+    def error(self, code: str | int) -> None:
+        self._child(self.errors, str(code)).inc()

@@ -88,7 +88,7 @@ async def socket(ws: WebSocket, peer_id: str) -> None:
     # Accept first (selecting duet.v1 when offered) so a refusal can carry its close code.
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     if not origin_allowed(ws, svc.settings.allowed_origins):
-        svc.metrics.errors.labels(str(POLICY)).inc()
+        svc.metrics.error(POLICY)
         await ws.close(POLICY, "origin not allowed")
         return
     address = ws.client.host if ws.client else "?"
@@ -108,7 +108,7 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
             raise Unauthenticated("missing token")
         user = svc.tokens.verify(token)
     except Unauthenticated as exc:
-        svc.metrics.errors.labels(str(NOT_AUTHENTICATED)).inc()
+        svc.metrics.error(NOT_AUTHENTICATED)
         await ws.close(NOT_AUTHENTICATED, exc.detail)
         return
     try:
@@ -117,7 +117,7 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         await ws.close(1011, "storage unavailable")
         return
     if not friends:
-        svc.metrics.errors.labels(str(FORBIDDEN_ROOM)).inc()
+        svc.metrics.error(FORBIDDEN_ROOM)
         await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
         return
     conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
@@ -166,7 +166,7 @@ async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
             return
         text = message.get("text")
         if text is None:
-            svc.metrics.frames_in.labels("binary").inc()
+            svc.metrics.frame_in("binary")
             conn.send(_error("binary_frame", "frames are JSON text"))
             continue
         if len(text) > limit:
@@ -179,15 +179,15 @@ async def _handle(text: str, conn: Connection, svc: Services) -> None:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
-        svc.metrics.frames_in.labels("other").inc()
+        svc.metrics.frame_in("other")
         conn.send(_error("bad_json", "the frame is not valid JSON"))
         return
     if not isinstance(data, dict):
-        svc.metrics.frames_in.labels("other").inc()
+        svc.metrics.frame_in("other")
         conn.send(_error("invalid_frame", "a frame is a JSON object"))
         return
     kind = data.get("type")
-    svc.metrics.frames_in.labels(kind if kind in ("send", "sync") else "other").inc()
+    svc.metrics.frame_in(kind if kind in ("send", "sync") else "other")
     try:
         if kind == "send":
             await _send(SendFrame.model_validate(data), conn, svc)
