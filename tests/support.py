@@ -225,6 +225,14 @@ async def befriend(http: httpx.AsyncClient, base: str, a: User, b: User) -> None
     assert r.status_code == 200, r.text
 
 
+async def friends(gw: Gateway) -> tuple[User, User]:
+    """Two new users on this gateway, accepted friends."""
+    async with httpx.AsyncClient(verify=gw.verify) as http:
+        a, b = await signup(http, gw.http), await signup(http, gw.http)
+        await befriend(http, gw.http, a, b)
+    return a, b
+
+
 class Socket:
     """A test client over a real WebSocket: frames in, frames out, JSON."""
 

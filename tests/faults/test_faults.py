@@ -6,32 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import orjson
 import pymongo
 from reliability import record
 from support import (
     Stack,
-    befriend,
     close_broker_connections,
     drop_broker_names,
     envelope,
+    friends,
     open_socket,
     proc_cpu_seconds,
-    signup,
     stored_ids,
     stream,
     wait_stored,
 )
 
 from contracts import room_id
-
-
-async def friends(gw):  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
-    return a, b
 
 
 async def test_persister_sigkill_during_2000_stream_stores_exactly_2000(

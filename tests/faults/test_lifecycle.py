@@ -6,11 +6,10 @@ import asyncio
 import signal
 import time
 
-import httpx
 import pymongo
 import pytest
 from reliability import record
-from support import Stack, befriend, open_socket, signup, stream, wait_stored
+from support import Stack, friends, open_socket, stream, wait_stored
 from websockets.exceptions import ConnectionClosed
 
 from contracts import room_id
@@ -22,9 +21,7 @@ async def test_gateway_sigterm_closes_sockets_1012_and_loses_nothing(
     process exits, and every acked message is stored."""
     stack.persister()
     gw, other = stack.gateway(), stack.gateway()
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     room = room_id(a.user_id, b.user_id)
     async with open_socket(gw, b, a) as sb, open_socket(gw, a, b) as sa:
         sender = asyncio.create_task(stream(sa, a, b, [f"t{i}" for i in range(3000)]))

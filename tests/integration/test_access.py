@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Gateway, befriend, envelope, open_socket, signup
+from support import Gateway, befriend, envelope, friends, open_socket, signup
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -28,9 +28,7 @@ async def test_open_socket_without_token_closes_4401(gw: Gateway) -> None:
 async def test_open_socket_with_forged_token_closes_4401(gw: Gateway) -> None:
     """A token signed with another key: 4401."""
     import jwt
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     forged = jwt.encode({"sub": a.user_id, "exp": 4102444800, "aud": "duet"}, "y" * 40)
     assert await close_code(f"{gw.ws}/ws/{b.user_id}",
                             additional_headers={"Authorization": f"Bearer {forged}"}) == 4401
@@ -38,9 +36,7 @@ async def test_open_socket_with_forged_token_closes_4401(gw: Gateway) -> None:
 
 async def test_open_socket_with_subprotocol_token_selects_duet_v1(gw: Gateway) -> None:
     """Browsers pass the token as a `bearer.<token>` subprotocol; the server picks duet.v1."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b, additional_headers={},
                            subprotocols=["duet.v1", f"bearer.{a.token}"]) as sock:
         assert sock.ws.subprotocol == "duet.v1"
@@ -78,9 +74,7 @@ async def test_send_claiming_other_sender_is_stamped_with_real_sender(gw: Gatewa
 async def test_other_device_of_sender_receives_message_but_not_sending_socket(
         gw: Gateway) -> None:
     """The sender's other sockets get the message; the sending socket gets only its ack."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as phone, open_socket(gw, a, b) as laptop:
         await laptop.send({"type": "send", "id": "x1", "kind": "text",
                            "body": envelope(a, b, 1)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Gateway, befriend, envelope, open_socket, signup
+from support import Gateway, befriend, envelope, friends, open_socket, signup
 
 BAD_FRAMES = [
     ("{not json", "bad_json", None),
@@ -24,9 +24,7 @@ BAD_FRAMES = [
 async def test_bad_frame_gets_error_and_socket_keeps_working(
         gw: Gateway, raw: str, code: str, frame_id: str | None) -> None:
     """The bad frame is answered with its code; a good send right after is acked."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         await sa.send(raw)
         error = await sa.recv_type("error")
@@ -53,9 +51,7 @@ async def test_send_with_foreign_envelope_gets_envelope_mismatch(gw: Gateway) ->
 
 async def test_send_text_over_text_limit_gets_too_large(gw: Gateway) -> None:
     """A text envelope beyond DUET_MAX_TEXT_BYTES (but within the frame limit): too_large."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         await sa.send({"type": "send", "id": "t", "kind": "text",
                        "body": envelope(a, b, size=80 * 1024)})
@@ -68,9 +64,7 @@ async def test_send_text_over_text_limit_gets_too_large(gw: Gateway) -> None:
 
 async def test_binary_frame_gets_error_and_socket_keeps_working(gw: Gateway) -> None:
     """A binary frame is refused with `binary_frame`."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         await sa.ws.send(b"\x00\x01")
         assert (await sa.recv_type("error"))["code"] == "binary_frame"
@@ -81,9 +75,7 @@ async def test_binary_frame_gets_error_and_socket_keeps_working(gw: Gateway) -> 
 async def test_oversized_frame_closes_1009(gw: Gateway) -> None:
     """A frame over DUET_MAX_FRAME_BYTES closes the socket with 1009."""
     from websockets.exceptions import ConnectionClosed
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         huge = {"type": "send", "id": "big", "kind": "text",
                 "body": {"ct": "A" * (9 * 1024 * 1024)}}

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-from support import Stack, befriend, envelope, open_socket, signup
+from support import Stack, envelope, friends, open_socket
 
 
 async def test_sync_receives_messages_stored_after_history_read(stack: Stack) -> None:
     """Sent while no persister runs, B syncs (history lacks them), then they are stored:
     B gets each exactly once, through the persister's stored notice."""
     gw = stack.gateway()
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         for i in range(30):
             await sa.send({"type": "send", "id": f"f{i}", "kind": "text",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-from support import Gateway, unique_name
+from support import Gateway
 
 from client import Alert, Client, Message
 
@@ -30,24 +29,9 @@ async def collect(client: Client, friend: str, count: int, timeout: float = 20.0
     return out
 
 
-@pytest.fixture
-async def pair(gw: Gateway, tmp_path: Path):
-    """Two SDK users who are friends, each on one device."""
-    a = Client(gw.http, home=tmp_path / "a", passphrase=PASS)
-    b = Client(gw.http, home=tmp_path / "b", passphrase=PASS)
-    na, nb = unique_name("alice"), unique_name("bob")
-    await a.register(na, "password-a-123")
-    await b.register(nb, "password-b-123")
-    await a.add_friend(nb)
-    await b.accept_friend(na)
-    yield a, b, na, nb
-    await a.close()
-    await b.close()
-
-
-async def test_sdk_text_round_trip_verified_and_decrypted(pair) -> None:
+async def test_sdk_text_round_trip_verified_and_decrypted(sdk_pair) -> None:
     """A sends text; B receives it verified and decrypted, and B's reply reaches A."""
-    a, b, na, nb = pair
+    a, b, na, nb = sdk_pair
     await a.send_text(nb, "hello bob")
     [got] = await collect(b, na, 1)
     assert isinstance(got, Message) and got.text == "hello bob" and got.sender_name == na
@@ -62,10 +46,10 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2a2a0c20000000049454e44ae426082")
 
 
-async def test_sdk_image_and_second_device_reads_own_history(pair, gw: Gateway,
+async def test_sdk_image_and_second_device_reads_own_history(sdk_pair, gw: Gateway,
                                                               tmp_path: Path) -> None:
     """An image arrives byte for byte; A's second device decrypts A's own sent messages."""
-    a, b, na, nb = pair
+    a, b, na, nb = sdk_pair
     a2 = Client(gw.http, home=tmp_path / "a2", passphrase=PASS)
     await a2.login(na, "password-a-123")  # a second device, keys published before sending
     try:
@@ -81,10 +65,10 @@ async def test_sdk_image_and_second_device_reads_own_history(pair, gw: Gateway,
         await a2.close()
 
 
-async def test_sdk_safety_numbers_match_and_change_with_keys(pair, gw: Gateway,
+async def test_sdk_safety_numbers_match_and_change_with_keys(sdk_pair, gw: Gateway,
                                                              tmp_path: Path) -> None:
     """Both friends compute the same safety number; a new device changes it and warns."""
-    a, b, na, nb = pair
+    a, b, na, nb = sdk_pair
     sa, sb = await a.safety_number(nb), await b.safety_number(na)
     assert sa == sb and len(sa.split()) == 12
     await a.send_text(nb, "before")

@@ -5,29 +5,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from pathlib import Path
 
 import pymongo
 import pytest
-from support import Gateway, Stack, unique_name
+from support import Gateway, Stack
 
-from client import Alert, Client, Message, crypto
+from client import Alert, Message, crypto
 from client.envelope import signing_input
 from contracts import room_id
 
-PASS = "tamper passphrase"
-
 
 @pytest.fixture
-async def convo(gw: Gateway, stack: Stack, mongo: pymongo.MongoClient, tmp_path: Path):
+async def convo(sdk_pair, stack: Stack, mongo: pymongo.MongoClient):  # type: ignore[no-untyped-def]
     """A sent B three messages, all stored; yields (a, b, name of a, messages collection)."""
-    a = Client(gw.http, home=tmp_path / "a", passphrase=PASS)
-    b = Client(gw.http, home=tmp_path / "b", passphrase=PASS)
-    na, nb = unique_name("ta"), unique_name("tb")
-    await a.register(na, "password-a-123")
-    await b.register(nb, "password-b-123")
-    await a.add_friend(nb)
-    await b.accept_friend(na)
+    a, b, na, nb = sdk_pair
     for i in range(3):
         ack = await a.send_text(nb, f"secret {i}")
     await a.wait_stored(nb, ack["id"])
@@ -35,9 +26,7 @@ async def convo(gw: Gateway, stack: Stack, mongo: pymongo.MongoClient, tmp_path:
     room = room_id(a.user_id, b.user_id)
     docs = list(coll.find({"room": room}).sort("cursor", 1))
     assert len(docs) == 3
-    yield a, b, na, coll, docs
-    await a.close()
-    await b.close()
+    return a, b, na, coll, docs
 
 
 def kinds(events: list) -> list[str]:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from support import Stack, befriend, drop_broker_names, open_socket, signup, stream
+from support import Stack, befriend, drop_broker_names, friends, open_socket, signup, stream
 
 from devstack.mongo import Mongod
 from devstack.ports import free_port
@@ -71,9 +71,7 @@ async def test_readyz_follows_broker_and_mongod(amqp_url: str, tmp_path: Path) -
         mongod = Mongod(tmp_path / "db", mongo_port).start()
         up_mongo = await wait_for(urls, 200, 30)
         # And it still works end to end.
-        async with httpx.AsyncClient() as http:
-            a, b = await signup(http, gw.http), await signup(http, gw.http)
-            await befriend(http, gw.http, a, b)
+        a, b = await friends(gw)
         async with open_socket(gw, a, b) as sa:
             assert (await stream(sa, a, b, ["after"])).acked == ["after"]
         print(f"unready after {down_broker:.1f}/{down_mongo:.1f} s, "

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-from support import Stack, befriend, envelope, open_socket, signup  # noqa: F401
+from support import Stack, befriend, envelope, friends, open_socket, signup  # noqa: F401
 
 
 async def silent_for(port: int, first: bytes) -> float:
@@ -30,9 +29,7 @@ async def test_silent_and_slow_handshakes_closed_at_deadline(stack: Stack) -> No
     silent = await silent_for(gw.port, b"")
     partial = await silent_for(gw.port, b"GET /ws/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     assert 1.5 < silent < 5 and 1.5 < partial < 5, (silent, partial)
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
         await asyncio.sleep(3)  # an open socket is past the deadline and stays up
         await sa.send({"type": "send", "id": "late", "kind": "text", "body": envelope(a, b)})

@@ -6,15 +6,13 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from support import Gateway, befriend, envelope, open_socket, signup
+from support import Gateway, envelope, friends, open_socket, signup
 from websockets.exceptions import ConnectionClosed
 
 
 async def test_flooding_socket_closed_1008_others_unaffected(gw: Gateway) -> None:
     """A socket past its token bucket is closed with 1008; another socket keeps working."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with open_socket(gw, a, b) as flood, open_socket(gw, b, a) as calm:
         with pytest.raises(ConnectionClosed):
             for i in range(200):
@@ -31,9 +29,7 @@ async def test_flooding_socket_closed_1008_others_unaffected(gw: Gateway) -> Non
 
 async def test_too_many_sockets_from_one_address_closed_1008(gw: Gateway) -> None:
     """The seventh socket from one address is refused with 1008; closing one frees a slot."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     async with AsyncExitStack() as stack:
         for _ in range(6):
             await stack.enter_async_context(open_socket(gw, a, b))
@@ -64,9 +60,7 @@ async def test_login_failures_throttled_per_user_with_retry_after(gw: Gateway) -
 async def test_retry_after_lost_ack_answered_from_storage(gw: Gateway) -> None:
     """A resend marked retry of a stored message is acked with the stored cursor, not
     published again: the peer sees it once."""
-    async with httpx.AsyncClient() as http:
-        a, b = await signup(http, gw.http), await signup(http, gw.http)
-        await befriend(http, gw.http, a, b)
+    a, b = await friends(gw)
     frame = {"type": "send", "id": "once", "kind": "text", "body": envelope(a, b)}
     async with open_socket(gw, b, a) as sb:
         async with open_socket(gw, a, b) as sa:
