@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -55,20 +56,28 @@ class Broker:
         await self.declare_topology()
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
-    async def declare_topology(self) -> None:
-        """Declare the durable path again (idempotent): heals a queue deleted by hand."""
+    async def declare_topology(self) -> Any:
+        """Declare the durable path again (idempotent): heals a queue deleted by hand.
+        Returns duet.persist's declare-ok (message and consumer counts)."""
         assert self._channel is not None
-        await declare_persist_queue(self._channel, self.names, self.settings.delivery_limit)
+        persist = await declare_persist_queue(self._channel, self.names,
+                                              self.settings.delivery_limit)
         await declare_audit_stream(self._channel, self.names, self.settings.audit_max_age,
                                    self.settings.audit_max_bytes)
         self.topology_ok = True
+        return persist.declaration_result
 
-    async def watch_topology(self, every_s: float) -> None:
-        """Re-declare the topology every `every_s` seconds, until cancelled."""
+    async def watch_topology(
+            self, every_s: float,
+            checked: Callable[[Any], Awaitable[None]] | None = None) -> None:
+        """Re-declare the topology every `every_s` seconds, until cancelled; `checked` is
+        told duet.persist's counts each time."""
         while True:
             await asyncio.sleep(every_s)
             try:
-                await self.declare_topology()
+                result = await self.declare_topology()
+                if checked is not None and result is not None:
+                    await checked(result)
             except Exception as exc:  # a broker blip: the robust connection recovers
                 self.topology_ok = False
                 log.warning("topology check failed: %s", type(exc).__name__)

@@ -37,8 +37,6 @@ class GatewaySettings(ServiceSettings):
         1024, ge=16, description="Frames queued per socket before it is closed.")
     publish_timeout_s: float = Field(5.0, gt=0)
     history_max_limit: int = Field(500, ge=1)
-    topology_check_s: float = Field(
-        5.0, gt=0, description="How often the gateway re-declares duet.persist (self-heal).")
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",
         description="The browser client's files, served at /; empty to serve none.")

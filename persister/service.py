@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -50,7 +51,8 @@ class Persister:
         self.consuming = True
         log.info("persister consuming %s", self._queue.name)
         writer = asyncio.create_task(self._write_loop())
-        watchdog = asyncio.create_task(self._watch(channel))
+        watchdog = asyncio.create_task(self._broker.watch_topology(
+            self._settings.topology_check_s, functools.partial(self._checked, channel)))
         await stop.wait()
         watchdog.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
@@ -60,23 +62,15 @@ class Persister:
         await asyncio.gather(writer, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
 
-    async def _watch(self, channel: Any) -> None:
-        """Every few seconds, declare duet.persist again and consume again if our consumer
-        is gone (the queue was deleted and re-created by hand)."""
-        while True:
-            await asyncio.sleep(self._settings.topology_check_s)
-            try:
-                queue = await declare_persist_queue(
-                    channel, self._broker.names, self._settings.delivery_limit)
-                result = queue.declaration_result
-                if result is not None:
-                    self.metrics.lag.set(result.message_count or 0)
-                if result is not None and result.consumer_count == 0:
-                    self._queue = queue
-                    self._consumer_tag = await queue.consume(self._inbox.put)
-                    log.warning("duet.persist had no consumer: consuming again")
-            except Exception as exc:  # a broker blip: the robust connection recovers
-                log.warning("topology check failed: %s", type(exc).__name__)
+    async def _checked(self, channel: Any, persist: Any) -> None:
+        """After each topology check: report the lag, and consume again if our consumer is
+        gone (duet.persist was deleted by hand and declared anew)."""
+        self.metrics.lag.set(persist.message_count or 0)
+        if persist.consumer_count == 0:
+            self._queue = await declare_persist_queue(
+                channel, self._broker.names, self._settings.delivery_limit)
+            self._consumer_tag = await self._queue.consume(self._inbox.put)
+            log.warning("duet.persist had no consumer: consuming again")
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         batch = [await self._inbox.get()]

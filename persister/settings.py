@@ -13,5 +13,4 @@ class PersisterSettings(ServiceSettings):
     prefetch: int = Field(1024, ge=1, description="Unacked messages held at once.")
     batch_size: int = Field(256, ge=1, description="Documents per insert_many at most.")
     batch_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill.")
-    topology_check_s: float = Field(5.0, gt=0, description="How often duet.persist is checked.")
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off while MongoDB is down.")
