@@ -255,3 +255,21 @@ async def test_poison_messages_dead_lettered_and_persister_carries_on(
            "malformed and mis-addressed messages on duet.persist",
            "dead-lettered to duet.dead-letters; the messages around them stored",
            poison=3, dead_lettered=dead_count, stored=len(stored))
+
+
+async def test_unconfirmed_publish_answered_with_error_never_ack(stack: Stack) -> None:
+    """When the broker's confirm does not come in time, the sender gets publish_failed for
+    that id and no ack; a resend with the same id goes through once confirms do."""
+    slow = stack.gateway(DUET_PUBLISH_TIMEOUT_S="0.000001")
+    a, b = await friends(slow)
+    async with open_socket(slow, a, b) as sa:
+        result = await stream(sa, a, b, [f"u{i}" for i in range(5)])
+    assert result.failed == [f"u{i}" for i in range(5)] and not result.acked
+    gw = stack.gateway()
+    async with open_socket(gw, a, b) as sa:
+        again = await stream(sa, a, b, ["u0"])
+    assert again.acked == ["u0"]
+    record("test_unconfirmed_publish_answered_with_error_never_ack",
+           "the broker's publish confirm not arriving in time",
+           "error publish_failed for each send, never an ack; the resend is acked",
+           sent=5, acked=0, error_frames=len(result.failed))
