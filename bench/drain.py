@@ -67,7 +67,7 @@ async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]]) -> 
                 exchange.publish(aio_pika.Message(
                     body, content_type="application/json",
                     delivery_mode=DeliveryMode.PERSISTENT, message_id=doc_id,
-                    headers={ORIGIN_HEADER: "bench-drain-1", CURSOR_HEADER: cursor}), key)
+                    headers={ORIGIN_HEADER: ["bench-drain-1"], CURSOR_HEADER: [cursor]}), key)
                 for key, doc_id, body, cursor in backlog[start:start + _PUBLISH_CHUNK]))
         return len(backlog) / (time.monotonic() - t0)
 

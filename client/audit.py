@@ -43,6 +43,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 
 from contracts import MESSAGES, Names, is_user_id, message_doc_id, room_id
+from contracts.events import split_frames
 
 from .crypto import canonical
 from .errors import DuetError
@@ -109,13 +110,17 @@ def _published(headers: Mapping[str, Any], timestamp: datetime | None) -> int | 
 
 
 def from_delivery(body: bytes, headers: Mapping[str, Any],
-                  timestamp: datetime | None = None) -> Record:
-    """The record of one stream entry (a `message` frame, byte for byte)."""
+                  timestamp: datetime | None = None) -> list[Record]:
+    """The records of one stream entry: one per `message` frame (one per line)."""
     offset = headers.get(OFFSET_HEADER)
     offset = offset if isinstance(offset, int) else None
     published = _published(headers, timestamp)
+    return [_record(line, offset, published) for line in split_frames(body)]
+
+
+def _record(line: bytes, offset: int | None, published: int | None) -> Record:
     try:
-        frame = orjson.loads(body)
+        frame = orjson.loads(line)
         if not isinstance(frame, dict) or frame.get("type") != "message" or "body" not in frame:
             raise ValueError("not a message frame")
         size, sha = digest(frame["body"])
@@ -123,7 +128,7 @@ def from_delivery(body: bytes, headers: Mapping[str, Any],
                       kind=frame.get("kind"), size=size, sha256=sha, ts=frame.get("ts"),
                       cursor=frame.get("cursor"), offset=offset, published=published)
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        return Record(None, None, None, None, len(body), hashlib.sha256(body).hexdigest(),
+        return Record(None, None, None, None, len(line), hashlib.sha256(line).hexdigest(),
                       None, None, offset, published, error=f"unreadable entry: {exc}")
 
 
@@ -255,11 +260,12 @@ async def read_stream(amqp_url: str, stream: str, start: Start = "first", *,
                     # stop before acking anything (the channel's close returns it).
                     raise AuditError(f"{stream!r} is not a stream (no {OFFSET_HEADER} on its "
                                      "messages); nothing was taken from it")
-                record = from_delivery(message.body, headers, message.timestamp)
+                records = from_delivery(message.body, headers, message.timestamp)
                 await message.ack()
-                if stop_after_ts is not None and (record.ts or 0) > stop_after_ts:
-                    return
-                yield record
+                for record in records:
+                    if stop_after_ts is not None and (record.ts or 0) > stop_after_ts:
+                        return
+                    yield record
         finally:
             with suppress(AMQPError, OSError, RuntimeError):
                 await queue.cancel(tag)

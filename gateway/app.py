@@ -27,6 +27,7 @@ from .cursors import CursorClock
 from .deps import Services
 from .limits import BodyLimit
 from .metrics import GatewayMetrics
+from .publisher import RoomPublisher
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -70,8 +71,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                           fetch=lambda room, cursors: history.read_cursors(db, room, cursors),
                           metrics=metrics)
             await rooms.start()
+            publisher = RoomPublisher(broker, metrics, settings.publish_timeout_s,
+                                      settings.publish_batch)
             app.state.services = Services(
-                settings=settings, db=db, broker=broker, rooms=rooms,
+                settings=settings, db=db, broker=broker, rooms=rooms, publisher=publisher,
                 passwords=Passwords(settings), tokens=Tokens(settings),
                 clock=CursorClock(settings.node),
                 limits={"text": ct_limit(settings.max_text_bytes),
@@ -87,6 +90,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
             for conn in rooms.connections():
                 conn.close(RESTARTING, "gateway restarting")
+            await publisher.close()  # what was accepted still reaches the broker
         finally:
             await broker.close()
             await mongo.close()

@@ -42,11 +42,14 @@ class Connection:
 
     __slots__ = ("id", "user", "peer", "room", "_outbox", "_closed", "close_code",
                  "close_reason", "_held", "_held_items", "sent", "track_until_us",
-                 "synced", "sync_after", "_metrics")
+                 "synced", "sync_after", "_metrics", "_send_slots")
 
     def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
-                 metrics: GatewayMetrics, margin_s: float = 5.0) -> None:
+                 metrics: GatewayMetrics, max_in_flight: int = 256,
+                 margin_s: float = 5.0) -> None:
         self._metrics = metrics
+        # Messages published but not yet confirmed; at the limit the reader waits.
+        self._send_slots = asyncio.Semaphore(max_in_flight)
         self.id = conn_id
         self.user = user
         self.peer = peer
@@ -98,6 +101,19 @@ class Connection:
 
     def already_sent(self, cursor: str) -> bool:
         return self.sent is not None and cursor in self.sent
+
+    # -- sends awaiting the broker's confirm (gateway.publisher) ------------------------
+    async def begin_send(self) -> None:
+        await self._send_slots.acquire()
+
+    def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
+        self._send_slots.release()
+        self.send({"type": "ack", "id": frame_id, "ts": ts, "cursor": cursor})
+
+    def failed(self, frame_id: str) -> None:
+        self._send_slots.release()
+        self.send({"type": "error", "code": "publish_failed", "id": frame_id,
+                   "detail": "the broker did not confirm; retry with the same id"})
 
     # -- sync replay -----------------------------------------------------------------
     def hold_live(self, after: str | None) -> None:

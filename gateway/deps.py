@@ -15,6 +15,7 @@ from .auth import Passwords, Tokens
 from .cursors import CursorClock
 from .errors import Unauthenticated
 from .metrics import GatewayMetrics
+from .publisher import RoomPublisher
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -26,6 +27,7 @@ class Services:
     db: AsyncDatabase[dict[str, Any]]
     broker: Broker
     rooms: Rooms
+    publisher: RoomPublisher
     passwords: Passwords
     tokens: Tokens
     clock: CursorClock

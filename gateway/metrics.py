@@ -21,6 +21,9 @@ class GatewayMetrics:
         self.publish_seconds = Histogram("duet_gateway_publish_confirm_seconds",
                                          "Publish until the broker's confirm", buckets=_LATENCY,
                                          registry=r)
+        self.batch_size = Histogram("duet_gateway_publish_batch_messages",
+                                    "Chat messages per broker message published",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.errors = Counter("duet_gateway_errors_total",
                               "Error frames and refusing close codes, by code", ["code"],
                               registry=r)

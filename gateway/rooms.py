@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 from broker import Broker
 from broker.topology import declare_gateway_queue
 from contracts import room_binding
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, header_list, split_frames
 from contracts.routing import MESSAGE_NS, STORED_NS
 
 from .connection import Connection
@@ -114,14 +114,16 @@ class Rooms:
             return
         if ns == MESSAGE_NS:
             headers = message.headers or {}
-            origin = headers.get(ORIGIN_HEADER)
-            cursor = str(headers[CURSOR_HEADER])
-            text = message.body.decode()
+            origins = header_list(headers.get(ORIGIN_HEADER))
+            cursors = header_list(headers.get(CURSOR_HEADER))
+            frames = split_frames(message.body) if len(cursors) > 1 else [message.body]
             pushed = 0
-            for conn in room.members:
-                if conn.id != origin:
-                    conn.push(text, cursor)
-                    pushed += 1
+            for frame, cursor, origin in zip(frames, cursors, origins, strict=True):
+                text = frame.decode()
+                for conn in room.members:
+                    if conn.id != origin:
+                        conn.push(text, cursor)
+                        pushed += 1
             self._metrics.out_message.inc(pushed)
         elif ns == STORED_NS:
             items = orjson.loads(message.body)["items"]

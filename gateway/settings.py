@@ -36,6 +36,11 @@ class GatewaySettings(ServiceSettings):
     outbox_frames: int = Field(
         1024, ge=16, description="Frames queued per socket before it is closed.")
     publish_timeout_s: float = Field(5.0, gt=0)
+    max_in_flight: int = Field(
+        256, ge=1, description="Messages a socket may have awaiting the broker's confirm; "
+                               "at the limit the gateway stops reading from it.")
+    publish_batch: int = Field(
+        64, ge=1, description="Most messages of one room in one broker message.")
     history_max_limit: int = Field(500, ge=1)
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -18,10 +17,7 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 from starlette.websockets import WebSocketDisconnect
 
-from broker import PublishError
 from contracts import MESSAGES, SendFrame, SyncFrame, message_doc_id, room_id
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
-from contracts.routing import message_key
 
 from .connection import (
     FORBIDDEN_ROOM,
@@ -34,6 +30,7 @@ from .deps import Services
 from .errors import Unauthenticated
 from .friends import are_friends
 from .history import read_after
+from .publisher import Outgoing
 from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -121,7 +118,8 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
         return
     conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
-                      room_id(user, peer_id), svc.settings.outbox_frames, svc.metrics)
+                      room_id(user, peer_id), svc.settings.outbox_frames, svc.metrics,
+                      svc.settings.max_in_flight)
     svc.metrics.sockets.inc()
     try:
         await _serve(ws, conn, svc)
@@ -224,21 +222,10 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
                "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
                "cursor": cursor}
-    started = time.perf_counter()
-    try:
-        await svc.broker.publish(
-            orjson.dumps(message), message_key(conn.room),
-            message_id=message_doc_id(conn.user, frame.id),
-            timeout=svc.settings.publish_timeout_s,
-            headers={ORIGIN_HEADER: conn.id, CURSOR_HEADER: cursor},
-        )
-    except PublishError as exc:
-        log.warning("publish failed: %s", exc.reason, extra={"conn": conn.id, "id": frame.id})
-        conn.send(_error("publish_failed", "the broker did not confirm; retry with the same id",
-                         frame.id))
-        return
-    svc.metrics.publish_seconds.observe(time.perf_counter() - started)
-    conn.send({"type": "ack", "id": frame.id, "ts": ts, "cursor": cursor})
+    # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
+    # on unless this socket already has its limit of messages awaiting one.
+    await conn.begin_send()
+    svc.publisher.submit(conn.room, Outgoing(orjson.dumps(message), cursor, ts, frame.id, conn))
 
 
 async def _answer_retry(frame: SendFrame, conn: Connection, svc: Services) -> bool:

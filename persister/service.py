@@ -20,7 +20,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from broker import Broker, PublishError
 from broker.topology import declare_persist_queue
 from contracts import RoomMessage, message_doc_id, room_members
-from contracts.events import ORIGIN_HEADER
+from contracts.events import FRAME_SEPARATOR, ORIGIN_HEADER, header_list, split_frames
 from contracts.routing import MESSAGE_NS, stored_key
 
 from .metrics import PersisterMetrics
@@ -73,19 +73,22 @@ class Persister:
             log.warning("duet.persist had no consumer: consuming again")
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        """Broker messages holding up to batch_size frames, or what came in batch_ms."""
         batch = [await self._inbox.get()]
+        frames = _frame_count(batch[0])
         deadline = time.monotonic() + self._settings.batch_ms / 1000
-        while len(batch) < self._settings.batch_size:
+        while frames < self._settings.batch_size:
             timeout = deadline - time.monotonic()
             if not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-                continue
-            if timeout <= 0:
+            elif timeout <= 0:
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._inbox.get(), timeout))
-            except TimeoutError:
-                break
+            else:
+                try:
+                    batch.append(await asyncio.wait_for(self._inbox.get(), timeout))
+                except TimeoutError:
+                    break
+            frames += _frame_count(batch[-1])
         return batch
 
     async def _write_loop(self) -> None:
@@ -94,20 +97,27 @@ class Persister:
             await self._persist(batch)
 
     async def _persist(self, batch: list[AbstractIncomingMessage]) -> None:
-        docs, good = [], []
+        docs: list[dict[str, Any]] = []
+        origins: list[str] = []
+        good: list[AbstractIncomingMessage] = []
+        owner: list[int] = []  # docs[i] came from good[owner[i]]
         now = int(time.time() * 1000)
         for message in batch:
-            doc = _document(message, now)
-            if doc is None:
+            parsed = _documents(message, now)
+            if parsed is None:
                 log.warning("dead-lettering malformed message %s", message.message_id)
                 self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
             else:
-                docs.append(doc)
+                owner.extend([len(good)] * len(parsed))
+                docs.extend(d for d, _ in parsed)
+                origins.extend(o for _, o in parsed)
                 good.append(message)
         if not docs:
             return
-        refused = await self._insert_with_retry(docs)
+        # A broker message MongoDB refused any frame of is dead-lettered whole (its other
+        # frames are stored: a replay of it from the dead letters is a no-op for them).
+        refused = {owner[i] for i in await self._insert_with_retry(docs)}
         for i in sorted(refused):
             log.warning("dead-lettering message MongoDB refused: %s", good[i].message_id)
             self.metrics.dead_lettered.inc()
@@ -122,10 +132,11 @@ class Persister:
                 for i, message in enumerate(good[:last]):
                     if i not in refused:
                         await _settle(message, ack=True)
-        self.stored += len(docs) - len(refused)
-        self.metrics.stored.inc(len(docs) - len(refused))
-        pairs = zip(docs, good, strict=True)
-        await self._publish_receipts([p for i, p in enumerate(pairs) if i not in refused])
+        stored = [(d, origin) for d, origin, o in zip(docs, origins, owner, strict=True)
+                  if o not in refused]
+        self.stored += len(stored)
+        self.metrics.stored.inc(len(stored))
+        await self._publish_receipts(stored)
 
     async def _insert_with_retry(self, docs: list[dict[str, Any]]) -> set[int]:
         """Insert, waiting out a MongoDB outage with capped, jittered back-off."""
@@ -144,14 +155,12 @@ class Persister:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self._settings.retry_max_s)
 
-    async def _publish_receipts(
-            self, stored: list[tuple[dict[str, Any], AbstractIncomingMessage]]) -> None:
+    async def _publish_receipts(self, stored: list[tuple[dict[str, Any], str]]) -> None:
         """One `stored` notice per room: receipts for senders, catch-up for late joiners."""
         by_room: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for d, message in stored:
-            by_room[d["room"]].append({
-                "sender": d["sender"], "id": d["id"], "cursor": d["cursor"],
-                "origin": str((message.headers or {}).get(ORIGIN_HEADER, ""))})
+        for d, origin in stored:
+            by_room[d["room"]].append({"sender": d["sender"], "id": d["id"],
+                                       "cursor": d["cursor"], "origin": origin})
         # Unconfirmed: a receipt only matters to sockets listening now, and waiting for one
         # confirm per room would hold the next batch back (100 rooms, 100 round trips).
         for room, items in by_room.items():
@@ -176,18 +185,32 @@ async def _settle(message: AbstractIncomingMessage, *, ack: bool,
                  type(exc).__name__)
 
 
-def _document(message: AbstractIncomingMessage, stored_at: int) -> dict[str, Any] | None:
-    """The document to store, or None when the message is not a valid one for its key."""
-    try:
-        doc: dict[str, Any] = orjson.loads(message.body)
-        frame = RoomMessage.model_validate(doc)
-    except (orjson.JSONDecodeError, ValidationError):
-        return None
+def _frame_count(message: AbstractIncomingMessage) -> int:
+    return message.body.count(FRAME_SEPARATOR) + 1
+
+
+def _documents(message: AbstractIncomingMessage,
+               stored_at: int) -> list[tuple[dict[str, Any], str]] | None:
+    """The documents to store, each with its publishing connection (for the receipt, not
+    stored), or None when any frame is not a valid one for the routing key."""
     ns, _, room = (message.routing_key or "").partition(".")
-    if ns != MESSAGE_NS or frame.room != room or frame.sender not in room_members(room):
+    if ns != MESSAGE_NS:
         return None
-    # Store what was published, as published (not a re-serialisation of it).
-    del doc["type"]
-    doc["_id"] = message_doc_id(frame.sender, frame.id)
-    doc["stored_at"] = stored_at
-    return doc
+    members = room_members(room)
+    origins = header_list((message.headers or {}).get(ORIGIN_HEADER))
+    frames = split_frames(message.body)
+    docs = []
+    for i, frame in enumerate(frames):
+        try:
+            doc: dict[str, Any] = orjson.loads(frame)
+            parsed = RoomMessage.model_validate(doc)
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+        if parsed.room != room or parsed.sender not in members:
+            return None
+        # Store what was published, as published (not a re-serialisation of it).
+        del doc["type"]
+        doc["_id"] = message_doc_id(parsed.sender, parsed.id)
+        doc["stored_at"] = stored_at
+        docs.append((doc, origins[i] if i < len(origins) else ""))
+    return docs
