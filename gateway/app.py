@@ -104,7 +104,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(friends.router)
     app.include_router(history.router)
     app.include_router(keys.router)
-    app.include_router(socket.router)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -137,4 +136,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     if settings.web_dir is not None and settings.web_dir.is_dir():
         # Last, so /api, /ws and the probes win; html=True serves index.html at /.
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    # Added last, so outermost: /ws/{peer_id} skips the HTTP middlewares and the router.
+    app.add_middleware(socket.SocketRoute)
     return app

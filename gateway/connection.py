@@ -1,5 +1,9 @@
 """One WebSocket's outgoing side: a bounded outbox drained by a single writer.
 
+Per socket it holds a deque and at most one waiting future at a time (no asyncio.Queue,
+Event or Semaphore: each carries deques of its own), because 10,000 idle sockets must fit
+in ~20 KB each.
+
 It also remembers enough of what it sent to close the in-flight race of a `sync`: a
 message published before this socket's room binding existed and stored after its history
 read reaches it through the persister's `stored` notice (see Rooms and the README).
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -40,23 +45,29 @@ def cursor_us(cursor: str) -> int:
 class Connection:
     """What the room fan-out needs of a socket: who, where, and a non-blocking push."""
 
-    __slots__ = ("id", "user", "peer", "room", "_outbox", "_closed", "close_code",
-                 "close_reason", "_held", "_held_items", "sent", "track_until_us",
-                 "synced", "sync_after", "_metrics", "_send_slots")
+    __slots__ = ("id", "user", "peer", "room", "_outbox", "_outbox_max", "_wake",
+                 "closed", "close_code", "close_reason", "_held", "_held_items", "sent",
+                 "track_until_us", "synced", "sync_after", "_metrics", "_in_flight",
+                 "_max_in_flight", "_slot")
 
     def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
                  metrics: GatewayMetrics, max_in_flight: int = 256,
                  margin_s: float = 5.0) -> None:
         self._metrics = metrics
-        # Messages published but not yet confirmed; at the limit the reader waits.
-        self._send_slots = asyncio.Semaphore(max_in_flight)
         self.id = conn_id
         self.user = user
         self.peer = peer
         self.room = room
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(outbox_frames)
-        self._closed = asyncio.Event()
-        self.close_code = 1000
+        self._outbox: deque[str] = deque()
+        self._outbox_max = outbox_frames
+        # The writer waits on it for frames (or the close); replay waits on it for room.
+        self._wake: asyncio.Future[None] | None = None
+        # Messages published but not yet confirmed; at the limit the reader waits on _slot.
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+        self._slot: asyncio.Future[None] | None = None
+        self.closed = False
+        self.close_code: int | None = None  # set by close(): the server ends the socket
         self.close_reason = ""
         # While a sync replays history, live frames and stored notices wait here.
         self._held: list[tuple[str, str]] | None = None
@@ -70,21 +81,27 @@ class Connection:
 
     # -- fan-out side (never blocks) -------------------------------------------------
     def push(self, text: str, cursor: str | None = None) -> None:
-        if self._closed.is_set():
+        if self.closed:
             return
         if self._held is not None:
-            if len(self._held) >= self._outbox.maxsize:
+            if len(self._held) >= self._outbox_max:
                 self.close(TRY_AGAIN_LATER, "too far behind")
                 return
             self._held.append((cursor or "", text))
             return
-        if cursor is not None:
-            self._track(cursor)
-        try:
-            self._outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self._outbox) >= self._outbox_max:
             # A reader that does not keep up is closed rather than buffered without bound.
             self.close(TRY_AGAIN_LATER, "too far behind")
+            return
+        if cursor is not None:
+            self._track(cursor)
+        self._outbox.append(text)
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def send(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -104,14 +121,23 @@ class Connection:
 
     # -- sends awaiting the broker's confirm (gateway.publisher) ------------------------
     async def begin_send(self) -> None:
-        await self._send_slots.acquire()
+        while self._in_flight >= self._max_in_flight:
+            self._slot = asyncio.get_running_loop().create_future()
+            await self._slot
+        self._in_flight += 1
+
+    def _end_send(self) -> None:
+        self._in_flight -= 1
+        slot, self._slot = self._slot, None
+        if slot is not None and not slot.done():
+            slot.set_result(None)
 
     def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
-        self._send_slots.release()
+        self._end_send()
         self.send({"type": "ack", "id": frame_id, "ts": ts, "cursor": cursor})
 
     def failed(self, frame_id: str) -> None:
-        self._send_slots.release()
+        self._end_send()
         self.send({"type": "error", "code": "publish_failed", "id": frame_id,
                    "detail": "the broker did not confirm; retry with the same id"})
 
@@ -125,7 +151,11 @@ class Connection:
         if cursor is not None:
             self._track(cursor)
             self._metrics.out_message.inc()
-        await self._outbox.put(text)
+        while len(self._outbox) >= self._outbox_max and not self.closed:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        self._outbox.append(text)
+        self._wakeup()
 
     def release_live(self) -> list[str]:
         """End a replay: send the held live frames it did not already send; return the
@@ -156,20 +186,27 @@ class Connection:
     # -- lifecycle -------------------------------------------------------------------
     def close(self, code: int, reason: str) -> None:
         """Ask the socket to close with this code; the first call wins."""
-        if not self._closed.is_set():
+        if not self.closed:
             self.close_code, self.close_reason = code, reason
             self._metrics.error(code)
-            self._closed.set()
+            self.stop()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
+    def stop(self) -> None:
+        """Stop the writer (the client has gone, or close() was asked)."""
+        self.closed = True
+        self._wakeup()
 
     async def write_loop(self, ws: WebSocket) -> None:
-        """The single writer: drain the outbox into the socket, in order."""
-        while True:
-            text = await self._outbox.get()
+        """The single writer: drain the outbox into the socket, in order, until close()."""
+        outbox = self._outbox
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            if not outbox:
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            # Frames taken out make room: a replay waiting for it goes on.
+            text = outbox.popleft()
+            if self._wake is not None:
+                self._wakeup()
             await ws.send_text(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -45,6 +45,8 @@ class GatewaySettings(ServiceSettings):
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",
         description="The browser client's files, served at /; empty to serve none.")
+    ws_impl: Literal["websockets-sansio", "websockets", "wsproto"] = Field(
+        "websockets-sansio", description="uvicorn's WebSocket implementation.")
     handshake_timeout_s: float = Field(
         10.0, gt=0, description="A connection must send its request headers within this.")
     rate_per_s: float = Field(100.0, gt=0, description="Frames a socket may send per second.")
