@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -21,6 +22,7 @@ from .settings import ServiceSettings
 from .topology import declare_audit_stream, declare_exchange, declare_persist_queue
 
 log = logging.getLogger(__name__)
+_NOTICE = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=1)
 
 
 class Broker:
@@ -34,7 +36,7 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self.topology_ok = False
-        self._notices: AbstractExchange | None = None
+        self._notices: AbstractChannel | None = None
 
     async def __aenter__(self) -> Broker:
         await self.open()
@@ -102,14 +104,16 @@ class Broker:
 
     async def notify(self, body: bytes, routing_key: str) -> None:
         """Publish a best-effort notice (transient, unconfirmed): for receipts that only
-        matter to whoever listens now, so the publisher never waits on a confirm."""
-        if self._notices is None:
-            channel = await self.connection.channel(publisher_confirms=False)
-            self._notices = await declare_exchange(channel, self.names)
+        matter to whoever listens now, so the publisher never waits on a confirm. Straight
+        on the AMQP channel, without building an aio-pika Message."""
         try:
-            await self._notices.publish(
-                aio_pika.Message(body, content_type="application/json"), routing_key,
-                mandatory=False)
+            if self._notices is None:
+                channel = await self.connection.channel(publisher_confirms=False)
+                await declare_exchange(channel, self.names)
+                self._notices = channel
+            amqp = await self._notices.get_underlay_channel()
+            await amqp.basic_publish(body, exchange=self.names.exchange,
+                                     routing_key=routing_key, properties=_NOTICE)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             self._notices = None
             raise PublishError(routing_key, type(exc).__name__) from exc
