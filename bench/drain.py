@@ -1,12 +1,14 @@
 """(d) Persister drain: a backlog in the persist queue, then how fast it reaches MongoDB.
 
 With no persister running, M chat messages are published to the rooms exchange under
-`room.<lo>.<hi>`, byte for byte as a gateway publishes them (gateway/socket.py `_send`:
-the `message` frame as JSON, persistent, message id `<sender>:<id>`, the origin and
-cursor headers), with publisher confirms. Then a persister starts and we time the
-documents arriving, until the collection holds them all. In the same run the same
-documents (as the persister stores them) go into a scratch collection with a bare
-`insert_many(ordered=False)` per batch: the ceiling for the persister's writes.
+`room.<lo>.<hi>`, byte for byte as a gateway publishes them (gateway/publisher.py: the
+`message` frames as JSON lines, persistent, the origin and cursor headers), with publisher
+confirms: first one frame per broker message (a gateway's lone message), then again as
+batches of `drain_frames` frames of one room (a gateway's batch under load). Each time a
+persister starts and we time the documents arriving, until the collection holds them all.
+In the same run the same documents (as the persister stores them) go into a scratch
+collection with a bare `insert_many(ordered=False)` per batch: the ceiling for the
+persister's writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aio_pika.abc import DeliveryMode
 from broker.topology import declare_persist_queue
 from contracts import MESSAGES, message_doc_id
 from contracts.documents import MESSAGE_INDEXES
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames
 from contracts.routing import message_key
 from persister.settings import PersisterSettings
 
@@ -53,22 +55,40 @@ def _backlog(count: int, rooms: int) -> list[tuple[str, str, bytes, str]]:
     return out
 
 
-async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]]) -> float:
-    """Publish with confirms; return messages per second."""
+def _grouped(backlog: list[tuple[str, str, bytes, str]],
+             frames: int) -> list[list[tuple[str, str, bytes, str]]]:
+    """The backlog as broker messages of up to `frames` frames of one room, each room's
+    messages in order (as a gateway batches a burst)."""
+    by_room: dict[str, list[tuple[str, str, bytes, str]]] = {}
+    for item in backlog:
+        by_room.setdefault(item[0], []).append(item)
+    chunks = [items[i:i + frames] for items in by_room.values()
+              for i in range(0, len(items), frames)]
+    # Interleave the rooms again, as live traffic would be.
+    chunks.sort(key=lambda c: c[0][3])
+    return chunks
+
+
+async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
+                   frames: int) -> float:
+    """Publish with confirms, `frames` chat messages per broker message; return chat
+    messages per second."""
     settings = PersisterSettings.model_fields
+    chunks = _grouped(backlog, frames)
     async with await ctx.stack.amqp.channel(publisher_confirms=True) as ch:
         # The queue, bound to room.#, exists before the first publish (idempotent, same
         # arguments as the persister declares it with).
         await declare_persist_queue(ch, ctx.stack.names, settings["delivery_limit"].default)
         exchange = await ch.get_exchange(ctx.stack.names.exchange)
         t0 = time.monotonic()
-        for start in range(0, len(backlog), _PUBLISH_CHUNK):
+        for start in range(0, len(chunks), _PUBLISH_CHUNK):
             await asyncio.gather(*(
                 exchange.publish(aio_pika.Message(
-                    body, content_type="application/json",
-                    delivery_mode=DeliveryMode.PERSISTENT, message_id=doc_id,
-                    headers={ORIGIN_HEADER: ["bench-drain-1"], CURSOR_HEADER: [cursor]}), key)
-                for key, doc_id, body, cursor in backlog[start:start + _PUBLISH_CHUNK]))
+                    join_frames([body for _, _, body, _ in chunk]),
+                    content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT,
+                    headers={ORIGIN_HEADER: ["bench-drain-1"] * len(chunk),
+                             CURSOR_HEADER: [cursor for *_, cursor in chunk]}), chunk[0][0])
+                for chunk in chunks[start:start + _PUBLISH_CHUNK]))
         return len(backlog) / (time.monotonic() - t0)
 
 
@@ -111,14 +131,27 @@ async def drain(ctx: Context) -> dict[str, Any]:
         await ctx.persister.stop()
         ctx.persister = None
     backlog = _backlog(plan.drain_messages, plan.drain_rooms)
+    result = await _drain_once(ctx, backlog, 1)
+    result["batched"] = [await _drain_once(ctx, _backlog(plan.drain_messages, plan.drain_rooms),
+                                           frames) for frames in plan.drain_frames]
+    result["raw_insert_many"] = [await _raw_inserts(ctx, backlog, b) for b in plan.insert_batches]
+    return result
+
+
+async def _drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
+                      frames: int) -> dict[str, Any]:
+    """Queue the backlog with no persister running, then time one persister draining it."""
+    plan, stack = ctx.plan, ctx.stack
     messages = stack.db[MESSAGES]
     base = await messages.count_documents({})
-    publish_rate = await _publish(ctx, backlog)
+    publish_rate = await _publish(ctx, backlog, frames)
     ready, consumers = await stack.persist_queue_state()
-    if ready != len(backlog) or consumers:
+    expected = len(_grouped(backlog, frames))
+    if ready != expected or consumers:
         raise BenchError(f"persist queue holds {ready} messages, {consumers} consumers; "
-                         f"expected {len(backlog)}, 0")
-    log.info("(d) %s messages queued (%.0f msg/s published)", ready, publish_rate)
+                         f"expected {expected}, 0")
+    log.info("(d) %s broker messages of %s frames queued (%.0f msg/s published)", ready,
+             frames, publish_rate)
 
     target = base + len(backlog)
     t_spawn = time.monotonic()
@@ -140,9 +173,12 @@ async def drain(ctx: Context) -> dict[str, Any]:
     t_done, cpu = time.monotonic(), meter.delta(cpu0, meter.snapshot())
     assert t_first is not None
     stored = await messages.count_documents({}) - base
+    await persister.stop()
+    ctx.persister = None
     n = len(backlog)
     result: dict[str, Any] = {
         "messages": n,
+        "frames_per_message": frames,
         "rooms": plan.drain_rooms,
         "publish_msgs_s": round(publish_rate, 1),
         "stored": stored,
@@ -156,5 +192,4 @@ async def drain(ctx: Context) -> dict[str, Any]:
     }
     log.info("(d) persister stored %s docs in %.2f s: %s docs/s", stored, t_done - t_first,
              result["docs_s"])
-    result["raw_insert_many"] = [await _raw_inserts(ctx, backlog, b) for b in plan.insert_batches]
     return result

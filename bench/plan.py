@@ -16,11 +16,13 @@ class Plan:
     duration_s: float = 20.0
     drain_s: float = 20.0  # after a run: how long in-flight messages may take to arrive
     load_fractions: tuple[float, ...] = (0.25, 0.50, 0.80)  # (b): of (a)'s best rate
+    load_rates: tuple[float, ...] = (1000.0,)  # (b): fixed offered rates, msg/s
     idle_sockets: int = 10_000  # (c)
     idle_connect_concurrency: int = 100
     idle_hold_s: float = 10.0  # (c): how long the sockets sit idle while CPU is measured
     drain_messages: int = 100_000  # (d)
     drain_rooms: int = 100
+    drain_frames: tuple[int, ...] = (8,)  # (d): also drained as batches of this many frames
     insert_batches: tuple[int, ...] = (1000, 256)  # (d): raw insert_many batch sizes
 
     def as_dict(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from .accounts import Pair, sign_up_pairs, synthetic_pairs
 from .loadgen import Load
 from .plan import Plan
@@ -60,6 +62,21 @@ async def prepare(ctx: Context) -> None:
     log.info("signed up %s pairs over %s gateways", len(ctx.pairs), len(ctx.gateways))
 
 
+async def publish_batches(gateways: Sequence[Child]) -> tuple[float, float]:
+    """(chat messages, broker messages) the gateways have published so far, from /metrics."""
+    messages = batches = 0.0
+    async with httpx.AsyncClient(timeout=10) as http:
+        for g in gateways:
+            text = (await http.get(f"{g.http}/metrics")).text
+            for line in text.splitlines():
+                name, _, value = line.partition(" ")
+                if name == "duet_gateway_publish_batch_messages_sum":
+                    messages += float(value)
+                elif name == "duet_gateway_publish_batch_messages_count":
+                    batches += float(value)
+    return messages, batches
+
+
 def _summary(label: str, r: dict[str, Any]) -> None:
     lat = r["latency"]
     log.info("%s: %s msg/s delivered, p50 %s ms, p99 %s ms, lost %s, dup %s, reordered %s",
@@ -72,31 +89,37 @@ async def throughput(ctx: Context) -> list[dict[str, Any]]:
     plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
     results = []
     for n in plan.pairs:
+        m0, b0 = await publish_batches(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls), window=plan.window) as load:
             r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
                                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                        wait_stored=True)
-        r.update(pairs=n, window=plan.window, gateways=len(urls))
+        m1, b1 = await publish_batches(ctx.gateways)
+        r.update(pairs=n, window=plan.window, gateways=len(urls),
+                 messages_per_publish=round((m1 - m0) / max(b1 - b0, 1), 2))
         _summary(f"(a) {n} pairs", r)
         results.append(r)
     return results
 
 
 async def latency(ctx: Context, best: dict[str, Any]) -> list[dict[str, Any]]:
-    """(b) Open loop at fractions of (a)'s best delivered rate, with that run's pairs."""
+    """(b) Open loop at fractions of (a)'s best delivered rate and at fixed rates, with
+    that run's pairs."""
     plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
     n, top = best["pairs"], best["delivered_msgs_s"]
     if top <= 0:
         raise BenchError("(a) delivered nothing; no rate to take fractions of")
+    loads = [(f"{f:.0%} of {top}", top * f, f) for f in plan.load_fractions]
+    loads += [(f"{rate:g} msg/s", rate, None) for rate in plan.load_rates]
     results = []
-    for fraction in plan.load_fractions:
+    for label, rate, fraction in loads:
         async with Load(placed(ctx.pairs[:n], urls)) as load:
-            r = await load.open_loop(rate=top * fraction, warmup_s=plan.warmup_s,
+            r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s,
                                      duration_s=plan.duration_s,
                                      meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                      wait_stored=True)
-        r.update(pairs=n, load_fraction=fraction, reference_msgs_s=top)
-        _summary(f"(b) {fraction:.0%} of {top} msg/s", r)
+        r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top)
+        _summary(f"(b) {label}", r)
         results.append(r)
     return results
 
