@@ -44,6 +44,7 @@ class RoomMessage(MessageFrame):
 
 
 class StoredItem(BaseModel):
+    room: str
     sender: str
     id: MessageId
     cursor: Cursor
@@ -51,7 +52,7 @@ class StoredItem(BaseModel):
 
 
 class StoredNotice(BaseModel):
-    """Published by the persister under `stored.<lo>.<hi>` after a batch is written."""
+    """Published by the persister under `stored` after a batch is written: one notice for
+    the batch's rooms (transient), which every gateway receives and reads for its own."""
 
-    room: str
     items: list[StoredItem]

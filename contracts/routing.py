@@ -2,7 +2,8 @@
 
 A room is the unordered pair of its two members' ids, written `<lo>.<hi>`.
 Broker messages about a room travel under `<namespace>.<lo>.<hi>`:
-`room.*` carries chat messages, `stored.*` the persister's receipts.
+`room.*` carries chat messages. The persister's receipts travel under the one key
+`stored`, one notice per written batch (all its rooms), which every gateway queue binds.
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ def message_key(room: str) -> str:
     return f"{MESSAGE_NS}.{room}"
 
 
-def stored_key(room: str) -> str:
-    return f"{STORED_NS}.{room}"
+STORED_KEY = STORED_NS  # the routing key of every stored notice
 
 
 def room_binding(room: str) -> str:
-    """One binding pattern that receives both messages and receipts of a room."""
+    """The binding pattern of a room's messages on a gateway queue."""
     return f"*.{room}"
 
 

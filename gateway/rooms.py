@@ -21,7 +21,7 @@ from broker import Broker
 from broker.topology import declare_gateway_queue
 from contracts import room_binding
 from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, header_list, split_frames
-from contracts.routing import MESSAGE_NS, STORED_NS
+from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .connection import Connection
 from .metrics import GatewayMetrics
@@ -58,6 +58,7 @@ class Rooms:
         channel = await self._broker.channel(self._prefetch)
         self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
         # No acks: what this queue holds is only live push; durability lives in duet.persist.
+        await self._queue.bind(self._broker.exchange, STORED_KEY)
         await self._queue.consume(self._on_delivery, no_ack=True)
         log.info("gateway queue %s consuming", self._queue.name)
 
@@ -108,30 +109,38 @@ class Rooms:
 
     def _on_delivery_sync(self, message: AbstractIncomingMessage) -> None:
         key = message.routing_key or ""
+        if key == STORED_KEY:
+            self._on_stored(orjson.loads(message.body)["items"])
+            return
         ns, _, room_name = key.partition(".")
         room = self._rooms.get(room_name)
-        if room is None or not room.members:
+        if ns != MESSAGE_NS or room is None or not room.members:
             return
-        if ns == MESSAGE_NS:
-            headers = message.headers or {}
-            origins = header_list(headers.get(ORIGIN_HEADER))
-            cursors = header_list(headers.get(CURSOR_HEADER))
-            frames = split_frames(message.body) if len(cursors) > 1 else [message.body]
-            pushed = 0
-            for frame, cursor, origin in zip(frames, cursors, origins, strict=True):
-                text = frame.decode()
-                for conn in room.members:
-                    if conn.id != origin:
-                        conn.push(text, cursor)
-                        pushed += 1
-            self._metrics.out_message.inc(pushed)
-        elif ns == STORED_NS:
-            items = orjson.loads(message.body)["items"]
-            for conn in list(room.members):
-                for item in items:
+        headers = message.headers or {}
+        origins = header_list(headers.get(ORIGIN_HEADER))
+        cursors = header_list(headers.get(CURSOR_HEADER))
+        frames = split_frames(message.body) if len(cursors) > 1 else [message.body]
+        pushed = 0
+        for frame, cursor, origin in zip(frames, cursors, origins, strict=True):
+            text = frame.decode()
+            for conn in room.members:
+                if conn.id != origin:
+                    conn.push(text, cursor)
+                    pushed += 1
+        self._metrics.out_message.inc(pushed)
+
+    def _on_stored(self, items: list[dict[str, Any]]) -> None:
+        """A batch's receipts: `stored` frames to senders here, catch-up where needed."""
+        by_room: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            if item["room"] in self._rooms:
+                by_room.setdefault(item["room"], []).append(item)
+        for room_name, room_items in by_room.items():
+            for conn in list(self._rooms[room_name].members):
+                for item in room_items:
                     if item["sender"] == conn.user:
                         conn.send({"type": "stored", "id": item["id"], "cursor": item["cursor"]})
-                missed = conn.missed(items)
+                missed = conn.missed(room_items)
                 if missed:
                     task = asyncio.create_task(self.catch_up(conn, missed))
                     self._tasks.add(task)
@@ -151,8 +160,9 @@ class Rooms:
                 self._metrics.out_message.inc()
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
+        # A coroutine: aio-pika wraps a plain function in a shim that formats its repr (and
+        # the repr of everything it holds) on every delivery.
         try:
             self._on_delivery_sync(message)
         except Exception:  # one bad delivery must not stop the consumer
             log.exception("dropping undeliverable broker message %s", message.message_id)
-

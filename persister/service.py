@@ -7,7 +7,6 @@ import functools
 import logging
 import random
 import time
-from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from broker import Broker, PublishError
 from broker.topology import declare_persist_queue
 from contracts import RoomMessage, message_doc_id, room_members
 from contracts.events import FRAME_SEPARATOR, ORIGIN_HEADER, header_list, split_frames
-from contracts.routing import MESSAGE_NS, stored_key
+from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .metrics import PersisterMetrics
 from .settings import PersisterSettings
@@ -156,19 +155,17 @@ class Persister:
             delay = min(delay * 2, self._settings.retry_max_s)
 
     async def _publish_receipts(self, stored: list[tuple[dict[str, Any], str]]) -> None:
-        """One `stored` notice per room: receipts for senders, catch-up for late joiners."""
-        by_room: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for d, origin in stored:
-            by_room[d["room"]].append({"sender": d["sender"], "id": d["id"],
-                                       "cursor": d["cursor"], "origin": origin})
-        # Unconfirmed: a receipt only matters to sockets listening now, and waiting for one
-        # confirm per room would hold the next batch back (100 rooms, 100 round trips).
-        for room, items in by_room.items():
-            try:
-                await self._broker.notify(orjson.dumps({"room": room, "items": items}),
-                                          stored_key(room))
-            except PublishError as exc:
-                log.warning("stored receipt for %s not published: %s", room, exc.reason)
+        """One `stored` notice for the batch: receipts for senders, catch-up for late
+        joiners. Unconfirmed: a receipt only matters to sockets listening now."""
+        if not stored:
+            return
+        items = [{"room": d["room"], "sender": d["sender"], "id": d["id"],
+                  "cursor": d["cursor"], "origin": origin} for d, origin in stored]
+        try:
+            await self._broker.notify(orjson.dumps({"items": items}), STORED_KEY)
+        except PublishError as exc:
+            log.warning("stored receipts for %s messages not published: %s", len(items),
+                        exc.reason)
 
 
 async def _settle(message: AbstractIncomingMessage, *, ack: bool,
