@@ -132,17 +132,24 @@ class Broker:
 
         mandatory: a message no queue takes is an error (chat messages always have
         duet.persist); receipts nobody listens to are not.
+
+        Straight on the AMQP channel, not through aio-pika's Exchange: no Message object,
+        and the channel's lock is held only to queue the frames (wait=False), not until
+        the socket took them, so many publishes can be in flight behind one another.
         """
-        message = aio_pika.Message(
-            body,
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            headers=headers,
-        )
+        assert self._channel is not None, "broker not opened"
+        properties = aiormq.spec.Basic.Properties(
+            content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT.value,
+            message_id=message_id, headers=headers)
         try:
-            # With confirms on, this returns on Basic.Ack and raises DeliveryError on a nack.
-            await self.exchange.publish(message, routing_key, mandatory=mandatory, timeout=timeout)
+            # The deadline covers waiting out a reconnect as well as the confirm.
+            async with asyncio.timeout(timeout):
+                channel = await self._channel.get_underlay_channel()
+                # With confirms on, this returns on Basic.Ack and raises DeliveryError on a
+                # nack (and PublishError when a mandatory message came back unroutable).
+                await channel.basic_publish(  # type: ignore[call-arg]
+                    body, exchange=self.names.exchange, routing_key=routing_key,
+                    properties=properties, mandatory=mandatory, wait=False)
         except TimeoutError:
             raise PublishError(routing_key, "timeout") from None
         except (AMQPError, ConnectionError, RuntimeError) as exc:

@@ -51,7 +51,7 @@ class Connection:
                  "_max_in_flight", "_slot")
 
     def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
-                 metrics: GatewayMetrics, max_in_flight: int = 256,
+                 metrics: GatewayMetrics, max_in_flight: int = 32,
                  margin_s: float = 5.0) -> None:
         self._metrics = metrics
         self.id = conn_id

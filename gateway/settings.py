@@ -37,7 +37,7 @@ class GatewaySettings(ServiceSettings):
         1024, ge=16, description="Frames queued per socket before it is closed.")
     publish_timeout_s: float = Field(5.0, gt=0)
     max_in_flight: int = Field(
-        256, ge=1, description="Messages a socket may have awaiting the broker's confirm; "
+        32, ge=1, description="Messages a socket may have awaiting the broker's confirm; "
                                "at the limit the gateway stops reading from it.")
     publish_batch: int = Field(
         64, ge=1, description="Most messages of one room in one broker message.")
