@@ -1,0 +1,86 @@
+"""A socket's send window and outbox, and the broker batch format, without I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from client.audit import from_delivery
+from contracts.events import header_list, join_frames, split_frames
+from gateway.connection import TRY_AGAIN_LATER, Connection
+from gateway.metrics import GatewayMetrics
+
+
+def connection(**kwargs: Any) -> Connection:
+    return Connection("n-1", "a" * 24, "b" * 24, "room", metrics=GatewayMetrics(), **kwargs)
+
+
+class FakeSocket:
+    """Stands in for the ASGI WebSocket: records what the writer sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+
+async def test_begin_send_waits_at_max_in_flight_until_a_confirm() -> None:
+    """The third send of a window of two waits until one of the first two is answered."""
+    conn = connection(outbox_frames=16, max_in_flight=2)
+    await conn.begin_send()
+    await conn.begin_send()
+    third = asyncio.create_task(conn.begin_send())
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    conn.confirmed("m1", 1, "0" * 32)
+    await asyncio.wait_for(third, 1)
+    conn.failed("m2")
+    frames = [orjson.loads(conn._outbox[i]) for i in range(len(conn._outbox))]
+    assert [(f["type"], f["id"]) for f in frames] == [("ack", "m1"), ("error", "m2")]
+    assert frames[1]["code"] == "publish_failed"
+
+
+async def test_full_outbox_closes_with_1013_and_writer_stops() -> None:
+    """A reader that falls behind by a whole outbox is closed, and the writer ends."""
+    conn = connection(outbox_frames=3)
+    for i in range(4):
+        conn.push(f"f{i}")
+    assert conn.closed and conn.close_code == TRY_AGAIN_LATER
+    ws = FakeSocket()
+    await asyncio.wait_for(conn.write_loop(ws), 1)  # type: ignore[arg-type]
+    assert ws.sent == []
+
+
+async def test_writer_drains_in_order_and_replay_waits_for_room() -> None:
+    """Frames leave in the order pushed; a replay into a full outbox waits, then goes."""
+    conn = connection(outbox_frames=2)
+    conn.push("a")
+    conn.push("b")
+    replay = asyncio.create_task(conn.replay("c"))
+    await asyncio.sleep(0.01)
+    assert not replay.done()
+    ws = FakeSocket()
+    writer = asyncio.create_task(conn.write_loop(ws))  # type: ignore[arg-type]
+    await asyncio.wait_for(replay, 1)
+    await asyncio.sleep(0.01)
+    conn.stop()
+    await asyncio.wait_for(writer, 1)
+    assert ws.sent == ["a", "b", "c"]
+
+
+def test_broker_batch_round_trips_and_audit_reads_each_frame() -> None:
+    """Frames joined into one broker body split back out, and the audit reads each."""
+    frames = [orjson.dumps({"type": "message", "id": f"m{i}", "room": "r", "sender": "s",
+                            "kind": "text", "body": {"ct": "x\ny"}, "ts": i,
+                            "cursor": f"{i:032x}"}) for i in range(3)]
+    body = join_frames(frames)
+    assert split_frames(body) == frames
+    assert join_frames(frames[:1]) == frames[0]
+    records = from_delivery(body, {"x-stream-offset": 7})
+    assert [r.id for r in records] == ["m0", "m1", "m2"]
+    assert {r.offset for r in records} == {7}
+    assert header_list(["a", "b"]) == ["a", "b"] and header_list("a") == ["a"]
+    assert header_list(None) == []
