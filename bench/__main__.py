@@ -1,7 +1,7 @@
-"""`python -m bench [--quick] [--only a,b,c,d,e] [--profile]`: run the benchmark.
+"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile]`: run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
-a → b → e → c → d, writes bench/results/latest.json and latest.md (also after a failure,
+a → b → e → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
 with what was measured), and cleans up everything it started, also on Ctrl-C or SIGTERM.
 A scenario that fails is reported and the next one still runs.
 """
@@ -27,7 +27,7 @@ from .stack import BenchStack, raise_nofile
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = "abcde"
+SCENARIOS = "abcdef"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes: the whole run in < 3 min")
     p.add_argument("--only", default=SCENARIOS, metavar="LETTERS",
                    help="scenarios to run, e.g. 'ae' (b needs a; default: all)")
+    p.add_argument("--rate", type=float, default=None, metavar="MSGS_S",
+                   help="with --profile: an open loop at this offered rate instead")
     p.add_argument("--profile", action="store_true",
                    help="instead: py-spy on gateway-0 during a 10-pair throughput run")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -104,6 +106,8 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
                     await _step(results, "latency", lambda: scenarios.latency(ctx, best), wait_s)
             if "e" in only:
                 await _step(results, "relay", lambda: scenarios.relay(ctx), wait_s)
+            if "f" in only:
+                await _step(results, "socketio", lambda: scenarios.socketio(ctx), wait_s)
             if "c" in only:
                 await _step(results, "idle", lambda: idle.idle_sockets(ctx), wait_s)
             if "d" in only:
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
             if args.profile:
-                return runner.run(profile.run(plan, args.out, args.keep_logs))
+                return runner.run(profile.run(plan, args.out, args.keep_logs, args.rate))
             return runner.run(run(plan, args.only, args.out, args.keep_logs, args.wait_quiet))
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.warning("interrupted; everything started was stopped and cleaned up")

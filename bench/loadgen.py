@@ -20,6 +20,7 @@ same users (a `stored` receipt) are recognised and ignored.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -180,8 +181,7 @@ class Load:
 
         async def open_one(sock: Socket) -> None:
             async with gate:
-                sock.ws = await open_socket(sock.url, sock.user, sock.peer,
-                                            early=self.before_ready)
+                sock.ws = await self._open(sock)
             sock.reader = asyncio.create_task(self._read(sock))
 
         try:
@@ -200,6 +200,17 @@ class Load:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
 
+    # -- the wire (SioLoad speaks Socket.IO instead) -----------------------------------
+    async def _open(self, sock: Socket) -> ClientConnection:
+        return await open_socket(sock.url, sock.user, sock.peer, early=self.before_ready)
+
+    def _encode(self, frame: str) -> str:
+        return frame
+
+    def _decode(self, sock: Socket, raw: str | bytes) -> dict[str, Any] | None:
+        frame: dict[str, Any] = orjson.loads(raw)
+        return frame
+
     # -- receiving -------------------------------------------------------------------
     async def _read(self, sock: Socket) -> None:
         assert sock.ws is not None and sock.inbound is not None
@@ -207,7 +218,9 @@ class Load:
         peer_id = sock.peer.user_id
         try:
             async for raw in sock.ws:
-                frame = orjson.loads(raw)
+                frame = self._decode(sock, raw)
+                if frame is None:
+                    continue
                 kind = frame.get("type")
                 mid = frame.get("id")
                 if kind == "error":
@@ -246,7 +259,7 @@ class Load:
             if self._stopping:
                 return
             seq = lane.record_send(time.monotonic_ns())
-            await ws.send(lane.frames.frame(f"{tag}-{seq}", seq))
+            await ws.send(self._encode(lane.frames.frame(f"{tag}-{seq}", seq)))
 
     async def _open_sender(self, sock: Socket, interval_ns: int, phase_ns: int,
                            end_ns: int) -> None:
@@ -259,7 +272,7 @@ class Load:
                 await asyncio.sleep(wait / 1e9)
             # Latency counts from when the message was due, not from when it got out.
             seq = lane.record_send(due)
-            await ws.send(lane.frames.frame(f"{tag}-{seq}", seq))
+            await ws.send(self._encode(lane.frames.frame(f"{tag}-{seq}", seq)))
             due += interval_ns
 
     # -- runs ------------------------------------------------------------------------
@@ -360,6 +373,48 @@ class Load:
             "cpu_us_per_msg_servers": (round(servers * 1e6 / delivered_in_window, 1)
                                        if delivered_in_window else None),
         }
+
+
+class SioLoad(Load):
+    """The same lanes and checks over Socket.IO 5 (Engine.IO 4 on a WebSocket), against
+    bench.sio_server: `42<ack id>["send", frame]` out; `42["message", frame]` and the ack
+    `43<ack id>[{"type": "ack", ...}]` in; the server's ping `2` answered with `3`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ack_ids = itertools.count(1)
+        self._pongs: set[asyncio.Task[None]] = set()
+
+    async def _open(self, sock: Socket) -> ClientConnection:
+        ws = await connect(f"{sock.url}/socket.io/?EIO=4&transport=websocket",
+                           compression=None, max_size=None, open_timeout=30)
+        opening = await asyncio.wait_for(ws.recv(), 30)
+        if not str(opening).startswith("0"):
+            raise BenchError(f"expected an Engine.IO open packet, got {opening!r:.200}")
+        auth = orjson.dumps({"user": sock.user.user_id, "peer": sock.peer.user_id}).decode()
+        await ws.send(f"40{auth}")
+        joined = await asyncio.wait_for(ws.recv(), 30)
+        if not str(joined).startswith("40"):
+            raise BenchError(f"expected a Socket.IO connect, got {joined!r:.200}")
+        return ws
+
+    def _encode(self, frame: str) -> str:
+        return f'42{next(self._ack_ids)}["send",{frame}]'
+
+    def _decode(self, sock: Socket, raw: str | bytes) -> dict[str, Any] | None:
+        text = raw if isinstance(raw, str) else raw.decode()
+        if text == "2" and sock.ws is not None:
+            task = asyncio.create_task(sock.ws.send("3"))
+            self._pongs.add(task)
+            task.add_done_callback(self._pongs.discard)
+            return None
+        if text.startswith("42"):
+            event = orjson.loads(text[2:])
+            return event[1] if event and event[0] == "message" else None
+        if text.startswith("43"):
+            result = orjson.loads(text[2:].lstrip("0123456789"))
+            return result[0] if result else None
+        return None
 
 
 async def open_socket(url: str, user: User, peer: User, *, timeout: float = 30.0,

@@ -129,5 +129,6 @@ def machine(rabbitmq: str, mongod: str) -> dict[str, object]:
         "rabbitmq": rabbitmq,
         "mongod": mongod,
         "libraries": {d: _version(d) for d in (
-            "websockets", "uvicorn", "uvloop", "fastapi", "aio-pika", "pymongo", "orjson")},
+            "websockets", "uvicorn", "uvloop", "fastapi", "aio-pika", "pymongo", "orjson",
+            "python-socketio")},
     }

@@ -107,7 +107,7 @@ async def _pyspy(exe: str, pid: int, fmt: str, dest: Path, *flags: str) -> None:
         raise BenchError(f"py-spy failed ({proc.returncode}): {out.decode()[-800:]}")
 
 
-async def run(plan: Plan, out: Path, keep_logs: bool) -> int:
+async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None) -> int:
     exe = shutil.which("py-spy")
     if exe is None:
         raise BenchError("py-spy is not installed: pip install py-spy")
@@ -123,7 +123,9 @@ async def run(plan: Plan, out: Path, keep_logs: bool) -> int:
                         window=plan.window) as load:
             measured = asyncio.create_task(load.closed_loop(
                 warmup_s=2.0, duration_s=2 * SECONDS + 4, meter=ctx.meter(*ctx.services()),
-                drain_s=plan.drain_s))
+                drain_s=plan.drain_s) if rate is None else load.open_loop(
+                rate=rate, warmup_s=2.0, duration_s=2 * SECONDS + 4,
+                meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s))
             try:
                 await asyncio.sleep(2.0)
                 await _pyspy(exe, gw.pid, "raw", raw_path, "--threads")
@@ -133,7 +135,8 @@ async def run(plan: Plan, out: Path, keep_logs: bool) -> int:
                 if not measured.done():
                     measured.cancel()
                     await asyncio.gather(measured, return_exceptions=True)
-    summary = (f"gateway-0 profile: {PAIRS} pairs over 2 gateways, window {plan.window}, "
+    mode = f"window {plan.window}" if rate is None else f"open loop at {rate:g} msg/s"
+    summary = (f"gateway-0 profile: {PAIRS} pairs over 2 gateways, {mode}, "
                f"{result['delivered_msgs_s']} msg/s delivered while sampled (py-spy slows "
                f"the target, so this rate is below (a)'s)\n\n")
     txt_path.write_text(summary + top_functions(raw_path.read_text()))

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-PROCS = ("gateway-0", "gateway-1", "persister", "broker", "mongod", "relay", "loadgen",
-         "softirq", "other")
+PROCS = ("gateway-0", "gateway-1", "persister", "sio-0", "sio-1", "broker", "mongod", "relay",
+         "loadgen", "softirq", "other")
 
 
 def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -69,6 +69,8 @@ def _disturbed(res: dict[str, Any], threshold: float = 0.2) -> str | None:
         spans.append((f"(b) {r['load']}", r["cpu_s"], r["duration_s"]))
     for r in res.get("relay") or []:
         spans.append((f"(e) {r['pairs']} pairs", r["cpu_s"], r["duration_s"]))
+    for r in res.get("socketio") or []:
+        spans.append((f"(f) {r['pairs']} pairs", r["cpu_s"], r["duration_s"]))
     if idle := res.get("idle"):
         spans.append(("(c) connect", idle["connect_cpu_s"], idle["connect_s"]))
         spans.append(("(c) idle", idle["idle_cpu_s"], idle["idle_s"]))
@@ -124,6 +126,22 @@ def markdown(res: dict[str, Any]) -> str:
                         "checks", *procs],
                        [[r["pairs"], r["delivered_msgs_s"], *_lat(r), _checks(r),
                          *_cpu_cells(r, procs)] for r in runs]), ""]
+    if runs := res.get("socketio"):
+        procs = _present(runs)
+        ours = {r["pairs"]: r for r in res.get("throughput") or []}
+        out += ["## (f) Reference: python-socketio over RabbitMQ, same load generator", "",
+                "Two `bench.sio_server` processes (python-socketio `AsyncServer` on uvicorn with "
+                "`AsyncAioPikaManager`), the same pairs and window as (a); acked once the emit "
+                "is published (no confirm, no storage). Server CPU µs/msg: the two servers and "
+                "the broker; (a)'s figure, with storage and confirms, beside it.", "",
+                _table(["pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                        "checks", "server CPU µs/msg", "(a) server CPU µs/msg"],
+                       [[r["pairs"], r["delivered_msgs_s"], *_lat(r), _checks(r),
+                         r.get("cpu_us_per_msg_servers"),
+                         ours.get(r["pairs"], {}).get("cpu_us_per_msg_servers")]
+                        for r in runs]), "",
+                _table(["pairs", *procs], [[r["pairs"], *_cpu_cells(r, procs)] for r in runs]),
+                ""]
     if idle := res.get("idle"):
         rss, lat = idle["gateway_rss_mib"], idle["connect_latency"]
         out += ["## (c) Idle authenticated sockets on one gateway", "",

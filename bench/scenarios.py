@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from .accounts import Pair, sign_up_pairs, synthetic_pairs
-from .loadgen import Load
+from .loadgen import Load, SioLoad
 from .plan import Plan
 from .procs import CpuMeter
 from .stack import BenchError, BenchStack, Child
@@ -142,4 +142,30 @@ async def relay(ctx: Context) -> list[dict[str, Any]]:
             results.append(r)
     finally:
         await server.stop()
+    return results
+
+
+async def socketio(ctx: Context) -> list[dict[str, Any]]:
+    """(f) The same closed loop against python-socketio over RabbitMQ (bench.sio_server,
+    two processes, no storage): the issue's reference for CPU per message."""
+    plan, stack = ctx.plan, ctx.stack
+    channel = f"{stack.prefix}socketio"
+    servers = [await stack.sio_server(f"sio-{i}", channel) for i in range(plan.gateways)]
+    results = []
+    try:
+        for n in plan.pairs:
+            async with SioLoad(placed(synthetic_pairs(n), [s.ws for s in servers]),
+                               window=plan.window) as load:
+                r = await load.closed_loop(
+                    warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                    meter=ctx.meter(*servers), drain_s=plan.drain_s)
+            r.update(pairs=n, window=plan.window, servers=len(servers))
+            _summary(f"(f) socketio {n} pairs", r)
+            results.append(r)
+    finally:
+        for server in servers:
+            await server.stop()
+        # The servers' own queues expire by themselves (x-expires, 5 minutes).
+        async with await stack.amqp.channel() as ch:
+            await ch.exchange_delete(channel)
     return results

@@ -255,6 +255,15 @@ class BenchStack:
         await self.wait_ready(child)
         return child
 
+    async def sio_server(self, name: str, channel: str) -> Child:
+        """bench.sio_server: python-socketio over this broker (fanout exchange `channel`)."""
+        port = free_port()
+        child = self._spawn(name, [sys.executable, "-m", "bench.sio_server", "--port",
+                                   str(port), "--amqp", self.amqp_url, "--channel", channel],
+                            self.env(), port)
+        await self.wait_ready(child)
+        return child
+
     def start_persister(self, name: str = "persister") -> Child:
         """Spawn a persister without waiting for it (the drain scenario times its start)."""
         return self._spawn(name, [sys.executable, "-m", "persister"], self.env())
