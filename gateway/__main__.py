@@ -9,6 +9,7 @@ from broker.logs import configure
 from .app import create_app
 from .handshake import DeadlineHttpProtocol
 from .settings import GatewaySettings
+from .wsprotocol import LeanWebSocketProtocol
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
         port=settings.port,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        ws=settings.ws_impl,
+        ws=LeanWebSocketProtocol if settings.ws_impl == "websockets-sansio" else settings.ws_impl,
         ws_max_size=settings.max_frame_bytes,
         # Ciphertext does not compress; deflate would only cost CPU and memory per socket.
         ws_per_message_deflate=False,

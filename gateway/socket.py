@@ -43,8 +43,16 @@ _REPLAY_PAGE = 500
 _conn_ids = itertools.count(1)
 
 
+def _header(ws: WebSocket, name: bytes) -> str | None:
+    """A request header from the raw ASGI list (no cached Headers object per socket)."""
+    for key, value in ws.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def _token(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
+    header = _header(ws, b"authorization") or ""
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
@@ -56,13 +64,13 @@ def _token(ws: WebSocket) -> str | None:
 
 def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
     """Browsers send Origin: it must be listed, or (with no list) be this very host."""
-    origin = ws.headers.get("origin")
+    origin = _header(ws, b"origin")
     if origin is None:
         return True
     origin = origin.rstrip("/")
     if allowed:
         return origin in allowed or "*" in allowed
-    host = ws.headers.get("host", "")
+    host = _header(ws, b"host") or ""
     return origin.split("://", 1)[-1] == host
 
 
@@ -129,6 +137,7 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         svc.metrics.error(NOT_AUTHENTICATED)
         await ws.close(NOT_AUTHENTICATED, exc.detail)
         return
+    del token  # this frame lives as long as the socket
     try:
         friends = await are_friends(svc.db, user, peer_id)
     except PyMongoError:
@@ -138,6 +147,8 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         svc.metrics.error(FORBIDDEN_ROOM)
         await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
         return
+    # Nothing reads the request headers from here on; an idle socket need not keep them.
+    ws.scope["headers"] = []
     conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
                       room_id(user, peer_id), svc.settings.outbox_frames, svc.metrics,
                       svc.settings.max_in_flight)
@@ -240,14 +251,15 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
         return
     if frame.retry and await _answer_retry(frame, conn, svc):
         return
+    # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
+    # on unless this socket already has its limit of messages awaiting one. Stamped after
+    # that wait, so cursors follow the order messages reach the broker.
+    await conn.begin_send()
     cursor, ts = svc.clock.next()
     # The sender is the token's user, whatever the frame claimed.
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
                "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
                "cursor": cursor}
-    # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
-    # on unless this socket already has its limit of messages awaiting one.
-    await conn.begin_send()
     svc.publisher.submit(conn.room, Outgoing(orjson.dumps(message), cursor, ts, frame.id, conn))
 
 
