@@ -8,7 +8,8 @@ decrypts anything. A `Record` names one message and fingerprints its envelope:
     id, room, sender, kind, ts, cursor   from the `message` frame
     size      bytes of the canonical JSON of the body (the envelope)
     sha256    hex SHA-256 of those same bytes
-    offset    the message's offset in the stream (None for a MongoDB document)
+    offset    the offset of the stream entry that carried it (None for a MongoDB document);
+              a gateway's batch is one entry, so its messages share one offset
     published when the broker took it, ms since the epoch: the `timestamp_in_ms` header
               RabbitMQ's timestamp interceptor adds (deploy/rabbitmq/rabbitmq.conf), else the
               AMQP timestamp property, else None
