@@ -124,9 +124,7 @@ async def drain(ctx: Context) -> dict[str, Any]:
     plan, stack = ctx.plan, ctx.stack
     # No persister may consume while the backlog builds: stop the one of (a) and (b),
     # once it has emptied the queue.
-    deadline = time.monotonic() + 60
-    while (await stack.persist_queue_state())[0] > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    await stack.wait_persisted()
     if ctx.persister is not None:
         await ctx.persister.stop()
         ctx.persister = None

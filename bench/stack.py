@@ -302,6 +302,12 @@ class BenchStack:
                 raise BenchError(f"{child.name} did not start consuming in {timeout:.0f} s")
             await asyncio.sleep(0.1)
 
+    async def wait_persisted(self, timeout: float = 60.0) -> None:
+        """Until the persist queue is empty: what an earlier run left has been written."""
+        deadline = time.monotonic() + timeout
+        while (await self.persist_queue_state())[0] > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
     async def persist_queue_state(self) -> tuple[int, int]:
         """(messages ready, consumers) of the persist queue; (0, 0) before it exists."""
         try:
