@@ -62,7 +62,8 @@ class Connection:
         self._outbox_max = outbox_frames
         # The writer waits on it for frames (or the close); replay waits on it for room.
         self._wake: asyncio.Future[None] | None = None
-        # Messages published but not yet confirmed; at the limit the reader waits on _slot.
+        # Messages published but not yet confirmed; at the limit the reader waits on _slot
+        # until half are answered.
         self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._slot: asyncio.Future[None] | None = None
@@ -121,16 +122,20 @@ class Connection:
 
     # -- sends awaiting the broker's confirm (gateway.publisher) ------------------------
     async def begin_send(self) -> None:
-        while self._in_flight >= self._max_in_flight:
-            self._slot = asyncio.get_running_loop().create_future()
-            await self._slot
+        """Wait while the window is full; once full, until half of it is answered, so
+        the reader then takes a burst (one batch) rather than one frame per confirm."""
+        if self._in_flight >= self._max_in_flight:
+            while self._in_flight > self._max_in_flight // 2:
+                self._slot = asyncio.get_running_loop().create_future()
+                await self._slot
         self._in_flight += 1
 
     def _end_send(self) -> None:
         self._in_flight -= 1
-        slot, self._slot = self._slot, None
-        if slot is not None and not slot.done():
-            slot.set_result(None)
+        if self._in_flight <= self._max_in_flight // 2:
+            slot, self._slot = self._slot, None
+            if slot is not None and not slot.done():
+                slot.set_result(None)
 
     def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
         self._end_send()
