@@ -12,10 +12,11 @@ CURSOR_HEADER, the frame's cursor (so fan-out need not parse the body).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from .frames import Cursor, MessageFrame, MessageId
+from .frames import Cursor, Kind, MessageFrame, MessageId
 
 ORIGIN_HEADER = "x-duet-origin"
 CURSOR_HEADER = "x-duet-cursor"
@@ -41,6 +42,24 @@ def header_list(value: object) -> list[str]:
 
 class RoomMessage(MessageFrame):
     """One `message` frame (one line) of a broker message under `room.<lo>.<hi>`."""
+
+
+class StorableFrame(BaseModel):
+    """What the persister checks of each frame before storing it: the fields storage,
+    its unique indexes and history rely on, and that the body is an object. The envelope's
+    inner shape is the publishing gateway's check (the servers treat it as opaque);
+    checking it again per document took a fifth of the persister's CPU."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["message"]
+    id: MessageId
+    sender: str
+    room: str
+    kind: Kind
+    body: dict[str, Any]
+    ts: int
+    cursor: Cursor
 
 
 class StoredItem(BaseModel):

@@ -7,6 +7,7 @@ import functools
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,8 +19,14 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from broker import Broker, PublishError
 from broker.topology import declare_persist_queue
-from contracts import RoomMessage, message_doc_id, room_members
-from contracts.events import FRAME_SEPARATOR, ORIGIN_HEADER, header_list, split_frames
+from contracts import message_doc_id, room_members
+from contracts.events import (
+    FRAME_SEPARATOR,
+    ORIGIN_HEADER,
+    StorableFrame,
+    header_list,
+    split_frames,
+)
 from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .metrics import PersisterMetrics
@@ -27,6 +34,17 @@ from .settings import PersisterSettings
 from .store import MessageStore
 
 log = logging.getLogger(__name__)
+
+
+WRITES_IN_FLIGHT = 2  # batches being written at once: one parses while one is inserted
+
+
+@dataclass(slots=True)
+class _Batch:
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # docs[i]'s publishing connection
+    good: list[AbstractIncomingMessage] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)  # docs[i] came from good[owner[i]]
 
 
 class Persister:
@@ -91,39 +109,71 @@ class Persister:
         return batch
 
     async def _write_loop(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            await self._persist(batch)
+        """Parse and start writing the next batch while the previous one's insert is in
+        flight (at most WRITES_IN_FLIGHT); batches are settled strictly in order."""
+        slots = asyncio.Semaphore(WRITES_IN_FLIGHT)
+        writes: asyncio.Queue[tuple[_Batch, asyncio.Task[set[int]]]] = asyncio.Queue()
+        settler = asyncio.create_task(self._settle_loop(writes, slots))
+        try:
+            while True:
+                batch = await self._prepare(await self._next_batch())
+                if batch is None:
+                    continue
+                await slots.acquire()
+                writes.put_nowait((batch, asyncio.create_task(
+                    self._insert_with_retry(batch.docs))))
+        finally:
+            settler.cancel()
+            while not writes.empty():
+                writes.get_nowait()[1].cancel()
+            await asyncio.gather(settler, return_exceptions=True)
 
-    async def _persist(self, batch: list[AbstractIncomingMessage]) -> None:
-        docs: list[dict[str, Any]] = []
-        origins: list[str] = []
-        good: list[AbstractIncomingMessage] = []
-        owner: list[int] = []  # docs[i] came from good[owner[i]]
+    async def _settle_loop(self, writes: asyncio.Queue[tuple[_Batch, asyncio.Task[set[int]]]],
+                           slots: asyncio.Semaphore) -> None:
+        while True:
+            batch, write = await writes.get()
+            try:
+                try:
+                    refused = {batch.owner[i] for i in await write}
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # not an outage (those are retried): the batch itself
+                    log.exception("MongoDB cannot take a batch of %s messages",
+                                  len(batch.good))
+                    refused = set(range(len(batch.good)))
+                await self._settle_batch(batch, refused)
+            finally:
+                slots.release()
+
+    async def _prepare(self, messages: list[AbstractIncomingMessage]) -> _Batch | None:
+        """Parse a batch; dead-letter the messages that are not valid for their key."""
+        batch = _Batch()
         now = int(time.time() * 1000)
-        for message in batch:
+        for message in messages:
             parsed = _documents(message, now)
             if parsed is None:
                 log.warning("dead-lettering malformed message %s", message.message_id)
                 self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
             else:
-                owner.extend([len(good)] * len(parsed))
-                docs.extend(d for d, _ in parsed)
-                origins.extend(o for _, o in parsed)
-                good.append(message)
-        if not docs:
-            return
-        # A broker message MongoDB refused any frame of is dead-lettered whole (its other
-        # frames are stored: a replay of it from the dead letters is a no-op for them).
-        refused = {owner[i] for i in await self._insert_with_retry(docs)}
+                batch.owner.extend([len(batch.good)] * len(parsed))
+                batch.docs.extend(d for d, _ in parsed)
+                batch.origins.extend(o for _, o in parsed)
+                batch.good.append(message)
+        return batch if batch.docs else None
+
+    async def _settle_batch(self, batch: _Batch, refused: set[int]) -> None:
+        """Ack a written batch and send its receipts. `refused`: its broker messages
+        MongoDB refused a frame of, dead-lettered whole (their other frames are stored: a
+        replay from the dead letters is a no-op for them)."""
+        good = batch.good
         for i in sorted(refused):
             log.warning("dead-lettering message MongoDB refused: %s", good[i].message_id)
             self.metrics.dead_lettered.inc()
             await _settle(good[i], ack=False)
         # One ack for the batch: every earlier delivery on this channel is settled already
-        # (batches are taken in delivery order), and on a quorum queue each ack is a log
-        # entry, so this saves the broker work per message.
+        # (batches are taken in delivery order and settled in that order), and on a quorum
+        # queue each ack is a log entry, so this saves the broker work per message.
         if len(refused) < len(good):
             last = max(i for i in range(len(good)) if i not in refused)
             await _settle(good[last], ack=True, multiple=not refused)
@@ -131,8 +181,8 @@ class Persister:
                 for i, message in enumerate(good[:last]):
                     if i not in refused:
                         await _settle(message, ack=True)
-        stored = [(d, origin) for d, origin, o in zip(docs, origins, owner, strict=True)
-                  if o not in refused]
+        stored = [(d, origin) for d, origin, o in zip(batch.docs, batch.origins, batch.owner,
+                                                      strict=True) if o not in refused]
         self.stored += len(stored)
         self.metrics.stored.inc(len(stored))
         await self._publish_receipts(stored)
@@ -200,7 +250,7 @@ def _documents(message: AbstractIncomingMessage,
     for i, frame in enumerate(frames):
         try:
             doc: dict[str, Any] = orjson.loads(frame)
-            parsed = RoomMessage.model_validate(doc)
+            parsed = StorableFrame.model_validate(doc)
         except (orjson.JSONDecodeError, ValidationError):
             return None
         if parsed.room != room or parsed.sender not in members:

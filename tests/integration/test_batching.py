@@ -145,3 +145,35 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
         await asyncio.to_thread(drop_broker_names, stack)  # through the proxy, still up
         proxy.kill()
         await proxy.wait()
+
+
+async def test_batch_mongodb_cannot_encode_is_dead_lettered_and_writing_goes_on(
+        stack: Stack, mongo: pymongo.MongoClient) -> None:
+    """A frame BSON cannot encode (a NUL in a body key) fails its batch's insert for good:
+    that batch is dead-lettered and the persister goes on storing what follows."""
+    stack.persister()
+    gw = stack.gateway()
+    a, b = await friends(gw)
+    names, room = Names(prefix=stack.prefix), room_id(a.user_id, b.user_id)
+
+    def frame(mid: str, n: int, body: dict[str, object]) -> bytes:
+        cursor = f"{time.time_ns() // 1000:016x}{n:016x}"
+        return orjson.dumps({"type": "message", "id": mid, "sender": a.user_id, "room": room,
+                             "kind": "text", "body": body, "ts": 1, "cursor": cursor})
+
+    conn = await aio_pika.connect(stack.amqp_url)
+    async with conn:
+        channel = await conn.channel()
+        exchange = await channel.get_exchange(names.exchange)
+        dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+        dead0 = dead.declaration_result.message_count or 0
+        await exchange.publish(aio_pika.Message(frame("nul", 1, {"a\u0000b": 1})),
+                               f"room.{room}")
+        deadline = time.monotonic() + 15
+        while (dead.declaration_result.message_count or 0) < dead0 + 1:
+            assert time.monotonic() < deadline, "the unencodable batch was not dead-lettered"
+            await asyncio.sleep(0.2)
+            dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+        await exchange.publish(aio_pika.Message(frame("after", 2, envelope(a, b, 2))),
+                               f"room.{room}")
+    assert await wait_stored(mongo, stack.db_name, room, 1) == ["after"]
