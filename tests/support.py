@@ -416,3 +416,19 @@ def drop_broker_names(stack: Stack) -> None:
                 await ch.exchange_delete(x)
 
     asyncio.run(drop())
+
+
+async def dead_letters(channel: Any, names: Any) -> int:
+    """Messages waiting in the stack's dead-letter queue."""
+    dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+    return int(dead.declaration_result.message_count or 0)
+
+
+async def wait_dead_letters(channel: Any, names: Any, count: int, what: str,
+                            timeout: float = 15.0) -> int:
+    """Until the dead-letter queue holds `count` messages; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while (n := await dead_letters(channel, names)) < count:
+        assert time.monotonic() < deadline, f"{what} not dead-lettered"
+        await asyncio.sleep(0.2)
+    return n

@@ -19,6 +19,7 @@ from support import (
     proc_cpu_seconds,
     stored_ids,
     stream,
+    wait_dead_letters,
     wait_stored,
 )
 
@@ -242,13 +243,7 @@ async def test_poison_messages_dead_lettered_and_persister_carries_on(
             for body, key in zip(poison, keys, strict=True):
                 await exchange.publish(aio_pika.Message(body), routing_key=key)
             assert (await stream(sa, a, b, ["good-2"])).acked == ["good-2"]
-            dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
-            deadline = time.monotonic() + 15
-            while (dead.declaration_result.message_count or 0) < 3:
-                assert time.monotonic() < deadline, "poison not dead-lettered"
-                await asyncio.sleep(0.2)
-                dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
-            dead_count = dead.declaration_result.message_count
+            dead_count = await wait_dead_letters(channel, names, 3, "poison")
     stored = await wait_stored(mongo, stack.db_name, room, 2)
     assert sorted(stored) == ["good-1", "good-2"]
     record("test_poison_messages_dead_lettered_and_persister_carries_on",

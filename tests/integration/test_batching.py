@@ -13,7 +13,16 @@ from urllib.parse import urlparse
 import aio_pika
 import orjson
 import pymongo
-from support import Stack, drop_broker_names, envelope, friends, open_socket, wait_stored
+from support import (
+    Stack,
+    dead_letters,
+    drop_broker_names,
+    envelope,
+    friends,
+    open_socket,
+    wait_dead_letters,
+    wait_stored,
+)
 
 from contracts import Names, room_id
 from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames, split_frames
@@ -82,16 +91,11 @@ async def test_persister_stores_every_frame_and_dead_letters_a_batch_with_a_bad_
     async with conn:
         channel = await conn.channel()
         exchange = await channel.get_exchange(names.exchange)
-        dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
-        dead0 = dead.declaration_result.message_count or 0
+        dead0 = await dead_letters(channel, names)
         for lines in (good, bad):
             await exchange.publish(aio_pika.Message(
                 join_frames(lines), headers={ORIGIN_HEADER: ["x"] * 3}), f"room.{room}")
-        deadline = time.monotonic() + 15
-        while (dead.declaration_result.message_count or 0) < dead0 + 1:
-            assert time.monotonic() < deadline, "the bad batch was not dead-lettered"
-            await asyncio.sleep(0.2)
-            dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+        await wait_dead_letters(channel, names, dead0 + 1, "the bad batch")
     stored = await wait_stored(mongo, stack.db_name, room, 3)
     await asyncio.sleep(1.0)  # nothing of the bad batch may follow
     assert sorted(stored) == ["ok-0", "ok-1", "ok-2"]
@@ -165,15 +169,10 @@ async def test_batch_mongodb_cannot_encode_is_dead_lettered_and_writing_goes_on(
     async with conn:
         channel = await conn.channel()
         exchange = await channel.get_exchange(names.exchange)
-        dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
-        dead0 = dead.declaration_result.message_count or 0
+        dead0 = await dead_letters(channel, names)
         await exchange.publish(aio_pika.Message(frame("nul", 1, {"a\u0000b": 1})),
                                f"room.{room}")
-        deadline = time.monotonic() + 15
-        while (dead.declaration_result.message_count or 0) < dead0 + 1:
-            assert time.monotonic() < deadline, "the unencodable batch was not dead-lettered"
-            await asyncio.sleep(0.2)
-            dead = await channel.declare_queue(names.dead_letter_queue, passive=True)
+        await wait_dead_letters(channel, names, dead0 + 1, "the unencodable batch")
         await exchange.publish(aio_pika.Message(frame("after", 2, envelope(a, b, 2))),
                                f"room.{room}")
     assert await wait_stored(mongo, stack.db_name, room, 1) == ["after"]
