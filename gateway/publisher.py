@@ -73,10 +73,6 @@ class RoomPublisher:
         batch.append(item)
         self._sizes[room] += len(item.frame)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
         self._sizes.clear()
