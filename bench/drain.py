@@ -26,7 +26,7 @@ from aio_pika.abc import DeliveryMode
 from broker.topology import declare_persist_queue
 from contracts import MESSAGES, message_doc_id
 from contracts.documents import MESSAGE_INDEXES
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames, join_lines
 from contracts.routing import message_key
 from persister.settings import PersisterSettings
 
@@ -86,8 +86,8 @@ async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
                 exchange.publish(aio_pika.Message(
                     join_frames([body for _, _, body, _ in chunk]),
                     content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT,
-                    headers={ORIGIN_HEADER: ["bench-drain-1"] * len(chunk),
-                             CURSOR_HEADER: [cursor for *_, cursor in chunk]}), chunk[0][0])
+                    headers={ORIGIN_HEADER: join_lines(["bench-drain-1"] * len(chunk)),
+                             CURSOR_HEADER: join_lines([c for *_, c in chunk])}), chunk[0][0])
                 for chunk in chunks[start:start + _PUBLISH_CHUNK]))
         return len(backlog) / (time.monotonic() - t0)
 

@@ -12,6 +12,7 @@ import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
+    AbstractRobustChannel,
     AbstractRobustConnection,
     DeliveryMode,
 )
@@ -118,7 +119,7 @@ class Broker:
             self._notices = None
             raise PublishError(routing_key, type(exc).__name__) from exc
 
-    async def channel(self, prefetch: int) -> AbstractChannel:
+    async def channel(self, prefetch: int) -> AbstractRobustChannel:
         """A further channel, e.g. for consuming, so consumers never block publishes."""
         channel = await self.connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)

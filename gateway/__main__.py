@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from broker.logs import configure
+from broker.runtime import tune_gc
 
 from .app import create_app
 from .handshake import DeadlineHttpProtocol
@@ -16,8 +17,10 @@ def main() -> None:
     settings = GatewaySettings()
     configure(settings.log_level, settings.log_format)
     DeadlineHttpProtocol.deadline_s = settings.handshake_timeout_s
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         http=DeadlineHttpProtocol,
         host=settings.host,
         port=settings.port,

@@ -27,7 +27,7 @@ from .cursors import CursorClock
 from .deps import Services
 from .limits import BodyLimit
 from .metrics import GatewayMetrics
-from .publisher import RoomPublisher
+from .publisher import Publisher
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -71,8 +71,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                           fetch=lambda room, cursors: history.read_cursors(db, room, cursors),
                           metrics=metrics)
             await rooms.start()
-            publisher = RoomPublisher(broker, metrics, settings.publish_timeout_s,
-                                      settings.publish_batch)
+            publisher = Publisher(broker, metrics, settings.publish_timeout_s,
+                                  settings.publish_batch, settings.publish_in_flight)
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms, publisher=publisher,
                 passwords=Passwords(settings), tokens=Tokens(settings),

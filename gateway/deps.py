@@ -15,7 +15,7 @@ from .auth import Passwords, Tokens
 from .cursors import CursorClock
 from .errors import Unauthenticated
 from .metrics import GatewayMetrics
-from .publisher import RoomPublisher
+from .publisher import Publisher
 from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
@@ -27,7 +27,7 @@ class Services:
     db: AsyncDatabase[dict[str, Any]]
     broker: Broker
     rooms: Rooms
-    publisher: RoomPublisher
+    publisher: Publisher
     passwords: Passwords
     tokens: Tokens
     clock: CursorClock

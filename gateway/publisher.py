@@ -1,13 +1,16 @@
-"""Pipelined, batched publishing of chat messages.
+"""Pipelined, batched publishing of chat messages (group commit).
 
-A socket's read loop hands each checked message to `RoomPublisher.submit` and goes on
-reading: it does not wait for the broker. What is submitted for one room in one event-loop
-turn (a socket's burst, or both members on this replica) leaves as one broker message
-(contracts.events: one `message` frame per line), so the broker routes, appends to the
-quorum queue and the audit stream, and confirms once for the lot. Batches of a room are
-published in submission order on one confirm channel, so a sender's order holds; many are
-in flight at once, and each message's sender is told as its confirm arrives, or that it
-failed.
+A socket's read loop hands each checked message to `Publisher.submit` and goes on reading:
+it does not wait for the broker. At most `in_flight` broker messages of this replica await
+their confirm at once; what is submitted meanwhile, for any room, waits and leaves as the
+next broker message (contracts.events: one `message` frame per line). So an idle gateway
+publishes each message at once, and a busy one sends fewer, larger broker messages, which
+the broker routes, appends to the quorum queue and the audit stream, and confirms once for
+the lot: its work per chat message falls as the load rises. A broker message with frames
+of several rooms travels under the first room's key with the others' in `CC`, so every
+queue bound to any of them gets it once. Broker messages are published in submission order
+on one confirm channel, so a sender's order holds; each message's sender is told as its
+confirm arrives, or that it failed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Protocol
 
 from broker import Broker, PublishError
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames
+from contracts.events import (
+    CC_HEADER,
+    CURSOR_HEADER,
+    ORIGIN_HEADER,
+    ROOM_HEADER,
+    join_frames,
+    join_lines,
+)
 from contracts.routing import message_key
 
 from .metrics import GatewayMetrics
@@ -37,67 +48,89 @@ class Sender(Protocol):
 
 
 class Outgoing:
-    __slots__ = ("frame", "cursor", "ts", "frame_id", "sender")
+    __slots__ = ("room", "frame", "cursor", "ts", "frame_id", "sender", "deadline")
 
-    def __init__(self, frame: bytes, cursor: str, ts: int, frame_id: str,
+    def __init__(self, room: str, frame: bytes, cursor: str, ts: int, frame_id: str,
                  sender: Sender) -> None:
-        self.frame, self.cursor, self.ts = frame, cursor, ts
+        self.room, self.frame, self.cursor, self.ts = room, frame, cursor, ts
         self.frame_id, self.sender = frame_id, sender
+        self.deadline = 0.0  # set by Publisher.submit
 
 
-class RoomPublisher:
+class Publisher:
     def __init__(self, broker: Broker, metrics: GatewayMetrics, timeout_s: float,
-                 max_batch: int = 64, max_batch_bytes: int = 1 << 20) -> None:
+                 max_batch: int = 64, in_flight: int = 4,
+                 max_batch_bytes: int = 1 << 20) -> None:
         self._broker = broker
         self._metrics = metrics
         self._timeout_s = timeout_s
         self._max_batch = max_batch
         self._max_bytes = max_batch_bytes
-        self._pending: dict[str, list[Outgoing]] = {}
-        self._sizes: dict[str, int] = {}
+        self._max_in_flight = in_flight
+        self._pending: deque[Outgoing] = deque()
+        self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def submit(self, room: str, item: Outgoing) -> None:
-        """Queue a message for the room's batch, published at the end of this loop turn."""
-        batch = self._pending.get(room)
-        if batch is None:
-            if not self._pending:
-                asyncio.get_running_loop().call_soon(self._flush)
-            batch = self._pending[room] = []
-            self._sizes[room] = 0
-        elif (len(batch) >= self._max_batch
-              or self._sizes[room] + len(item.frame) > self._max_bytes):
-            self._start(room, batch)
-            batch = self._pending[room] = []
-            self._sizes[room] = 0
-        batch.append(item)
-        self._sizes[room] += len(item.frame)
+    def submit(self, item: Outgoing) -> None:
+        """Queue a message; it leaves at the end of this loop turn, or when a broker message
+        in flight is confirmed."""
+        # The publish timeout runs from here, waiting included: in an outage every sender
+        # hears within it, however much is queued.
+        item.deadline = time.monotonic() + self._timeout_s
+        self._pending.append(item)
+        if not self._scheduled and len(self._tasks) < self._max_in_flight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        self._sizes.clear()
-        for room, batch in pending.items():
-            self._start(room, batch)
+        self._scheduled = False
+        while self._pending and len(self._tasks) < self._max_in_flight:
+            batch = self._take()
+            if batch:
+                self._start(batch)
 
-    def _start(self, room: str, batch: list[Outgoing]) -> None:
+    def _take(self) -> list[Outgoing]:
+        now = time.monotonic()
+        while self._pending[0].deadline <= now:  # waited out its timeout: failed
+            expired = self._pending.popleft()
+            expired.sender.failed(expired.frame_id)
+            if not self._pending:
+                return []
+        batch = [self._pending.popleft()]
+        size = len(batch[0].frame)
+        while (self._pending and len(batch) < self._max_batch
+               and size + len(self._pending[0].frame) <= self._max_bytes):
+            item = self._pending.popleft()
+            batch.append(item)
+            size += len(item.frame)
+        return batch
+
+    def _start(self, batch: list[Outgoing]) -> None:
         # Tasks start in creation order and take the channel's lock in that order, so
-        # batches of one room reach the broker in submission order.
-        task = asyncio.create_task(self._publish(room, batch))
+        # broker messages reach the broker in submission order.
+        task = asyncio.create_task(self._publish(batch))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
 
-    async def _publish(self, room: str, batch: list[Outgoing]) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._flush()  # what waited meanwhile leaves now, as one broker message
+
+    async def _publish(self, batch: list[Outgoing]) -> None:
         started = time.perf_counter()
+        rooms = list(dict.fromkeys(m.room for m in batch))
+        headers: dict[str, object] = {ORIGIN_HEADER: join_lines([m.sender.id for m in batch]),
+                                      CURSOR_HEADER: join_lines([m.cursor for m in batch])}
+        if len(rooms) > 1:
+            headers[ROOM_HEADER] = join_lines([m.room for m in batch])
+            headers[CC_HEADER] = [message_key(r) for r in rooms[1:]]
         try:
-            await self._broker.publish(
-                join_frames([m.frame for m in batch]), message_key(room),
-                timeout=self._timeout_s,
-                headers={ORIGIN_HEADER: [m.sender.id for m in batch],
-                         CURSOR_HEADER: [m.cursor for m in batch]},
-            )
+            await self._broker.publish(join_frames([m.frame for m in batch]),
+                                       message_key(rooms[0]), headers=headers,
+                                       timeout=batch[0].deadline - time.monotonic())
         except PublishError as exc:
             log.warning("publish of %s messages failed: %s", len(batch), exc.reason,
-                        extra={"room": room})
+                        extra={"room": rooms[0]})
             for m in batch:
                 m.sender.failed(m.frame_id)
             return
@@ -108,6 +141,6 @@ class RoomPublisher:
 
     async def close(self) -> None:
         """Publish what is queued and wait until nothing is in flight; safe twice."""
-        self._flush()
-        while self._tasks:
+        while self._pending or self._tasks:
+            self._flush()
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

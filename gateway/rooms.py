@@ -14,13 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractQueue
 from pymongo.errors import PyMongoError
 
 from broker import Broker
+from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_binding
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, header_list, split_frames
+from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, header_list, line_rooms, split_frames
 from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .connection import Connection
@@ -59,7 +60,7 @@ class Rooms:
         self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
         # No acks: what this queue holds is only live push; durability lives in duet.persist.
         await self._queue.bind(self._broker.exchange, STORED_KEY)
-        await self._queue.consume(self._on_delivery, no_ack=True)
+        await Consumer(channel, self._queue.name, self._on_delivery, no_ack=True).start()
         log.info("gateway queue %s consuming", self._queue.name)
 
     @property
@@ -107,21 +108,24 @@ class Rooms:
                 if not room.members and self._rooms.get(conn.room) is room:
                     del self._rooms[conn.room]
 
-    def _on_delivery_sync(self, message: AbstractIncomingMessage) -> None:
-        key = message.routing_key or ""
+    def _on_delivery_sync(self, message: Delivery) -> None:
+        key = routing_key(message)
         if key == STORED_KEY:
             self._on_stored(orjson.loads(message.body)["items"])
             return
-        ns, _, room_name = key.partition(".")
-        room = self._rooms.get(room_name)
-        if ns != MESSAGE_NS or room is None or not room.members:
+        ns, _, key_room = key.partition(".")
+        if ns != MESSAGE_NS:
             return
-        headers = message.headers or {}
-        origins = header_list(headers.get(ORIGIN_HEADER))
-        cursors = header_list(headers.get(CURSOR_HEADER))
+        props = headers(message)
+        origins = header_list(props.get(ORIGIN_HEADER))
+        cursors = header_list(props.get(CURSOR_HEADER))
         frames = split_frames(message.body) if len(cursors) > 1 else [message.body]
         pushed = 0
-        for frame, cursor, origin in zip(frames, cursors, origins, strict=True):
+        for frame, cursor, origin, room_name in zip(
+                frames, cursors, origins, line_rooms(key_room, props, len(frames)), strict=True):
+            room = self._rooms.get(room_name)
+            if room is None:  # a room of another gateway's, in the same broker message
+                continue
             text = frame.decode()
             for conn in room.members:
                 if conn.id != origin:
@@ -159,10 +163,8 @@ class Rooms:
                 conn.push(orjson.dumps(doc).decode(), doc["cursor"])
                 self._metrics.out_message.inc()
 
-    async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
-        # A coroutine: aio-pika wraps a plain function in a shim that formats its repr (and
-        # the repr of everything it holds) on every delivery.
+    async def _on_delivery(self, message: Delivery) -> None:
         try:
             self._on_delivery_sync(message)
         except Exception:  # one bad delivery must not stop the consumer
-            log.exception("dropping undeliverable broker message %s", message.message_id)
+            log.exception("dropping undeliverable broker message %s", message_id(message))

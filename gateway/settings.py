@@ -40,7 +40,10 @@ class GatewaySettings(ServiceSettings):
         32, ge=1, description="Messages a socket may have awaiting the broker's confirm; "
                                "at the limit the gateway stops reading from it.")
     publish_batch: int = Field(
-        64, ge=1, description="Most messages of one room in one broker message.")
+        64, ge=1, description="Most messages in one broker message (also at most 1 MiB).")
+    publish_in_flight: int = Field(
+        4, ge=1, description="Broker messages this gateway may have awaiting their confirm; "
+                              "what is sent meanwhile waits and leaves as one.")
     history_max_limit: int = Field(500, ge=1)
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",

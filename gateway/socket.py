@@ -260,7 +260,7 @@ async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
     message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
                "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
                "cursor": cursor}
-    svc.publisher.submit(conn.room, Outgoing(orjson.dumps(message), cursor, ts, frame.id, conn))
+    svc.publisher.submit(Outgoing(conn.room, orjson.dumps(message), cursor, ts, frame.id, conn))
 
 
 async def _answer_retry(frame: SendFrame, conn: Connection, svc: Services) -> bool:

@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 
 from broker import Broker
 from broker.logs import configure
+from broker.runtime import tune_gc
 
 from .health import health_app, health_server
 from .metrics import PersisterMetrics
@@ -72,6 +73,7 @@ async def serve(settings: PersisterSettings) -> None:
 def main() -> None:
     settings = PersisterSettings()
     configure(settings.log_level, settings.log_format)
+    tune_gc()
     try:
         import uvloop  # the gateway runs on it too (uvicorn picks it when installed)
     except ImportError:

@@ -8,24 +8,24 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import ChannelInvalidStateError
+from aio_pika.abc import AbstractRobustChannel
 from aiormq.exceptions import AMQPError
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from broker import Broker, PublishError
+from broker import Broker, PublishError, consumer
+from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_persist_queue
 from contracts import message_doc_id, room_members
 from contracts.events import (
     FRAME_SEPARATOR,
     ORIGIN_HEADER,
-    StorableFrame,
     header_list,
-    split_frames,
+    routed_rooms,
+    storable_frames,
 )
 from contracts.routing import MESSAGE_NS, STORED_KEY
 
@@ -43,7 +43,7 @@ WRITES_IN_FLIGHT = 2  # batches being written at once: one parses while one is i
 class _Batch:
     docs: list[dict[str, Any]] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)  # docs[i]'s publishing connection
-    good: list[AbstractIncomingMessage] = field(default_factory=list)
+    good: list[Delivery] = field(default_factory=list)
     owner: list[int] = field(default_factory=list)  # docs[i] came from good[owner[i]]
 
 
@@ -55,41 +55,44 @@ class Persister:
         self.consuming = False
         self._broker = broker
         self._store = store
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._consumer_tag: str | None = None
-        self._queue: Any = None
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._consumer: Consumer | None = None
         self.stored = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         channel = await self._broker.channel(self._settings.prefetch)
-        self._queue = await declare_persist_queue(
-            channel, self._broker.names, self._settings.delivery_limit)
-        self._consumer_tag = await self._queue.consume(self._inbox.put)
+        await self._consume(channel)
         self.consuming = True
-        log.info("persister consuming %s", self._queue.name)
+        log.info("persister consuming %s", self._broker.names.persist_queue)
         writer = asyncio.create_task(self._write_loop())
         watchdog = asyncio.create_task(self._broker.watch_topology(
             self._settings.topology_check_s, functools.partial(self._checked, channel)))
         await stop.wait()
         watchdog.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
-        await self._queue.cancel(self._consumer_tag)
+        assert self._consumer is not None
+        await self._consumer.cancel()
         await asyncio.sleep(self._settings.batch_ms / 1000)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
 
-    async def _checked(self, channel: Any, persist: Any) -> None:
+    async def _checked(self, channel: AbstractRobustChannel, persist: Any) -> None:
         """After each topology check: report the lag, and consume again if our consumer is
         gone (duet.persist was deleted by hand and declared anew)."""
         self.metrics.lag.set(persist.message_count or 0)
         if persist.consumer_count == 0:
-            self._queue = await declare_persist_queue(
-                channel, self._broker.names, self._settings.delivery_limit)
-            self._consumer_tag = await self._queue.consume(self._inbox.put)
+            assert self._consumer is not None
+            await self._consumer.cancel()
+            await self._consume(channel)
             log.warning("duet.persist had no consumer: consuming again")
 
-    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+    async def _consume(self, channel: AbstractRobustChannel) -> None:
+        await declare_persist_queue(channel, self._broker.names, self._settings.delivery_limit)
+        self._consumer = Consumer(channel, self._broker.names.persist_queue, self._inbox.put)
+        await self._consumer.start()
+
+    async def _next_batch(self) -> list[Delivery]:
         """Broker messages holding up to batch_size frames, or what came in batch_ms."""
         batch = [await self._inbox.get()]
         frames = _frame_count(batch[0])
@@ -145,14 +148,14 @@ class Persister:
             finally:
                 slots.release()
 
-    async def _prepare(self, messages: list[AbstractIncomingMessage]) -> _Batch | None:
+    async def _prepare(self, messages: list[Delivery]) -> _Batch | None:
         """Parse a batch; dead-letter the messages that are not valid for their key."""
         batch = _Batch()
         now = int(time.time() * 1000)
         for message in messages:
             parsed = _documents(message, now)
             if parsed is None:
-                log.warning("dead-lettering malformed message %s", message.message_id)
+                log.warning("dead-lettering malformed message %s", message_id(message))
                 self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
             else:
@@ -168,7 +171,7 @@ class Persister:
         replay from the dead letters is a no-op for them)."""
         good = batch.good
         for i in sorted(refused):
-            log.warning("dead-lettering message MongoDB refused: %s", good[i].message_id)
+            log.warning("dead-lettering message MongoDB refused: %s", message_id(good[i]))
             self.metrics.dead_lettered.inc()
             await _settle(good[i], ack=False)
         # One ack for the batch: every earlier delivery on this channel is settled already
@@ -218,46 +221,46 @@ class Persister:
                         exc.reason)
 
 
-async def _settle(message: AbstractIncomingMessage, *, ack: bool,
+async def _settle(message: Delivery, *, ack: bool,
                   multiple: bool = False) -> None:
     """Ack, or reject to the dead letters. If the channel was lost meanwhile, the broker
     delivers the message again and the write of it is a no-op (same _id)."""
     try:
         if ack:
-            await message.ack(multiple=multiple)
+            await consumer.ack(message, multiple=multiple)
         else:
-            await message.reject(requeue=False)
-    except (AMQPError, ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
-        log.info("could not settle %s (%s); it will be redelivered", message.message_id,
+            await consumer.reject(message)
+    except (AMQPError, ConnectionError, RuntimeError) as exc:
+        log.info("could not settle %s (%s); it will be redelivered", message_id(message),
                  type(exc).__name__)
 
 
-def _frame_count(message: AbstractIncomingMessage) -> int:
+def _frame_count(message: Delivery) -> int:
     return message.body.count(FRAME_SEPARATOR) + 1
 
 
-def _documents(message: AbstractIncomingMessage,
+def _documents(message: Delivery,
                stored_at: int) -> list[tuple[dict[str, Any], str]] | None:
     """The documents to store, each with its publishing connection (for the receipt, not
-    stored), or None when any frame is not a valid one for the routing key."""
-    ns, _, room = (message.routing_key or "").partition(".")
+    stored), or None when any frame is not a valid one of a room it was routed under."""
+    ns, _, room = routing_key(message).partition(".")
     if ns != MESSAGE_NS:
         return None
-    members = room_members(room)
-    origins = header_list((message.headers or {}).get(ORIGIN_HEADER))
-    frames = split_frames(message.body)
+    props = headers(message)
+    rooms = routed_rooms(room, props)
+    origins = header_list(props.get(ORIGIN_HEADER))
+    try:
+        frames = storable_frames(message.body)
+    except ValidationError:
+        return None
     docs = []
     for i, frame in enumerate(frames):
-        try:
-            doc: dict[str, Any] = orjson.loads(frame)
-            parsed = StorableFrame.model_validate(doc)
-        except (orjson.JSONDecodeError, ValidationError):
-            return None
-        if parsed.room != room or parsed.sender not in members:
+        if frame["room"] not in rooms or frame["sender"] not in room_members(frame["room"]):
             return None
         # Store what was published, as published (not a re-serialisation of it).
+        doc = cast(dict[str, Any], frame)
         del doc["type"]
-        doc["_id"] = message_doc_id(parsed.sender, parsed.id)
+        doc["_id"] = message_doc_id(frame["sender"], frame["id"])
         doc["stored_at"] = stored_at
         docs.append((doc, origins[i] if i < len(origins) else ""))
     return docs

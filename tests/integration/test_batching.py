@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,7 +26,15 @@ from support import (
 )
 
 from contracts import Names, room_id
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames, split_frames
+from contracts.events import (
+    CC_HEADER,
+    CURSOR_HEADER,
+    ORIGIN_HEADER,
+    ROOM_HEADER,
+    header_list,
+    join_frames,
+    split_frames,
+)
 from devstack.ports import free_port
 
 PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
@@ -65,8 +74,10 @@ async def test_burst_leaves_as_few_broker_messages_delivered_in_order_and_stored
     for m in tapped:
         lines = split_frames(m.body)
         headers = m.headers or {}
-        assert headers[CURSOR_HEADER] == [orjson.loads(x)["cursor"] for x in lines]
-        assert len(headers[ORIGIN_HEADER]) == len(lines)
+        # Strings of one line per frame, not AMQP arrays (cheaper to decode).
+        assert isinstance(headers[CURSOR_HEADER], str)
+        assert header_list(headers[CURSOR_HEADER]) == [orjson.loads(x)["cursor"] for x in lines]
+        assert len(header_list(headers[ORIGIN_HEADER])) == len(lines)
     assert sorted(await wait_stored(mongo, stack.db_name, room, 60)) == sorted(ids)
 
 
@@ -102,22 +113,75 @@ async def test_persister_stores_every_frame_and_dead_letters_a_batch_with_a_bad_
     assert sorted(mongo[stack.db_name].messages.distinct("id", {"room": room})) == stored
 
 
-async def test_reader_stops_at_max_in_flight_until_confirms_come(
-        amqp_url: str, tmp_path: Path, mongo_url: str) -> None:
-    """With the broker's confirms held back, a socket gets no more than DUET_MAX_IN_FLIGHT
-    sends published at once: the rest wait, then fail one window after another."""
+async def test_persister_stores_frames_of_each_room_a_message_was_routed_under(
+        stack: Stack, mongo: pymongo.MongoClient) -> None:
+    """A frame of room 2 in a broker message under room 1's key is stored when room 2's key
+    is in its CC header, and dead-letters the message when it is not."""
+    stack.persister()
+    gw = stack.gateway()
+    (a1, b1), (a2, b2) = await friends(gw), await friends(gw)
+    room1, room2 = room_id(a1.user_id, b1.user_id), room_id(a2.user_id, b2.user_id)
+    names = Names(prefix=stack.prefix)
+
+    def frame(sender: str, room: str, mid: str, n: int) -> bytes:
+        cursor = f"{time.time_ns() // 1000:016x}{n:016x}"
+        return orjson.dumps({"type": "message", "id": mid, "sender": sender, "room": room,
+                             "kind": "text", "body": envelope(a1, b1, n), "ts": 1,
+                             "cursor": cursor})
+
+    conn = await aio_pika.connect(stack.amqp_url)
+    async with conn:
+        channel = await conn.channel()
+        exchange = await channel.get_exchange(names.exchange)
+        dead0 = await dead_letters(channel, names)
+        stray = join_frames([frame(a1.user_id, room1, "stray-1", 1),
+                             frame(a2.user_id, room2, "stray-2", 2)])
+        await exchange.publish(aio_pika.Message(stray), f"room.{room1}")
+        await wait_dead_letters(channel, names, dead0 + 1, "the frame of an unrouted room")
+        shared = join_frames([frame(a1.user_id, room1, "cc-1", 3),
+                              frame(a2.user_id, room2, "cc-2", 4)])
+        await exchange.publish(aio_pika.Message(shared, headers={
+            CC_HEADER: [f"room.{room2}"]}), f"room.{room1}")
+    assert await wait_stored(mongo, stack.db_name, room1, 1) == ["cc-1"]
+    assert await wait_stored(mongo, stack.db_name, room2, 1) == ["cc-2"]
+
+
+@contextlib.asynccontextmanager
+async def held_confirms(amqp_url: str, tmp_path: Path,
+                        mongo_url: str) -> AsyncIterator[tuple[Stack, Callable[[bool], None]]]:
+    """A stack whose broker connections pass a TCP proxy, and `hold(True)` / `hold(False)`
+    to stop and resume it (SIGSTOP): the broker's answers, confirms among them, wait."""
     rabbit_port = urlparse(amqp_url).port or 5672
     proxy_port = free_port()
     proxy = await asyncio.create_subprocess_exec(
         "python3", str(PROXY), str(proxy_port), str(rabbit_port))
     stack = Stack(amqp_url.replace(f":{rabbit_port}/", f":{proxy_port}/"), mongo_url, tmp_path)
+
+    def hold(on: bool) -> None:
+        os.kill(proxy.pid, signal.SIGSTOP if on else signal.SIGCONT)
+
     try:
         await asyncio.sleep(0.5)
+        yield stack, hold
+    finally:
+        stack.stop()
+        with contextlib.suppress(ProcessLookupError):
+            hold(False)
+        await asyncio.to_thread(drop_broker_names, stack)  # through the proxy, still up
+        proxy.kill()
+        await proxy.wait()
+
+
+async def test_reader_stops_at_max_in_flight_until_confirms_come(
+        amqp_url: str, tmp_path: Path, mongo_url: str) -> None:
+    """With the broker's confirms held back, a socket gets no more than DUET_MAX_IN_FLIGHT
+    sends published at once: the rest wait, then fail one window after another."""
+    async with held_confirms(amqp_url, tmp_path, mongo_url) as (stack, hold):
         stack.persister()
         gw = stack.gateway(DUET_MAX_IN_FLIGHT="3", DUET_PUBLISH_TIMEOUT_S="1")
         a, b = await friends(gw)
         async with open_socket(gw, a, b) as sa:
-            os.kill(proxy.pid, signal.SIGSTOP)  # the broker's answers stop arriving
+            hold(True)  # the broker's answers stop arriving
             try:
                 t0 = time.monotonic()
                 for n in range(7):
@@ -126,7 +190,7 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
                 errors = await sa.collect("error", 7, timeout=20)
                 seconds = [time.monotonic() - t0]
             finally:
-                os.kill(proxy.pid, signal.SIGCONT)
+                hold(False)
             assert [e["code"] for e in errors] == ["publish_failed"] * 7
             assert [e["id"] for e in errors] == [f"w{n}" for n in range(7)]
             # Three windows of one publish timeout each: 3 + 3 + 1 sends.
@@ -142,13 +206,62 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
                     break
                 assert time.monotonic() < deadline, frame
                 await asyncio.sleep(0.5)
-    finally:
-        stack.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proxy.pid, signal.SIGCONT)
-        await asyncio.to_thread(drop_broker_names, stack)  # through the proxy, still up
-        proxy.kill()
-        await proxy.wait()
+
+
+async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
+        amqp_url: str, tmp_path: Path, mongo_url: str, mongo: pymongo.MongoClient) -> None:
+    """While the gateway's one publish in flight awaits its confirm, what two pairs send
+    waits and then leaves as one broker message routed under both rooms' keys (CC): each
+    receiver gets its own room's messages only, in order, and each is stored once."""
+    async with held_confirms(amqp_url, tmp_path, mongo_url) as (stack, hold):
+        stack.persister()
+        g1, g2 = stack.gateway(DUET_PUBLISH_IN_FLIGHT="1"), stack.gateway()
+        (a1, b1), (a2, b2) = await friends(g1), await friends(g1)
+        room1, room2 = room_id(a1.user_id, b1.user_id), room_id(a2.user_id, b2.user_id)
+        names = Names(prefix=stack.prefix)
+        ids1, ids2 = [f"one-{i}" for i in range(6)], [f"two-{i}" for i in range(5)]
+        conn = await aio_pika.connect(amqp_url)  # the broker itself, not the proxy
+        async with conn:
+            channel = await conn.channel()
+            tap = await channel.declare_queue(exclusive=True, auto_delete=True)
+            # Room 2's key only: what travels under room 1's key reaches it through CC.
+            await tap.bind(names.exchange, f"room.{room2}")
+            async with open_socket(g2, b1, a1) as sb1, open_socket(g2, b2, a2) as sb2, \
+                    open_socket(g1, a1, b1) as sa1, open_socket(g1, a2, b2) as sa2:
+                hold(True)
+                try:
+                    await sa1.send({"type": "send", "id": ids1[0], "kind": "text",
+                                    "body": envelope(a1, b1, 0)})
+                    await asyncio.sleep(0.3)  # in flight, its confirm held back
+                    for n in range(1, 6):
+                        await sa1.send({"type": "send", "id": ids1[n], "kind": "text",
+                                        "body": envelope(a1, b1, n)})
+                        if n - 1 < len(ids2):
+                            await sa2.send({"type": "send", "id": ids2[n - 1], "kind": "text",
+                                            "body": envelope(a2, b2, n - 1)})
+                    await asyncio.sleep(0.3)
+                finally:
+                    hold(False)
+                assert sorted(f["id"] for f in await sa1.collect("ack", 6)) == sorted(ids1)
+                assert sorted(f["id"] for f in await sa2.collect("ack", 5)) == sorted(ids2)
+                got1, got2 = await sb1.collect("message", 6), await sb2.collect("message", 5)
+                assert await sb1.quiet("message", 0.5) == []
+                assert await sb2.quiet("message", 0.5) == []
+            tapped = []
+            while (message := await tap.get(timeout=5, fail=False)) is not None:
+                tapped.append(message)
+    assert [m["id"] for m in got1] == ids1 and {m["room"] for m in got1} == {room1}
+    assert [m["id"] for m in got2] == ids2 and {m["room"] for m in got2} == {room2}
+    shared = [m for m in tapped if (m.headers or {}).get(CC_HEADER)]
+    assert len(shared) == 1, [m.headers for m in tapped]
+    lines = [orjson.loads(x) for x in split_frames(shared[0].body)]
+    headers = shared[0].headers or {}
+    assert shared[0].routing_key == f"room.{room1}"
+    assert headers[CC_HEADER] == [f"room.{room2}"]
+    assert header_list(headers[ROOM_HEADER]) == [f["room"] for f in lines]
+    assert sorted(f["id"] for f in lines) == sorted(ids1[1:] + ids2)
+    assert sorted(await wait_stored(mongo, stack.db_name, room1, 6)) == sorted(ids1)
+    assert sorted(await wait_stored(mongo, stack.db_name, room2, 5)) == sorted(ids2)
 
 
 async def test_batch_mongodb_cannot_encode_is_dead_lettered_and_writing_goes_on(

@@ -1,14 +1,19 @@
-"""A socket's send window and outbox, and the broker batch format, without I/O."""
+"""A socket's send window and outbox, the broker batch format and the services' GC
+settings, without I/O."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import orjson
+import pytest
+from pydantic import ValidationError
 
+from broker.runtime import GC_YOUNG_THRESHOLD, tune_gc
 from client.audit import from_delivery
-from contracts.events import header_list, join_frames, split_frames
+from contracts.events import header_list, join_frames, join_lines, split_frames, storable_frames
 from gateway.connection import TRY_AGAIN_LATER, Connection
 from gateway.metrics import GatewayMetrics
 
@@ -82,5 +87,35 @@ def test_broker_batch_round_trips_and_audit_reads_each_frame() -> None:
     records = from_delivery(body, {"x-stream-offset": 7})
     assert [r.id for r in records] == ["m0", "m1", "m2"]
     assert {r.offset for r in records} == {7}
-    assert header_list(["a", "b"]) == ["a", "b"] and header_list("a") == ["a"]
+    assert header_list(join_lines(["a", "b"])) == ["a", "b"] and header_list("a") == ["a"]
+    assert header_list(b"a\nb") == ["a", "b"] and header_list(["a", "b"]) == ["a", "b"]
     assert header_list(None) == []
+
+
+def test_persister_reads_each_line_as_one_checked_frame() -> None:
+    """storable_frames: every line one valid frame (other fields kept), else an error."""
+    def frame(i: int, **change: Any) -> bytes:
+        return orjson.dumps({"type": "message", "id": f"m{i}", "room": "r", "sender": "s",
+                             "kind": "text", "body": {"ct": "x\ny"}, "ts": i,
+                             "cursor": f"{i:032x}", "extra": i, **change})
+    frames = storable_frames(join_frames([frame(0), frame(1)]))
+    assert [(f["id"], f["extra"], f["body"]) for f in frames] == [
+        ("m0", 0, {"ct": "x\ny"}), ("m1", 1, {"ct": "x\ny"})]
+    for bad in (frame(0) + b"," + frame(1),  # two values on one line
+                frame(0) + b"\n",  # an empty line
+                b"not json", frame(0, kind="video"), frame(0, body="text"),
+                frame(0, cursor="short"), frame(0, type="send")):
+        with pytest.raises(ValidationError):
+            storable_frames(bad)
+
+
+def test_services_tune_the_garbage_collector() -> None:
+    """tune_gc: young collections 20,000 allocations apart, startup objects frozen."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
