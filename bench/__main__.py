@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile]`: run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
-a → b → e → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
+e → a → b → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
 with what was measured), and cleans up everything it started, also on Ctrl-C or SIGTERM.
 A scenario that fails is reported and the next one still runs.
 """
@@ -99,13 +99,16 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
             ctx = scenarios.Context(stack, plan)
             await scenarios.prepare(ctx)
             results["setup"] = _setup(ctx)
+            relay_rate = None
+            if "e" in only:  # first: (b) scales a rate by it
+                relays = await _step(results, "relay", lambda: scenarios.relay(ctx), wait_s)
+                relay_rate = relays[0]["delivered_msgs_s"] if relays else None
             if "a" in only:
                 runs = await _step(results, "throughput", lambda: scenarios.throughput(ctx), wait_s)
                 if runs and "b" in only:
                     best = max(runs, key=lambda r: r["delivered_msgs_s"])
-                    await _step(results, "latency", lambda: scenarios.latency(ctx, best), wait_s)
-            if "e" in only:
-                await _step(results, "relay", lambda: scenarios.relay(ctx), wait_s)
+                    await _step(results, "latency",
+                                lambda: scenarios.latency(ctx, best, relay_rate), wait_s)
             if "f" in only:
                 await _step(results, "socketio", lambda: scenarios.socketio(ctx), wait_s)
             if "c" in only:

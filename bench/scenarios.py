@@ -103,15 +103,21 @@ async def throughput(ctx: Context) -> list[dict[str, Any]]:
     return results
 
 
-async def latency(ctx: Context, best: dict[str, Any]) -> list[dict[str, Any]]:
+async def latency(ctx: Context, best: dict[str, Any],
+                  relay_msgs_s: float | None = None) -> list[dict[str, Any]]:
     """(b) Open loop at fractions of (a)'s best delivered rate and at fixed rates, with
-    that run's pairs."""
+    that run's pairs; with (e)'s relay rate, also at the largest fixed rate scaled to this
+    machine (a slower box gets a proportionally lower rate)."""
     plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
     n, top = best["pairs"], best["delivered_msgs_s"]
     if top <= 0:
         raise BenchError("(a) delivered nothing; no rate to take fractions of")
     loads = [(f"{f:.0%} of {top}", top * f, f) for f in plan.load_fractions]
     loads += [(f"{rate:g} msg/s", rate, None) for rate in plan.load_rates]
+    if relay_msgs_s and plan.load_rates:
+        rate = max(plan.load_rates) * relay_msgs_s / plan.target_relay_msgs_s
+        loads.append((f"{rate:.0f} msg/s = {max(plan.load_rates):g} × relay "
+                      f"{relay_msgs_s:.0f} / {plan.target_relay_msgs_s:.0f}", rate, None))
     results = []
     for label, rate, fraction in loads:
         # An overloaded run leaves a backlog in the broker: let it be written first, so
