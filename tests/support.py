@@ -7,6 +7,7 @@ import base64
 import itertools
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -128,7 +129,7 @@ class Stack:
     def db_name(self) -> str:
         return Names(prefix=self.prefix).database
 
-    def gateway(self, _scheme: str = "http", _verify: str | bool = True,
+    def gateway(self, _scheme: str = "http", _verify: ssl.SSLContext | bool = True,
                 **extra: str) -> Gateway:
         port = free_port()
         svc = Gateway("gateway", self.env(DUET_PORT=str(port), **extra), self.log_dir,
@@ -164,7 +165,7 @@ class Persister(Service):
 
 class Gateway(Service):
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
-                 port: int, scheme: str = "http", verify: str | bool = True) -> None:
+                 port: int, scheme: str = "http", verify: ssl.SSLContext | bool = True) -> None:
         super().__init__(module, env, log_dir, name)
         self.port = port
         self.scheme = scheme

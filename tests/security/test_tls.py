@@ -18,13 +18,13 @@ async def test_gateway_with_certificate_serves_https_and_wss(stack: Stack,
     """With DUET_TLS_CERT/KEY the gateway answers https and wss, verified against the
     development CA; a plain-text client gets nothing."""
     paths = make(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    context = ssl.create_default_context(cafile=str(paths["ca"]))
     gw = stack.gateway(DUET_TLS_CERT=str(paths["cert"]), DUET_TLS_KEY=str(paths["key"]),
-                       _scheme="https", _verify=str(paths["ca"]))
+                       _scheme="https", _verify=context)
     base = f"https://127.0.0.1:{gw.port}"
-    async with httpx.AsyncClient(verify=str(paths["ca"])) as http:
+    async with httpx.AsyncClient(verify=context) as http:
         a, b = await signup(http, base), await signup(http, base)
         await befriend(http, base, a, b)
-    context = ssl.create_default_context(cafile=str(paths["ca"]))
     async with connect(f"wss://127.0.0.1:{gw.port}/ws/{b.user_id}", ssl=context,
                        additional_headers=a.auth) as ws:
         assert '"ready"' in await ws.recv()
