@@ -112,10 +112,12 @@ def markdown(res: dict[str, Any]) -> str:
         out += ["## (b) Latency: open loop at fractions of (a)'s best and at fixed rates", "",
                 "Latency from each message's scheduled send time (no coordinated omission).", "",
                 _table(["load", "offered msg/s", "sent msg/s", "delivered msg/s", "p50 ms",
-                        "p95 ms", "p99 ms", "max ms", "checks", "server CPU µs/msg"],
+                        "p95 ms", "p99 ms", "max ms", "checks", "server CPU µs/msg",
+                        "msgs per publish"],
                        [[r["load"], r["offered_msgs_s"], r["sent_msgs_s"],
                          r["delivered_msgs_s"], *_lat(r), _checks(r),
-                         r.get("cpu_us_per_msg_servers")] for r in runs]), "",
+                         r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish")]
+                        for r in runs]), "",
                 _table(["load", *procs], [[r["load"], *_cpu_cells(r, procs)] for r in runs]),
                 ""]
     if runs := res.get("relay"):

@@ -124,12 +124,15 @@ async def latency(ctx: Context, best: dict[str, Any],
         # each load is measured on a quiet stack.
         await ctx.stack.wait_persisted()
         await asyncio.sleep(1.0)
+        m0, b0 = await publish_batches(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls)) as load:
             r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s,
                                      duration_s=plan.duration_s,
                                      meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                      wait_stored=True)
-        r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top)
+        m1, b1 = await publish_batches(ctx.gateways)
+        r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top,
+                 messages_per_publish=round((m1 - m0) / max(b1 - b0, 1), 2))
         _summary(f"(b) {label}", r)
         results.append(r)
     return results
