@@ -78,13 +78,14 @@ class RoomMessage(MessageFrame):
     """One `message` frame (one line) of a broker message under `room.<lo>.<hi>`."""
 
 
-@with_config(ConfigDict(extra="allow"))
+@with_config(ConfigDict(extra="allow", strict=True))
 class StorableFrame(TypedDict):
     """What the persister checks of each frame before storing it: the fields storage,
     its unique indexes and history rely on, and that the body is an object. The envelope's
     inner shape is the publishing gateway's check (the servers treat it as opaque);
     checking it again per document took a fifth of the persister's CPU. A TypedDict: the
-    validated dict is the document to store (other fields kept), in one parse."""
+    validated dict is the document to store (other fields kept), in one parse; strict, so
+    it is what was published (no "5" read as 5)."""
 
     type: Literal["message"]
     id: MessageId

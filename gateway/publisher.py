@@ -75,8 +75,9 @@ class Publisher:
         """Queue a message; it leaves at the end of this loop turn, or when a broker message
         in flight is confirmed."""
         # The publish timeout runs from here, waiting included: in an outage every sender
-        # hears within it, however much is queued.
-        item.deadline = time.monotonic() + self._timeout_s
+        # hears within it, however much is queued. On the loop's clock, which its timers
+        # use: so messages time out in the order they came.
+        item.deadline = asyncio.get_running_loop().time() + self._timeout_s
         self._pending.append(item)
         if not self._scheduled and len(self._tasks) < self._max_in_flight:
             self._scheduled = True
@@ -90,8 +91,11 @@ class Publisher:
                 self._start(batch)
 
     def _take(self) -> list[Outgoing]:
-        now = time.monotonic()
-        while self._pending[0].deadline <= now:  # waited out its timeout: failed
+        # A message with less than a quarter of its timeout left fails unpublished: sent,
+        # it would likely be confirmed only after its sender was told it failed, and its
+        # retry would be a second live push.
+        cutoff = asyncio.get_running_loop().time() + self._timeout_s / 4
+        while self._pending[0].deadline <= cutoff:
             expired = self._pending.popleft()
             expired.sender.failed(expired.frame_id)
             if not self._pending:
@@ -124,10 +128,11 @@ class Publisher:
         if len(rooms) > 1:
             headers[ROOM_HEADER] = join_lines([m.room for m in batch])
             headers[CC_HEADER] = [message_key(r) for r in rooms[1:]]
+        remaining = batch[0].deadline - asyncio.get_running_loop().time()
         try:
             await self._broker.publish(join_frames([m.frame for m in batch]),
                                        message_key(rooms[0]), headers=headers,
-                                       timeout=batch[0].deadline - time.monotonic())
+                                       timeout=remaining)
         except PublishError as exc:
             log.warning("publish of %s messages failed: %s", len(batch), exc.reason,
                         extra={"room": rooms[0]})

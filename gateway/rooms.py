@@ -60,7 +60,8 @@ class Rooms:
         self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
         # No acks: what this queue holds is only live push; durability lives in duet.persist.
         await self._queue.bind(self._broker.exchange, STORED_KEY)
-        await Consumer(channel, self._queue.name, self._on_delivery, no_ack=True).start()
+        await Consumer(channel, self._queue, self._on_delivery,
+                       no_ack=True).start()
         log.info("gateway queue %s consuming", self._queue.name)
 
     @property

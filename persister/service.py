@@ -24,6 +24,7 @@ from contracts.events import (
     FRAME_SEPARATOR,
     ORIGIN_HEADER,
     header_list,
+    line_rooms,
     routed_rooms,
     storable_frames,
 )
@@ -81,15 +82,16 @@ class Persister:
         """After each topology check: report the lag, and consume again if our consumer is
         gone (duet.persist was deleted by hand and declared anew)."""
         self.metrics.lag.set(persist.message_count or 0)
-        if persist.consumer_count == 0:
-            assert self._consumer is not None
-            await self._consumer.cancel()
-            await self._consume(channel)
+        if persist.consumer_count == 0 and self._consumer is not None:
+            await declare_persist_queue(channel, self._broker.names,
+                                        self._settings.delivery_limit)
+            await self._consumer.resume()
             log.warning("duet.persist had no consumer: consuming again")
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
-        await declare_persist_queue(channel, self._broker.names, self._settings.delivery_limit)
-        self._consumer = Consumer(channel, self._broker.names.persist_queue, self._inbox.put)
+        queue = await declare_persist_queue(channel, self._broker.names,
+                                            self._settings.delivery_limit)
+        self._consumer = Consumer(channel, queue, self._inbox.put)
         await self._consumer.start()
 
     async def _next_batch(self) -> list[Delivery]:
@@ -253,9 +255,12 @@ def _documents(message: Delivery,
         frames = storable_frames(message.body)
     except ValidationError:
         return None
+    # The room each line was pushed to live must be the room it is stored under.
+    pushed_to = line_rooms(room, props, len(frames))
     docs = []
     for i, frame in enumerate(frames):
-        if frame["room"] not in rooms or frame["sender"] not in room_members(frame["room"]):
+        if (frame["room"] not in rooms or frame["sender"] not in room_members(frame["room"])
+                or i >= len(pushed_to) or pushed_to[i] != frame["room"]):
             return None
         # Store what was published, as published (not a re-serialisation of it).
         doc = cast(dict[str, Any], frame)

@@ -171,6 +171,39 @@ async def test_deleted_persist_queue_is_declared_again_by_the_gateway(
            sent_after=len(sent.acked), stored=20)
 
 
+async def test_deleted_gateway_queue_is_declared_again_and_live_push_resumes(
+        stack: Stack) -> None:
+    """An operator deletes a gateway's queue: the broker cancels that gateway's consumer;
+    the gateway declares the queue and its room bindings again and consumes, so its
+    sockets get live messages again."""
+    import subprocess
+
+    from contracts import Names
+
+    stack.persister()
+    g1, g2 = stack.gateway(), stack.gateway(DUET_NODE="qdel")
+    a, b = await friends(g1)
+    queue = Names(prefix=stack.prefix).gateway_queue("qdel")
+    async with open_socket(g2, b, a) as sb, open_socket(g1, a, b) as sa:
+        await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "-q", "delete_queue", queue],
+                                capture_output=True, timeout=30, check=True)
+        t0, n = time.monotonic(), 0
+        while True:  # each send is acked (duet.persist takes it); is it pushed to b?
+            await sa.send({"type": "send", "id": f"qd{n}", "kind": "text",
+                           "body": envelope(a, b, n)})
+            try:
+                live = await sb.recv_type("message", timeout=1.0)
+                break
+            except TimeoutError:
+                assert time.monotonic() - t0 < 10, "no live message 10 s after the deletion"
+                n += 1
+        recovered_s = time.monotonic() - t0
+    record("test_deleted_gateway_queue_is_declared_again_and_live_push_resumes",
+           "a gateway's queue deleted by hand",
+           "the gateway declared it and its bindings again and consumed; live push resumed",
+           sends_until_live=n + 1, first_live=live["id"], recovered_in_s=round(recovered_s, 2))
+
+
 async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
         amqp_url: str, tmp_path, mongo_url: str) -> None:  # type: ignore[no-untyped-def]
     """mongod stops for 15 s mid-stream: nothing acked is lost, the persister's CPU stays

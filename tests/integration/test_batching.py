@@ -33,6 +33,7 @@ from contracts.events import (
     ROOM_HEADER,
     header_list,
     join_frames,
+    join_lines,
     split_frames,
 )
 from devstack.ports import free_port
@@ -116,7 +117,8 @@ async def test_persister_stores_every_frame_and_dead_letters_a_batch_with_a_bad_
 async def test_persister_stores_frames_of_each_room_a_message_was_routed_under(
         stack: Stack, mongo: pymongo.MongoClient) -> None:
     """A frame of room 2 in a broker message under room 1's key is stored when room 2's key
-    is in its CC header, and dead-letters the message when it is not."""
+    is in its CC header (and x-duet-room names each line's room), and dead-letters the
+    message when it is not."""
     stack.persister()
     gw = stack.gateway()
     (a1, b1), (a2, b2) = await friends(gw), await friends(gw)
@@ -141,7 +143,8 @@ async def test_persister_stores_frames_of_each_room_a_message_was_routed_under(
         shared = join_frames([frame(a1.user_id, room1, "cc-1", 3),
                               frame(a2.user_id, room2, "cc-2", 4)])
         await exchange.publish(aio_pika.Message(shared, headers={
-            CC_HEADER: [f"room.{room2}"]}), f"room.{room1}")
+            CC_HEADER: [f"room.{room2}"], ROOM_HEADER: join_lines([room1, room2])}),
+            f"room.{room1}")
     assert await wait_stored(mongo, stack.db_name, room1, 1) == ["cc-1"]
     assert await wait_stored(mongo, stack.db_name, room2, 1) == ["cc-2"]
 
@@ -224,7 +227,7 @@ async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
         async with conn:
             channel = await conn.channel()
             tap = await channel.declare_queue(exclusive=True, auto_delete=True)
-            # Room 2's key only: what travels under room 1's key reaches it through CC.
+            # Room 2's key only: a message under room 1's key reaches it through CC.
             await tap.bind(names.exchange, f"room.{room2}")
             async with open_socket(g2, b1, a1) as sb1, open_socket(g2, b2, a2) as sb2, \
                     open_socket(g1, a1, b1) as sa1, open_socket(g1, a2, b2) as sa2:
@@ -236,6 +239,8 @@ async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
                     for n in range(1, 6):
                         await sa1.send({"type": "send", "id": ids1[n], "kind": "text",
                                         "body": envelope(a1, b1, n)})
+                        if n == 1:  # the first waiting message, so room 1's key leads
+                            await asyncio.sleep(0.1)
                         if n - 1 < len(ids2):
                             await sa2.send({"type": "send", "id": ids2[n - 1], "kind": "text",
                                             "body": envelope(a2, b2, n - 1)})

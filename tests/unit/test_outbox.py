@@ -119,3 +119,24 @@ def test_services_tune_the_garbage_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_persister_refuses_a_line_pushed_to_another_room_than_its_own() -> None:
+    """x-duet-room (where the gateways pushed each line live) must match the frame's room."""
+    from types import SimpleNamespace
+
+    from persister.service import _documents
+
+    lo, hi, other = "a" * 24, "b" * 24, "c" * 24
+    room, room2 = f"{lo}.{hi}", f"{lo}.{other}"
+    line = orjson.dumps({"type": "message", "id": "m1", "room": room, "sender": lo,
+                         "kind": "text", "body": {}, "ts": 1, "cursor": "0" * 32})
+
+    def delivery(props: dict[str, Any]) -> Any:
+        return SimpleNamespace(routing_key=f"room.{room}", body=line,
+                               header=SimpleNamespace(properties=SimpleNamespace(
+                                   headers=props, message_id=None)))
+
+    assert _documents(delivery({}), 1) is not None
+    assert _documents(delivery({"x-duet-room": room}), 1) is not None
+    assert _documents(delivery({"x-duet-room": room2, "CC": [f"room.{room2}"]}), 1) is None
