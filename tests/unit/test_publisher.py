@@ -1,0 +1,89 @@
+"""The gateway's group-commit publisher, against a broker that answers when told to."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broker import PublishError
+from contracts.events import CC_HEADER, CURSOR_HEADER, ROOM_HEADER, header_list, split_frames
+from gateway.metrics import GatewayMetrics
+from gateway.publisher import Outgoing, Publisher
+
+
+class HeldBroker:
+    """Each publish waits until `release()` (confirmed) or its timeout (PublishError)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, list[bytes], dict[str, Any]]] = []
+        self._gate = asyncio.Event()
+
+    async def publish(self, body: bytes, routing_key: str, *, headers: dict[str, Any],
+                      timeout: float) -> None:
+        self.published.append((routing_key, split_frames(body), headers))
+        try:
+            await asyncio.wait_for(self._gate.wait(), timeout)
+        except TimeoutError:
+            raise PublishError(routing_key, "timeout") from None
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+class Sender:
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.answers: list[tuple[str, str]] = []
+
+    def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
+        self.answers.append(("ack", frame_id))
+
+    def failed(self, frame_id: str) -> None:
+        self.answers.append(("failed", frame_id))
+
+
+def item(room: str, frame_id: str, sender: Sender) -> Outgoing:
+    return Outgoing(room, frame_id.encode(), f"c-{frame_id}", 1, frame_id, sender)
+
+
+def publisher(broker: HeldBroker, **kwargs: Any) -> Publisher:
+    return Publisher(broker, GatewayMetrics(), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_what_waits_for_a_confirm_leaves_together_under_every_room_key() -> None:
+    """One in flight: the next three, of two rooms, leave as one broker message under the
+    first one's room with the other in CC, in submission order, and are confirmed."""
+    broker, s1, s2 = HeldBroker(), Sender("s1"), Sender("s2")
+    pub = publisher(broker, timeout_s=5, in_flight=1)
+    pub.submit(item("a.b", "m1", s1))
+    await asyncio.sleep(0)
+    for room, fid, sender in (("c.d", "n1", s2), ("a.b", "m2", s1), ("c.d", "n2", s2)):
+        pub.submit(item(room, fid, sender))
+    await asyncio.sleep(0.01)
+    assert len(broker.published) == 1  # the rest wait for the first confirm
+    broker.release()
+    await pub.close()
+    key, frames, headers = broker.published[1]
+    assert (key, frames) == ("room.c.d", [b"n1", b"m2", b"n2"])
+    assert headers[CC_HEADER] == ["room.a.b"]
+    assert header_list(headers[ROOM_HEADER]) == ["c.d", "a.b", "c.d"]
+    assert header_list(headers[CURSOR_HEADER]) == ["c-n1", "c-m2", "c-n2"]
+    assert CC_HEADER not in broker.published[0][2]  # one room: no CC, no room lines
+    assert s1.answers == [("ack", "m1"), ("ack", "m2")]
+    assert s2.answers == [("ack", "n1"), ("ack", "n2")]
+
+
+async def test_in_an_outage_every_send_fails_within_its_own_timeout() -> None:
+    """Sends queued behind a publish that never confirms fail within one timeout of their
+    arrival (most of them unpublished), not one timeout after another."""
+    broker, sender = HeldBroker(), Sender("s")
+    pub = publisher(broker, timeout_s=0.2, in_flight=1, max_batch=2)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for n in range(10):
+        pub.submit(item("a.b", f"m{n}", sender))
+        await asyncio.sleep(0.01)
+    await pub.close()
+    assert sender.answers == [("failed", f"m{n}") for n in range(10)]
+    assert loop.time() - t0 < 0.2 + 0.1 + 0.15  # the last arrived at ~0.1 s
+    assert len(broker.published) < 5  # five batches of two, had each waited its turn
