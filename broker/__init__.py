@@ -1,4 +1,4 @@
-"""RabbitMQ topology, connection and publish helpers (aio-pika)."""
+"""RabbitMQ topology, connection, publish and consume helpers (aio-pika, aiormq beneath)."""
 
 from .connection import Broker
 from .errors import BrokerError, PublishError

@@ -125,14 +125,10 @@ class Broker:
         await channel.set_qos(prefetch_count=prefetch)
         return channel
 
-    async def publish(
-        self, body: bytes, routing_key: str, *, message_id: str | None = None,
-        timeout: float = 5.0, headers: dict[str, Any] | None = None, mandatory: bool = True,
-    ) -> None:
-        """Publish persistently; return only once the broker confirmed it.
-
-        mandatory: a message no queue takes is an error (chat messages always have
-        duet.persist); receipts nobody listens to are not.
+    async def publish(self, body: bytes, routing_key: str, *, timeout: float = 5.0,
+                      headers: dict[str, Any] | None = None) -> None:
+        """Publish persistently and mandatory (a message no queue takes is an error: chat
+        messages always have duet.persist); return only once the broker confirmed it.
 
         Straight on the AMQP channel, not through aio-pika's Exchange: no Message object,
         and the channel's lock is held only to queue the frames (wait=False), not until
@@ -141,7 +137,7 @@ class Broker:
         assert self._channel is not None, "broker not opened"
         properties = aiormq.spec.Basic.Properties(
             content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT.value,
-            message_id=message_id, headers=headers)
+            headers=headers)
         try:
             # The deadline covers waiting out a reconnect as well as the confirm.
             async with asyncio.timeout(timeout):
@@ -150,7 +146,7 @@ class Broker:
                 # nack (and PublishError when a mandatory message came back unroutable).
                 await channel.basic_publish(  # type: ignore[call-arg]
                     body, exchange=self.names.exchange, routing_key=routing_key,
-                    properties=properties, mandatory=mandatory, wait=False)
+                    properties=properties, mandatory=True, wait=False)
         except TimeoutError:
             raise PublishError(routing_key, "timeout") from None
         except (AMQPError, ConnectionError, RuntimeError) as exc:

@@ -36,6 +36,11 @@ def join_frames(frames: Sequence[bytes]) -> bytes:
     return frames[0] if len(frames) == 1 else FRAME_SEPARATOR.join(frames)
 
 
+def frame_count(body: bytes) -> int:
+    """How many frames a broker message's body holds (its lines)."""
+    return body.count(FRAME_SEPARATOR) + 1
+
+
 def split_frames(body: bytes) -> list[bytes]:
     """The frames of a broker message's body, in order."""
     return body.split(FRAME_SEPARATOR)
@@ -53,7 +58,7 @@ def header_list(value: object) -> list[str]:
     if isinstance(value, str):
         return value.split("\n")
     if isinstance(value, list | tuple):
-        return [str(v) for v in value]
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
     return []
 
 
@@ -66,16 +71,15 @@ def line_rooms(key_room: str, headers: Mapping[str, object], lines: int) -> list
 def routed_rooms(key_room: str, headers: Mapping[str, object]) -> set[str]:
     """The rooms a broker message was routed under: its routing key's and CC_HEADER's."""
     rooms = {key_room}
-    cc = headers.get(CC_HEADER)
-    for key in cc if isinstance(cc, list | tuple) else ():
-        ns, _, room = (key.decode() if isinstance(key, bytes) else str(key)).partition(".")
+    for key in header_list(headers.get(CC_HEADER)):
+        ns, _, room = key.partition(".")
         if ns == MESSAGE_NS:
             rooms.add(room)
     return rooms
 
 
 class RoomMessage(MessageFrame):
-    """One `message` frame (one line) of a broker message under `room.<lo>.<hi>`."""
+    """One `message` frame (one line) of a broker message (exported as its JSON Schema)."""
 
 
 @with_config(ConfigDict(extra="allow", strict=True))
@@ -100,11 +104,11 @@ class StorableFrame(TypedDict):
 _STORABLE_FRAMES = TypeAdapter(list[StorableFrame])
 
 
-def storable_frames(body: bytes) -> list[StorableFrame]:
-    """Each frame of a broker message's body, parsed and checked in one pass (the lines
-    read as one JSON array). Raises ValidationError if any line is not one such frame."""
+def storable_frames(body: bytes, lines: int) -> list[StorableFrame]:
+    """Each of the body's `lines` frames (frame_count), parsed and checked in one pass (the
+    lines read as one JSON array). Raises ValidationError if a line is not one such frame."""
     frames = _STORABLE_FRAMES.validate_json(b"[" + body.replace(FRAME_SEPARATOR, b",") + b"]")
-    if len(frames) != body.count(FRAME_SEPARATOR) + 1:  # a line held two values
+    if len(frames) != lines:  # a line held two values
         raise ValidationError.from_exception_data("frames", [
             {"type": "value_error", "loc": (), "input": len(frames),
              "ctx": {"error": "one frame per line"}}])

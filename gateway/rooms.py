@@ -21,7 +21,14 @@ from broker import Broker
 from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_binding
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, header_list, line_rooms, split_frames
+from contracts.events import (
+    CURSOR_HEADER,
+    ORIGIN_HEADER,
+    ROOM_HEADER,
+    header_list,
+    line_rooms,
+    split_frames,
+)
 from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .connection import Connection
@@ -118,6 +125,8 @@ class Rooms:
         if ns != MESSAGE_NS:
             return
         props = headers(message)
+        if ROOM_HEADER not in props and key_room not in self._rooms:
+            return  # all of one room, which has no socket here
         origins = header_list(props.get(ORIGIN_HEADER))
         cursors = header_list(props.get(CURSOR_HEADER))
         frames = split_frames(message.body) if len(cursors) > 1 else [message.body]

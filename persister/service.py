@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -21,8 +20,8 @@ from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_persist_queue
 from contracts import message_doc_id, room_members
 from contracts.events import (
-    FRAME_SEPARATOR,
     ORIGIN_HEADER,
+    frame_count,
     header_list,
     line_rooms,
     routed_rooms,
@@ -67,7 +66,7 @@ class Persister:
         log.info("persister consuming %s", self._broker.names.persist_queue)
         writer = asyncio.create_task(self._write_loop())
         watchdog = asyncio.create_task(self._broker.watch_topology(
-            self._settings.topology_check_s, functools.partial(self._checked, channel)))
+            self._settings.topology_check_s, self._checked))
         await stop.wait()
         watchdog.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
@@ -78,13 +77,11 @@ class Persister:
         await asyncio.gather(writer, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
 
-    async def _checked(self, channel: AbstractRobustChannel, persist: Any) -> None:
-        """After each topology check: report the lag, and consume again if our consumer is
-        gone (duet.persist was deleted by hand and declared anew)."""
+    async def _checked(self, persist: Any) -> None:
+        """After each topology check (which declared duet.persist): report the lag, and
+        consume again if the broker has no consumer of ours (a missed cancel)."""
         self.metrics.lag.set(persist.message_count or 0)
         if persist.consumer_count == 0 and self._consumer is not None:
-            await declare_persist_queue(channel, self._broker.names,
-                                        self._settings.delivery_limit)
             await self._consumer.resume()
             log.warning("duet.persist had no consumer: consuming again")
 
@@ -94,23 +91,22 @@ class Persister:
         self._consumer = Consumer(channel, queue, self._inbox.put)
         await self._consumer.start()
 
-    async def _next_batch(self) -> list[Delivery]:
-        """Broker messages holding up to batch_size frames, or what came in batch_ms."""
-        batch = [await self._inbox.get()]
-        frames = _frame_count(batch[0])
-        deadline = time.monotonic() + self._settings.batch_ms / 1000
-        while frames < self._settings.batch_size:
-            timeout = deadline - time.monotonic()
-            if not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
-            elif timeout <= 0:
-                break
-            else:
-                try:
-                    batch.append(await asyncio.wait_for(self._inbox.get(), timeout))
-                except TimeoutError:
-                    break
-            frames += _frame_count(batch[-1])
+    async def _next_batch(self) -> list[tuple[Delivery, int]]:
+        """Broker messages, each with its frame count, until they hold batch_size frames
+        or batch_ms passed."""
+        first = await self._inbox.get()
+        batch = [(first, frame_count(first.body))]
+        frames = batch[0][1]
+        try:
+            # One deadline for the batch (not a wait_for, and its task, per message).
+            async with asyncio.timeout(self._settings.batch_ms / 1000):
+                while frames < self._settings.batch_size:
+                    message = (self._inbox.get_nowait() if not self._inbox.empty()
+                               else await self._inbox.get())
+                    batch.append((message, frame_count(message.body)))
+                    frames += batch[-1][1]
+        except TimeoutError:
+            pass
         return batch
 
     async def _write_loop(self) -> None:
@@ -150,12 +146,12 @@ class Persister:
             finally:
                 slots.release()
 
-    async def _prepare(self, messages: list[Delivery]) -> _Batch | None:
+    async def _prepare(self, messages: list[tuple[Delivery, int]]) -> _Batch | None:
         """Parse a batch; dead-letter the messages that are not valid for their key."""
         batch = _Batch()
         now = int(time.time() * 1000)
-        for message in messages:
-            parsed = _documents(message, now)
+        for message, lines in messages:
+            parsed = _documents(message, lines, now)
             if parsed is None:
                 log.warning("dead-lettering malformed message %s", message_id(message))
                 self.metrics.dead_lettered.inc()
@@ -237,11 +233,7 @@ async def _settle(message: Delivery, *, ack: bool,
                  type(exc).__name__)
 
 
-def _frame_count(message: Delivery) -> int:
-    return message.body.count(FRAME_SEPARATOR) + 1
-
-
-def _documents(message: Delivery,
+def _documents(message: Delivery, lines: int,
                stored_at: int) -> list[tuple[dict[str, Any], str]] | None:
     """The documents to store, each with its publishing connection (for the receipt, not
     stored), or None when any frame is not a valid one of a room it was routed under."""
@@ -251,16 +243,17 @@ def _documents(message: Delivery,
     props = headers(message)
     rooms = routed_rooms(room, props)
     origins = header_list(props.get(ORIGIN_HEADER))
+    # Each line's room: one the message was routed under, and where it was pushed live.
+    pushed_to = line_rooms(room, props, lines)
+    if len(pushed_to) != lines or not rooms.issuperset(pushed_to):
+        return None
     try:
-        frames = storable_frames(message.body)
+        frames = storable_frames(message.body, lines)
     except ValidationError:
         return None
-    # The room each line was pushed to live must be the room it is stored under.
-    pushed_to = line_rooms(room, props, len(frames))
     docs = []
     for i, frame in enumerate(frames):
-        if (frame["room"] not in rooms or frame["sender"] not in room_members(frame["room"])
-                or i >= len(pushed_to) or pushed_to[i] != frame["room"]):
+        if frame["room"] != pushed_to[i] or frame["sender"] not in room_members(frame["room"]):
             return None
         # Store what was published, as published (not a re-serialisation of it).
         doc = cast(dict[str, Any], frame)

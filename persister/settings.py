@@ -11,6 +11,7 @@ class PersisterSettings(ServiceSettings):
     health_host: str = "127.0.0.1"
     health_port: int = Field(8081, ge=0, description="/healthz, /readyz, /metrics; 0: none.")
     prefetch: int = Field(1024, ge=1, description="Unacked messages held at once.")
-    batch_size: int = Field(1024, ge=1, description="Documents per insert_many at most.")
+    batch_size: int = Field(1024, ge=1, description=(
+        "Documents per insert_many; whole broker messages, so one may carry it past."))
     batch_ms: float = Field(20.0, ge=0, description="How long a batch waits to fill.")
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off while MongoDB is down.")

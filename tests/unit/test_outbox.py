@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from broker.runtime import GC_YOUNG_THRESHOLD, tune_gc
 from client.audit import from_delivery
-from contracts.events import header_list, join_frames, join_lines, split_frames, storable_frames
+from contracts.events import (
+    frame_count,
+    header_list,
+    join_frames,
+    join_lines,
+    split_frames,
+    storable_frames,
+)
 from gateway.connection import TRY_AGAIN_LATER, Connection
 from gateway.metrics import GatewayMetrics
 
@@ -98,7 +105,8 @@ def test_persister_reads_each_line_as_one_checked_frame() -> None:
         return orjson.dumps({"type": "message", "id": f"m{i}", "room": "r", "sender": "s",
                              "kind": "text", "body": {"ct": "x\ny"}, "ts": i,
                              "cursor": f"{i:032x}", "extra": i, **change})
-    frames = storable_frames(join_frames([frame(0), frame(1)]))
+    body = join_frames([frame(0), frame(1)])
+    frames = storable_frames(body, frame_count(body))
     assert [(f["id"], f["extra"], f["body"]) for f in frames] == [
         ("m0", 0, {"ct": "x\ny"}), ("m1", 1, {"ct": "x\ny"})]
     for bad in (frame(0) + b"," + frame(1),  # two values on one line
@@ -106,7 +114,7 @@ def test_persister_reads_each_line_as_one_checked_frame() -> None:
                 b"not json", frame(0, kind="video"), frame(0, body="text"),
                 frame(0, cursor="short"), frame(0, type="send")):
         with pytest.raises(ValidationError):
-            storable_frames(bad)
+            storable_frames(bad, frame_count(bad))
 
 
 def test_services_tune_the_garbage_collector() -> None:
@@ -137,6 +145,6 @@ def test_persister_refuses_a_line_pushed_to_another_room_than_its_own() -> None:
                                header=SimpleNamespace(properties=SimpleNamespace(
                                    headers=props, message_id=None)))
 
-    assert _documents(delivery({}), 1) is not None
-    assert _documents(delivery({"x-duet-room": room}), 1) is not None
-    assert _documents(delivery({"x-duet-room": room2, "CC": [f"room.{room2}"]}), 1) is None
+    assert _documents(delivery({}), 1, 1) is not None
+    assert _documents(delivery({"x-duet-room": room}), 1, 1) is not None
+    assert _documents(delivery({"x-duet-room": room2, "CC": [f"room.{room2}"]}), 1, 1) is None
