@@ -34,7 +34,7 @@ bench-quick: deps  ## every benchmark scenario at small sizes (< 3 min): bench/r
 bench: deps  ## the full benchmark
 	$(PYTHON) -m bench $(ARGS)
 
-bench-profile: deps  ## where gateway-0 spends its CPU (py-spy)
+bench-profile: deps  ## where gateway-0 spends its CPU (py-spy); ARGS=persister: the persister's drain
 	$(PYTHON) -m pip install -q py-spy && $(PYTHON) -m bench --profile $(ARGS)
 
 reliability:  ## copy the last test run's reliability report into docs/

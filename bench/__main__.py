@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile]`: run the benchmark.
+"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister]]`: run the
+benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
 e → a → b → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
@@ -37,9 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=SCENARIOS, metavar="LETTERS",
                    help="scenarios to run, e.g. 'ae' (b needs a; default: all)")
     p.add_argument("--rate", type=float, default=None, metavar="MSGS_S",
-                   help="with --profile: an open loop at this offered rate instead")
-    p.add_argument("--profile", action="store_true",
-                   help="instead: py-spy on gateway-0 during a 10-pair throughput run")
+                   help="with --profile gateway: an open loop at this offered rate instead")
+    p.add_argument("--frames", type=int, default=1, metavar="N",
+                   help="with --profile persister: frames per queued broker message")
+    p.add_argument("--profile", nargs="?", const="gateway", choices=("gateway", "persister"),
+                   help="instead: py-spy on gateway-0 during a 10-pair throughput run, or on "
+                        "the persister while it drains (d)'s backlog")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
+            if args.profile == "persister":
+                return runner.run(profile.run_persister(plan, args.out, args.keep_logs,
+                                                        args.frames))
             if args.profile:
                 return runner.run(profile.run(plan, args.out, args.keep_logs, args.rate))
             return runner.run(run(plan, args.only, args.out, args.keep_logs, args.wait_quiet))

@@ -14,9 +14,12 @@ persister's writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aio_pika
@@ -32,15 +35,18 @@ from persister.settings import PersisterSettings
 
 from .envelopes import Cursors, room_message
 from .scenarios import Context
-from .stack import BenchError
+from .stack import BenchError, Child
 
 log = logging.getLogger(__name__)
+
+# Around the drain, given the persister that drains (profile.py samples it with py-spy).
+Watch = Callable[[Child], AbstractAsyncContextManager[Any]]
 
 _PUBLISH_CHUNK = 500  # publishes awaiting their confirm at once
 SCRATCH = "bench_scratch"
 
 
-def _backlog(count: int, rooms: int) -> list[tuple[str, str, bytes, str]]:
+def backlog(count: int, rooms: int) -> list[tuple[str, str, bytes, str]]:
     """(routing key, message id, body, cursor) of `count` messages over `rooms` rooms."""
     members = [(os.urandom(12).hex(), os.urandom(12).hex()) for _ in range(rooms)]
     cursors = Cursors(node=0xBE4C4)
@@ -128,17 +134,18 @@ async def drain(ctx: Context) -> dict[str, Any]:
     if ctx.persister is not None:
         await ctx.persister.stop()
         ctx.persister = None
-    backlog = _backlog(plan.drain_messages, plan.drain_rooms)
-    result = await _drain_once(ctx, backlog, 1)
-    result["batched"] = [await _drain_once(ctx, _backlog(plan.drain_messages, plan.drain_rooms),
-                                           frames) for frames in plan.drain_frames]
-    result["raw_insert_many"] = [await _raw_inserts(ctx, backlog, b) for b in plan.insert_batches]
+    items = backlog(plan.drain_messages, plan.drain_rooms)
+    result = await drain_once(ctx, items, 1)
+    result["batched"] = [await drain_once(ctx, backlog(plan.drain_messages, plan.drain_rooms),
+                                          frames) for frames in plan.drain_frames]
+    result["raw_insert_many"] = [await _raw_inserts(ctx, items, b) for b in plan.insert_batches]
     return result
 
 
-async def _drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
-                      frames: int) -> dict[str, Any]:
-    """Queue the backlog with no persister running, then time one persister draining it."""
+async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
+                     frames: int, watch: Watch | None = None) -> dict[str, Any]:
+    """Queue the backlog with no persister running, then time one persister draining it
+    (inside `watch(persister)` when given)."""
     plan, stack = ctx.plan, ctx.stack
     messages = stack.db[MESSAGES]
     base = await messages.count_documents({})
@@ -154,21 +161,22 @@ async def _drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
     target = base + len(backlog)
     t_spawn = time.monotonic()
     persister = ctx.persister = stack.start_persister()
-    meter = ctx.meter(persister)
-    cpu0 = meter.snapshot()
-    t_first = None
-    limit = max(120.0, len(backlog) / 500)
-    while True:
-        count = await messages.estimated_document_count()
-        now = time.monotonic()
-        if t_first is None and count > base:
-            t_first = now
-        if count >= target:
-            break
-        if now - t_spawn > limit or not persister.alive():
-            raise BenchError(f"drain stalled at {count - base}/{len(backlog)} documents")
-        await asyncio.sleep(0.02)
-    t_done, cpu = time.monotonic(), meter.delta(cpu0, meter.snapshot())
+    async with watch(persister) if watch else contextlib.nullcontext():
+        meter = ctx.meter(persister)
+        cpu0 = meter.snapshot()
+        t_first = None
+        limit = max(120.0, len(backlog) / 500)
+        while True:
+            count = await messages.estimated_document_count()
+            now = time.monotonic()
+            if t_first is None and count > base:
+                t_first = now
+            if count >= target:
+                break
+            if now - t_spawn > limit or not persister.alive():
+                raise BenchError(f"drain stalled at {count - base}/{len(backlog)} documents")
+            await asyncio.sleep(0.02)
+        t_done, cpu = time.monotonic(), meter.delta(cpu0, meter.snapshot())
     assert t_first is not None
     stored = await messages.count_documents({}) - base
     await persister.stop()

@@ -11,7 +11,7 @@ class Plan:
     name: str
     gateways: int = 2
     pairs: tuple[int, ...] = (10, 100)  # (a) and (e): both members of each pair send
-    window: int = 8  # (a) and (e): messages in flight per sender
+    window: int = 10  # (a), (e) and (f): messages in flight per sender (as issue 6 measured)
     warmup_s: float = 2.0
     duration_s: float = 20.0
     drain_s: float = 20.0  # after a run: how long in-flight messages may take to arrive

@@ -1,5 +1,6 @@
-"""`python -m bench --profile`: where gateway-0 spends its CPU during a throughput run.
+"""`python -m bench --profile [gateway|persister]`: where a service spends its CPU.
 
+`gateway` (the default):
 A closed-loop run of 10 pairs over two gateways (as in (a)) while `py-spy record` samples
 gateway-0 twice, 15 s each: once as raw collapsed stacks per thread, turned here into the
 top functions of the event-loop thread by own time, by inclusive time, and own time by
@@ -11,6 +12,11 @@ pool for sync dependencies, the executor that hashes passwords) each leak a few 
 of "active" samples through py-spy's idle detection, and there are dozens of them. Time
 in C extensions (orjson, pydantic-core, uvloop's socket writes) counts to the Python
 caller; the loop waiting in epoll shows as `Runner.run`.
+
+`persister`: the drain of (d), a backlog of `--frames` frames per broker message (default
+1: a backlog built under light traffic) queued with no persister running, then one
+persister started and sampled from its start until the collection holds the backlog
+(results/persister-profile.txt, and the raw stacks beside it).
 """
 
 from __future__ import annotations
@@ -19,15 +25,19 @@ import asyncio
 import logging
 import re
 import shutil
+import signal
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import drain
 from .loadgen import Load
 from .plan import Plan
 from .scenarios import Context, placed, prepare
-from .stack import BenchError, BenchStack
+from .stack import BenchError, BenchStack, Child
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +117,55 @@ async def _pyspy(exe: str, pid: int, fmt: str, dest: Path, *flags: str) -> None:
         raise BenchError(f"py-spy failed ({proc.returncode}): {out.decode()[-800:]}")
 
 
-async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None) -> int:
+@asynccontextmanager
+async def _sampling(exe: str, pid: int, dest: Path) -> AsyncIterator[None]:
+    """py-spy on `pid` for as long as the block runs (Ctrl-C makes it write its file)."""
+    proc = await asyncio.create_subprocess_exec(
+        exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--threads",
+        "-o", str(dest), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        out, _ = await proc.communicate()
+    if not dest.exists():
+        raise BenchError(f"py-spy failed ({proc.returncode}): {out.decode()[-800:]}")
+
+
+def _py_spy() -> str:
     exe = shutil.which("py-spy")
     if exe is None:
         raise BenchError("py-spy is not installed: pip install py-spy")
+    return exe
+
+
+async def run_persister(plan: Plan, out: Path, keep_logs: bool, frames: int = 1) -> int:
+    """Sample the persister while it drains (d)'s backlog of `frames` frames per message."""
+    exe = _py_spy()
+    out.mkdir(parents=True, exist_ok=True)
+    raw_path, txt_path = out / "persister-profile.raw.txt", out / "persister-profile.txt"
+
+    def watch(persister: Child) -> Any:
+        return _sampling(exe, persister.pid, raw_path)
+
+    async with BenchStack(keep_dir=keep_logs) as stack:
+        ctx = Context(stack, plan)
+        result = await drain.drain_once(
+            ctx, drain.backlog(plan.drain_messages, plan.drain_rooms), frames, watch)
+    summary = (f"persister profile: drain of {result['messages']} messages, {frames} frames "
+               f"per broker message, {result['docs_s']} docs/s while sampled (py-spy slows "
+               f"the target, so this rate is below (d)'s); sampled from the process's start, "
+               f"so its imports are in\n\n")
+    txt_path.write_text(summary + top_functions(raw_path.read_text()))
+    log.info("wrote %s and %s", txt_path, raw_path)
+    print(txt_path.read_text())
+    return 0
+
+
+async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None) -> int:
+    """Sample gateway-0 during a 10-pair closed loop (or an open loop at `rate`)."""
+    exe = _py_spy()
     out.mkdir(parents=True, exist_ok=True)
     raw_path, svg_path = out / "gateway-profile.raw.txt", out / "gateway-profile.svg"
     txt_path = out / "gateway-profile.txt"

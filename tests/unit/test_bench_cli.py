@@ -1,0 +1,38 @@
+"""The benchmark's command line and its profile summary (not the benchmark itself)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import parse_args
+from bench.profile import top_functions
+
+# py-spy's raw format with --threads: one line per distinct stack, root first, then a count.
+RAW = """\
+thread (0x1);_run_module_as_main (<frozen runpy>:198);main (persister/__main__.py:82);\
+get_frame (/x/site-packages/aiormq/connection.py:175) 30
+thread (0x1);_run_module_as_main (<frozen runpy>:198);main (persister/__main__.py:82);\
+_prepare (/work/main/persister/service.py:154);\
+validate_json (/x/site-packages/pydantic/type_adapter.py:492) 10
+thread (0x2);_bootstrap (threading.py:1002);wait (threading.py:327) 99
+"""
+
+
+def test_profile_target_defaults_to_the_gateway_and_takes_the_persister() -> None:
+    assert parse_args(["--profile"]).profile == "gateway"
+    args = parse_args(["--profile", "persister", "--frames", "8"])
+    assert (args.profile, args.frames) == ("persister", 8)
+    assert parse_args([]).profile is None
+    with pytest.raises(SystemExit):
+        parse_args(["--profile", "mongod"])
+
+
+def test_profile_summary_counts_the_main_thread_only() -> None:
+    text = top_functions(RAW)
+    assert text.startswith("40 samples of the event-loop thread (99 of other threads")
+    own = text.split("Top 15 by inclusive")[0]
+    assert "75.0%       30  get_frame (aiormq/connection.py)" in own
+    assert "25.0%       10  validate_json (pydantic/type_adapter.py)" in own
+    by_package = text.split("Own time by package")[1]
+    assert "75.0%       30  aiormq" in by_package
+    assert "wait (threading.py)" not in text
