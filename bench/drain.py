@@ -5,7 +5,8 @@ With no persister running, M chat messages are published to the rooms exchange u
 `message` frames as JSON lines, persistent, the origin and cursor headers), with publisher
 confirms: first one frame per broker message (a gateway's lone message), then again as
 batches of `drain_frames` frames of one room (a gateway's batch under load). Each time a
-persister starts and we time the documents arriving, until the collection holds them all.
+persister starts and we time the documents arriving, until the collection holds them all;
+then the one-frame backlog once more, drained by `drain_persisters` persisters at once.
 In the same run the same documents (as the persister stores them) go into a scratch
 collection with a bare `insert_many(ordered=False)` per batch: the ceiling for the
 persister's writes.
@@ -138,14 +139,18 @@ async def drain(ctx: Context) -> dict[str, Any]:
     result = await drain_once(ctx, items, 1)
     result["batched"] = [await drain_once(ctx, backlog(plan.drain_messages, plan.drain_rooms),
                                           frames) for frames in plan.drain_frames]
+    # Persisters compete on duet.persist: how far more of them carry a one-frame backlog.
+    result["scaled"] = [await drain_once(ctx, backlog(plan.drain_messages, plan.drain_rooms), 1,
+                                         persisters=n) for n in plan.drain_persisters]
     result["raw_insert_many"] = [await _raw_inserts(ctx, items, b) for b in plan.insert_batches]
     return result
 
 
 async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
-                     frames: int, watch: Watch | None = None) -> dict[str, Any]:
-    """Queue the backlog with no persister running, then time one persister draining it
-    (inside `watch(persister)` when given)."""
+                     frames: int, watch: Watch | None = None,
+                     persisters: int = 1) -> dict[str, Any]:
+    """Queue the backlog with no persister running, then time `persisters` persisters
+    draining it (inside `watch(first persister)` when given)."""
     plan, stack = ctx.plan, ctx.stack
     messages = stack.db[MESSAGES]
     base = await messages.count_documents({})
@@ -160,9 +165,10 @@ async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
 
     target = base + len(backlog)
     t_spawn = time.monotonic()
-    persister = ctx.persister = stack.start_persister()
-    async with watch(persister) if watch else contextlib.nullcontext():
-        meter = ctx.meter(persister)
+    running = [stack.start_persister(f"persister-{i}" if i else "persister")
+               for i in range(persisters)]
+    async with watch(running[0]) if watch else contextlib.nullcontext():
+        meter = ctx.meter(*running)
         cpu0 = meter.snapshot()
         t_first = None
         limit = max(120.0, len(backlog) / 500)
@@ -173,18 +179,19 @@ async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
                 t_first = now
             if count >= target:
                 break
-            if now - t_spawn > limit or not persister.alive():
+            if now - t_spawn > limit or not all(p.alive() for p in running):
                 raise BenchError(f"drain stalled at {count - base}/{len(backlog)} documents")
             await asyncio.sleep(0.02)
         t_done, cpu = time.monotonic(), meter.delta(cpu0, meter.snapshot())
     assert t_first is not None
     stored = await messages.count_documents({}) - base
-    await persister.stop()
-    ctx.persister = None
+    for persister in running:
+        await persister.stop()
     n = len(backlog)
     result: dict[str, Any] = {
         "messages": n,
         "frames_per_message": frames,
+        "persisters": persisters,
         "rooms": plan.drain_rooms,
         "publish_msgs_s": round(publish_rate, 1),
         "stored": stored,
@@ -196,6 +203,6 @@ async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
         "persister_settings": {k: PersisterSettings.model_fields[k].default
                                for k in ("prefetch", "batch_size", "batch_ms")},
     }
-    log.info("(d) persister stored %s docs in %.2f s: %s docs/s", stored, t_done - t_first,
-             result["docs_s"])
+    log.info("(d) %s persister(s) stored %s docs in %.2f s: %s docs/s", persisters, stored,
+             t_done - t_first, result["docs_s"])
     return result

@@ -26,6 +26,7 @@ class Plan:
     drain_messages: int = 100_000  # (d)
     drain_rooms: int = 100
     drain_frames: tuple[int, ...] = (8, 32)  # (d): also drained as batches of these many frames
+    drain_persisters: tuple[int, ...] = (2,)  # (d): the one-frame backlog also by this many
     insert_batches: tuple[int, ...] = (1000, 256)  # (d): raw insert_many batch sizes
 
     def as_dict(self) -> dict[str, Any]:

@@ -172,11 +172,10 @@ def markdown(res: dict[str, Any]) -> str:
                                    for k, v in d["cpu_s"].items())],
                         ["persister incl. process start", d["stored"], None,
                          d["docs_s_from_spawn"], None],
-                        *[[f"persister, {b['frames_per_message']} frames per broker message",
-                           b["stored"], b["drain_s"], b["docs_s"],
+                        *[[_drain_label(b), b["stored"], b["drain_s"], b["docs_s"],
                            ", ".join(f"{k} {v:.2f} ({b['cpu_us_per_doc'][k]})"
                                      for k, v in b["cpu_s"].items())]
-                          for b in d.get("batched", [])],
+                          for b in [*d.get("batched", []), *d.get("scaled", [])]],
                         *[[f"raw insert_many, batch {r['batch']}, unordered", r["docs"],
                            r["seconds"], r["docs_s"],
                            ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())]
@@ -192,3 +191,9 @@ def markdown(res: dict[str, Any]) -> str:
             "Server CPU µs/msg sums the named services (not the load generator, `softirq` or "
             "`other`).", ""]
     return "\n".join(out)
+
+
+def _drain_label(run: dict[str, Any]) -> str:
+    frames, persisters = run["frames_per_message"], run.get("persisters", 1)
+    who = "persister" if persisters == 1 else f"{persisters} persisters"
+    return f"{who}, {frames} frame{'s' if frames > 1 else ''} per broker message"
