@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister]]`: run the
-benchmark.
+"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister|broker]]`:
+run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
 e → a → b → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import drain, idle, profile, report, scenarios
+from . import brokercost, drain, idle, profile, report, scenarios
 from .envelopes import SendFrames
 from .plan import FULL, QUICK, Plan
 from .procs import machine, wait_quiet
@@ -41,9 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --profile gateway: an open loop at this offered rate instead")
     p.add_argument("--frames", type=int, default=1, metavar="N",
                    help="with --profile persister: frames per queued broker message")
-    p.add_argument("--profile", nargs="?", const="gateway", choices=("gateway", "persister"),
+    p.add_argument("--profile", nargs="?", const="gateway",
+                   choices=("gateway", "persister", "broker"),
                    help="instead: py-spy on gateway-0 during a 10-pair throughput run, or on "
-                        "the persister while it drains (d)'s backlog")
+                        "the persister while it drains (d)'s backlog; or the broker's CPU "
+                        "per published message for each part of the topology")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
+            if args.profile == "broker":
+                return runner.run(brokercost.run(args.out))
             if args.profile == "persister":
                 return runner.run(profile.run_persister(plan, args.out, args.keep_logs,
                                                         args.frames))

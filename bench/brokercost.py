@@ -1,0 +1,122 @@
+"""`python -m bench --profile broker`: what the RabbitMQ node spends per broker message.
+
+py-spy cannot sample the broker (it is Erlang), so it is measured from outside: one
+publisher with confirms at a fixed rate, 1.6 KB persistent messages under
+`room.<lo>.<hi>` (a gateway's lone message, as under light traffic) into a rooms exchange
+with one part of duet's topology bound at a time: nothing (routing and the confirm
+only), one gateway queue, `duet.persist` (quorum), `duet.audit` (stream), then all of
+them, as a running stack has them. Declared by broker.topology, as the services do, under
+a fresh prefix per run, deleted afterwards. The node's user and system CPU seconds over
+each run, per message, are what each part costs it on the publish side (deliveries and
+acks come on top: the (b) tables). Writes results/broker-profile.txt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+import aio_pika
+import psutil
+from aio_pika.abc import AbstractChannel, DeliveryMode
+
+from broker.settings import ServiceSettings
+from broker.topology import (
+    declare_audit_stream,
+    declare_exchange,
+    declare_gateway_queue,
+    declare_persist_queue,
+)
+from contracts import Names
+from contracts.routing import message_key
+from devstack.rabbit import amqp_address
+
+from .procs import listening_pid
+from .stack import DEFAULT_AMQP_URL, BenchError, broker_names
+
+log = logging.getLogger(__name__)
+
+SECONDS = 8.0
+RATES = (500.0, 1000.0)
+BODY_BYTES = 1604  # the bench's `message` frame
+PARTS = ("nothing", "one gateway queue", "duet.persist (quorum)", "duet.audit (stream)",
+         "all: persist, audit, two gateway queues")
+
+
+async def _bind(channel: AbstractChannel, names: Names, part: str) -> None:
+    settings = ServiceSettings()
+    room = message_key("a" * 24 + "." + "b" * 24)
+    if part in (PARTS[1], PARTS[4]):
+        for node in ("g0", "g1")[: 2 if part == PARTS[4] else 1]:
+            queue = await declare_gateway_queue(channel, names, node)
+            await queue.bind(names.exchange, room)
+    if part in (PARTS[2], PARTS[4]):
+        await declare_persist_queue(channel, names, settings.delivery_limit)
+    if part in (PARTS[3], PARTS[4]):
+        await declare_audit_stream(channel, names, settings.audit_max_age,
+                                   settings.audit_max_bytes)
+
+
+async def _one(url: str, broker: psutil.Process, part: str, rate: float) -> dict[str, float]:
+    names = Names(prefix=f"bench-{secrets.token_hex(6)}-")
+    connection = await aio_pika.connect(url, client_properties={"connection_name": "bench"})
+    try:
+        setup = await connection.channel()
+        await declare_exchange(setup, names)
+        await _bind(setup, names, part)
+        channel = await connection.channel(publisher_confirms=True)
+        target = await channel.get_exchange(names.exchange)
+        body, key = os.urandom(BODY_BYTES), message_key("a" * 24 + "." + "b" * 24)
+        count = int(rate * SECONDS)
+        await asyncio.sleep(1.0)  # let the declarations settle before measuring
+        cpu0, t0 = broker.cpu_times(), time.monotonic()
+        pending = []
+        for i in range(count):
+            pending.append(asyncio.ensure_future(target.publish(
+                aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT), key)))
+            await asyncio.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
+        await asyncio.gather(*pending)
+        cpu1, elapsed = broker.cpu_times(), time.monotonic() - t0
+        user, system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+        return {"msgs_s": round(count / elapsed, 1), "user_s": round(user, 2),
+                "system_s": round(system, 2), "us_per_msg": round((user + system) * 1e6 / count)}
+    finally:
+        queues, exchanges = broker_names(names)
+        for kind, name in [("q", q) for q in queues] + [("x", x) for x in exchanges]:
+            try:
+                async with await connection.channel() as ch:
+                    await (ch.queue_delete(name) if kind == "q" else ch.exchange_delete(name))
+            except Exception:  # not declared in this run
+                pass
+        await connection.close()
+
+
+async def run(out: Path) -> int:
+    url = os.environ.get("DUET_AMQP_URL", DEFAULT_AMQP_URL)
+    host, port = amqp_address(url)
+    pid = listening_pid(port, host if host != "localhost" else "127.0.0.1")
+    if pid is None:
+        raise BenchError(f"no broker process of this machine listens on {host}:{port}")
+    broker = psutil.Process(pid)
+    rows = []
+    for part in PARTS:
+        for rate in RATES:
+            r = await _one(url, broker, part, rate)
+            log.info("%s at %g msg/s: %s µs of broker CPU per message", part, rate,
+                     r["us_per_msg"])
+            rows.append((part, rate, r))
+    lines = [f"RabbitMQ node CPU per published message: one publisher with confirms, "
+             f"{BODY_BYTES}-byte persistent messages, {SECONDS:g} s per row", "",
+             "| bound to the rooms exchange | offered msg/s | published msg/s | user s | "
+             "system s | µs per message |", "|---|---|---|---|---|---|"]
+    lines += [f"| {part} | {rate:g} | {r['msgs_s']} | {r['user_s']} | {r['system_s']} | "
+              f"{r['us_per_msg']} |" for part, rate, r in rows]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "broker-profile.txt"
+    path.write_text("\n".join(lines) + "\n")
+    print(path.read_text())
+    return 0
