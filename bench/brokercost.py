@@ -33,27 +33,25 @@ from broker.topology import (
 )
 from contracts import Names
 from contracts.routing import message_key
-from devstack.rabbit import amqp_address
 
-from .procs import listening_pid
-from .stack import DEFAULT_AMQP_URL, BenchError, broker_names
+from .stack import DEFAULT_AMQP_URL, BenchError, broker_pid, delete_broker_names
 
 log = logging.getLogger(__name__)
 
 SECONDS = 8.0
 RATES = (500.0, 1000.0)
 BODY_BYTES = 1604  # the bench's `message` frame
+ROOM_KEY = message_key("a" * 24 + "." + "b" * 24)
 PARTS = ("nothing", "one gateway queue", "duet.persist (quorum)", "duet.audit (stream)",
          "all: persist, audit, two gateway queues")
 
 
 async def _bind(channel: AbstractChannel, names: Names, part: str) -> None:
     settings = ServiceSettings()
-    room = message_key("a" * 24 + "." + "b" * 24)
     if part in (PARTS[1], PARTS[4]):
         for node in ("g0", "g1")[: 2 if part == PARTS[4] else 1]:
             queue = await declare_gateway_queue(channel, names, node)
-            await queue.bind(names.exchange, room)
+            await queue.bind(names.exchange, ROOM_KEY)
     if part in (PARTS[2], PARTS[4]):
         await declare_persist_queue(channel, names, settings.delivery_limit)
     if part in (PARTS[3], PARTS[4]):
@@ -70,14 +68,14 @@ async def _one(url: str, broker: psutil.Process, part: str, rate: float) -> dict
         await _bind(setup, names, part)
         channel = await connection.channel(publisher_confirms=True)
         target = await channel.get_exchange(names.exchange)
-        body, key = os.urandom(BODY_BYTES), message_key("a" * 24 + "." + "b" * 24)
+        body = os.urandom(BODY_BYTES)
         count = int(rate * SECONDS)
         await asyncio.sleep(1.0)  # let the declarations settle before measuring
         cpu0, t0 = broker.cpu_times(), time.monotonic()
         pending = []
         for i in range(count):
             pending.append(asyncio.ensure_future(target.publish(
-                aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT), key)))
+                aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT), ROOM_KEY)))
             await asyncio.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
         await asyncio.gather(*pending)
         cpu1, elapsed = broker.cpu_times(), time.monotonic() - t0
@@ -85,22 +83,15 @@ async def _one(url: str, broker: psutil.Process, part: str, rate: float) -> dict
         return {"msgs_s": round(count / elapsed, 1), "user_s": round(user, 2),
                 "system_s": round(system, 2), "us_per_msg": round((user + system) * 1e6 / count)}
     finally:
-        queues, exchanges = broker_names(names)
-        for kind, name in [("q", q) for q in queues] + [("x", x) for x in exchanges]:
-            try:
-                async with await connection.channel() as ch:
-                    await (ch.queue_delete(name) if kind == "q" else ch.exchange_delete(name))
-            except Exception:  # not declared in this run
-                pass
+        await delete_broker_names(connection, names)
         await connection.close()
 
 
 async def run(out: Path) -> int:
     url = os.environ.get("DUET_AMQP_URL", DEFAULT_AMQP_URL)
-    host, port = amqp_address(url)
-    pid = listening_pid(port, host if host != "localhost" else "127.0.0.1")
+    pid = broker_pid(url)
     if pid is None:
-        raise BenchError(f"no broker process of this machine listens on {host}:{port}")
+        raise BenchError("no broker process of this machine listens at DUET_AMQP_URL")
     broker = psutil.Process(pid)
     rows = []
     for part in PARTS:

@@ -107,21 +107,12 @@ def top_functions(raw: str, n: int = 15) -> str:
     return "\n".join(out)
 
 
-async def _pyspy(exe: str, pid: int, fmt: str, dest: Path, *flags: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        exe, "record", "--pid", str(pid), "--duration", str(SECONDS), "--rate", "100",
-        "--format", fmt, "-o", str(dest), *flags,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    if proc.returncode != 0 or not dest.exists():
-        raise BenchError(f"py-spy failed ({proc.returncode}): {out.decode()[-800:]}")
-
-
 @asynccontextmanager
-async def _sampling(exe: str, pid: int, dest: Path) -> AsyncIterator[None]:
+async def _sampling(exe: str, pid: int, dest: Path, fmt: str = "raw",
+                    flag: str = "--threads") -> AsyncIterator[None]:
     """py-spy on `pid` for as long as the block runs (Ctrl-C makes it write its file)."""
     proc = await asyncio.create_subprocess_exec(
-        exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--threads",
+        exe, "record", "--pid", str(pid), "--rate", "100", "--format", fmt, flag,
         "-o", str(dest), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         yield
@@ -183,8 +174,10 @@ async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None)
                 meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s))
             try:
                 await asyncio.sleep(2.0)
-                await _pyspy(exe, gw.pid, "raw", raw_path, "--threads")
-                await _pyspy(exe, gw.pid, "flamegraph", svg_path, "--gil")
+                async with _sampling(exe, gw.pid, raw_path):
+                    await asyncio.sleep(SECONDS)
+                async with _sampling(exe, gw.pid, svg_path, "flamegraph", "--gil"):
+                    await asyncio.sleep(SECONDS)
                 result: dict[str, Any] = await measured
             finally:
                 if not measured.done():

@@ -29,7 +29,7 @@ from typing import Any
 
 import aio_pika
 import httpx
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -169,7 +169,7 @@ class BenchStack:
         # 2. The prefixed broker names, each on its own channel (a failure closes one).
         if self._amqp is not None:
             amqp, self._amqp = self._amqp, None
-            await self._delete_broker_names(amqp)
+            await delete_broker_names(amqp, self.names)
             await amqp.close()
         # 3. The prefixed database, then mongod when it is ours.
         if self._mongo is not None:
@@ -188,18 +188,6 @@ class BenchStack:
             log.warning("logs kept in %s", self.workdir)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    async def _delete_broker_names(self, amqp: AbstractRobustConnection) -> None:
-        queues, exchanges = broker_names(self.names)
-        for kind, name in [("queue", q) for q in queues] + [("exchange", x) for x in exchanges]:
-            try:  # each on its own channel: a failure closes the channel it happened on
-                async with await amqp.channel() as ch:
-                    if kind == "queue":
-                        await ch.queue_delete(name)
-                    else:
-                        await ch.exchange_delete(name)
-            except Exception as exc:
-                log.error("could not delete %s %s: %s", kind, name, exc)
 
     # -- shared clients --------------------------------------------------------------
     @property
@@ -321,9 +309,7 @@ class BenchStack:
     def infra_pids(self) -> dict[str, int]:
         """The broker's and mongod's PIDs, when this machine runs them."""
         pids: dict[str, int] = {}
-        host, port = amqp_address(self.amqp_url)
-        broker = listening_pid(port, host if host != "localhost" else "127.0.0.1")
-        if broker is not None:
+        if (broker := broker_pid(self.amqp_url)) is not None:
             pids["broker"] = broker
         if self._mongod is not None and self._mongod.pid is not None:
             pids["mongod"] = self._mongod.pid
@@ -332,6 +318,26 @@ class BenchStack:
             if mongod is not None:
                 pids["mongod"] = mongod
         return pids
+
+
+def broker_pid(amqp_url: str) -> int | None:
+    """The PID of this machine's broker listening at amqp_url, if it is one of ours to see."""
+    host, port = amqp_address(amqp_url)
+    return listening_pid(port, host if host != "localhost" else "127.0.0.1")
+
+
+async def delete_broker_names(amqp: AbstractConnection, names: Names) -> None:
+    """Delete every queue and exchange a stack under `names` declares."""
+    queues, exchanges = broker_names(names)
+    for kind, name in [("queue", q) for q in queues] + [("exchange", x) for x in exchanges]:
+        try:  # each on its own channel: a failure closes the channel it happened on
+            async with await amqp.channel() as ch:
+                if kind == "queue":
+                    await ch.queue_delete(name)
+                else:
+                    await ch.exchange_delete(name)
+        except Exception as exc:
+            log.error("could not delete %s %s: %s", kind, name, exc)
 
 
 def broker_names(names: Names) -> tuple[list[str], list[str]]:
