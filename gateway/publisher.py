@@ -59,7 +59,7 @@ class Outgoing:
 
 class Publisher:
     def __init__(self, broker: Broker, metrics: GatewayMetrics, timeout_s: float,
-                 max_batch: int = 64, in_flight: int = 4,
+                 max_batch: int = 64, in_flight: int = 1,
                  max_batch_bytes: int = 1 << 20) -> None:
         self._broker = broker
         self._metrics = metrics

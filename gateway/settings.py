@@ -42,7 +42,7 @@ class GatewaySettings(ServiceSettings):
     publish_batch: int = Field(
         64, ge=1, description="Most messages in one broker message (also at most 1 MiB).")
     publish_in_flight: int = Field(
-        4, ge=1, description="Broker messages this gateway may have awaiting their confirm; "
+        1, ge=1, description="Broker messages this gateway may have awaiting their confirm; "
                               "what is sent meanwhile waits and leaves as one.")
     history_max_limit: int = Field(500, ge=1)
     web_dir: Path | None = Field(

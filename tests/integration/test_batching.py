@@ -213,12 +213,13 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
 
 async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
         amqp_url: str, tmp_path: Path, mongo_url: str, mongo: pymongo.MongoClient) -> None:
-    """While the gateway's one publish in flight awaits its confirm, what two pairs send
-    waits and then leaves as one broker message routed under both rooms' keys (CC): each
-    receiver gets its own room's messages only, in order, and each is stored once."""
+    """While the gateway's one publish in flight (the default) awaits its confirm, what two
+    pairs send waits and then leaves as one broker message routed under both rooms' keys
+    (CC): each receiver gets its own room's messages only, in order, and each is stored
+    once."""
     async with held_confirms(amqp_url, tmp_path, mongo_url) as (stack, hold):
         stack.persister()
-        g1, g2 = stack.gateway(DUET_PUBLISH_IN_FLIGHT="1"), stack.gateway()
+        g1, g2 = stack.gateway(), stack.gateway()
         (a1, b1), (a2, b2) = await friends(g1), await friends(g1)
         room1, room2 = room_id(a1.user_id, b1.user_id), room_id(a2.user_id, b2.user_id)
         names = Names(prefix=stack.prefix)
