@@ -72,7 +72,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                           metrics=metrics)
             await rooms.start()
             publisher = Publisher(broker, metrics, settings.publish_timeout_s,
-                                  settings.publish_batch, settings.publish_in_flight)
+                                  settings.publish_batch, settings.publish_in_flight,
+                                  settings.publish_interval_ms / 1000)
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms, publisher=publisher,
                 passwords=Passwords(settings), tokens=Tokens(settings),

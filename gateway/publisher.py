@@ -2,9 +2,10 @@
 
 A socket's read loop hands each checked message to `Publisher.submit` and goes on reading:
 it does not wait for the broker. At most `in_flight` broker messages of this replica await
-their confirm at once; what is submitted meanwhile, for any room, waits and leaves as the
-next broker message (contracts.events: one `message` frame per line). So an idle gateway
-publishes each message at once, and a busy one sends fewer, larger broker messages, which
+their confirm at once, and two publishes start at least `interval_s` apart; what is
+submitted meanwhile, for any room, waits and leaves as the next broker message
+(contracts.events: one `message` frame per line). So an idle gateway publishes a message
+at once, and a busy one sends fewer, larger broker messages, which
 the broker routes, appends to the quorum queue and the audit stream, and confirms once for
 the lot: its work per chat message falls as the load rises. A broker message with frames
 of several rooms travels under the first room's key with the others' in `CC`, so every
@@ -59,7 +60,7 @@ class Outgoing:
 
 class Publisher:
     def __init__(self, broker: Broker, metrics: GatewayMetrics, timeout_s: float,
-                 max_batch: int = 64, in_flight: int = 1,
+                 max_batch: int = 64, in_flight: int = 1, interval_s: float = 0.0,
                  max_batch_bytes: int = 1 << 20) -> None:
         self._broker = broker
         self._metrics = metrics
@@ -67,13 +68,16 @@ class Publisher:
         self._max_batch = max_batch
         self._max_bytes = max_batch_bytes
         self._max_in_flight = in_flight
+        self._interval_s = interval_s
+        self._last_start = float("-inf")  # loop time of the latest publish's start
         self._pending: deque[Outgoing] = deque()
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, item: Outgoing) -> None:
-        """Queue a message; it leaves at the end of this loop turn, or when a broker message
-        in flight is confirmed."""
+        """Queue a message; it leaves at the end of this loop turn, or once the broker
+        message in flight is confirmed and the interval since it started has passed."""
         # The publish timeout runs from here, waiting included: in an outage every sender
         # hears within it, however much is queued. On the loop's clock, which its timers
         # use: so messages time out in the order they came.
@@ -83,12 +87,23 @@ class Publisher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, *, now: bool = False) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop = asyncio.get_running_loop()
         while self._pending and len(self._tasks) < self._max_in_flight:
+            wait = self._last_start + self._interval_s - loop.time()
+            if wait > 0 and not now:
+                # Too soon after the last publish: what waits gathers until then.
+                self._scheduled = True
+                self._timer = loop.call_later(wait, self._flush)
+                return
             batch = self._take()
             if batch:
                 self._start(batch)
+                self._last_start = loop.time()
 
     def _take(self) -> list[Outgoing]:
         # A message with less than a quarter of its timeout left fails unpublished: sent,
@@ -147,5 +162,5 @@ class Publisher:
     async def close(self) -> None:
         """Publish what is queued and wait until nothing is in flight; safe twice."""
         while self._pending or self._tasks:
-            self._flush()
+            self._flush(now=True)
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -44,6 +44,10 @@ class GatewaySettings(ServiceSettings):
     publish_in_flight: int = Field(
         1, ge=1, description="Broker messages this gateway may have awaiting their confirm; "
                               "what is sent meanwhile waits and leaves as one.")
+    publish_interval_ms: float = Field(
+        5.0, ge=0, le=1000, description="Least time between the starts of two publishes of "
+                                         "this gateway; what is sent meanwhile waits and "
+                                         "leaves as one (0: no wait beyond the confirm).")
     history_max_limit: int = Field(500, ge=1)
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",

@@ -87,3 +87,33 @@ async def test_in_an_outage_every_send_fails_within_its_own_timeout() -> None:
     assert sender.answers == [("failed", f"m{n}") for n in range(10)]
     assert loop.time() - t0 < 0.2 + 0.1 + 0.15  # the last arrived at ~0.1 s
     assert len(broker.published) < 5  # five batches of two, had each waited its turn
+
+
+async def test_publishes_start_an_interval_apart_and_what_comes_meanwhile_leaves_as_one() -> None:
+    """After an idle spell a message leaves at once; what follows within the interval
+    waits (its confirm notwithstanding) and leaves together when the interval is up."""
+    broker, sender = HeldBroker(), Sender("s")
+    broker.release()  # every publish is confirmed at once
+    pub = publisher(broker, timeout_s=5, in_flight=1, interval_s=0.2)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    pub.submit(item("a.b", "m1", sender))
+    await asyncio.sleep(0.02)
+    assert [frames for _, frames, _ in broker.published] == [[b"m1"]]
+    for fid in ("m2", "m3"):
+        pub.submit(item("a.b", fid, sender))
+        await asyncio.sleep(0.02)
+    assert len(broker.published) == 1  # m1 is confirmed, but it started under 0.2 s ago
+    while len(broker.published) < 2:
+        await asyncio.sleep(0.01)
+    assert loop.time() - t0 >= 0.2
+    assert broker.published[1][1] == [b"m2", b"m3"]
+    await asyncio.sleep(0.3)  # idle again: the next one leaves at once
+    pub.submit(item("a.b", "m4", sender))
+    await asyncio.sleep(0.02)
+    assert broker.published[2][1] == [b"m4"]
+    pub.submit(item("a.b", "m5", sender))  # close sends what waits without the wait
+    t1 = loop.time()
+    await pub.close()
+    assert loop.time() - t1 < 0.1 and broker.published[3][1] == [b"m5"]
+    assert sender.answers == [("ack", f"m{i}") for i in range(1, 6)]
