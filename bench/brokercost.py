@@ -42,19 +42,25 @@ SECONDS = 8.0
 RATES = (500.0, 1000.0)
 BODY_BYTES = 1604  # the bench's `message` frame
 ROOM_KEY = message_key("a" * 24 + "." + "b" * 24)
-PARTS = ("nothing", "one gateway queue", "duet.persist (quorum)", "duet.audit (stream)",
-         "all: persist, audit, two gateway queues")
+# Each part: (gateway queues bound to the room, duet.persist, duet.audit).
+PARTS: dict[str, tuple[int, bool, bool]] = {
+    "nothing": (0, False, False),
+    "one gateway queue": (1, False, False),
+    "duet.persist (quorum)": (0, True, False),
+    "duet.audit (stream)": (0, False, True),
+    "all: persist, audit, two gateway queues": (2, True, True),
+}
 
 
 async def _bind(channel: AbstractChannel, names: Names, part: str) -> None:
     settings = ServiceSettings()
-    if part in (PARTS[1], PARTS[4]):
-        for node in ("g0", "g1")[: 2 if part == PARTS[4] else 1]:
-            queue = await declare_gateway_queue(channel, names, node)
-            await queue.bind(names.exchange, ROOM_KEY)
-    if part in (PARTS[2], PARTS[4]):
+    gateways, persist, audit = PARTS[part]
+    for i in range(gateways):
+        queue = await declare_gateway_queue(channel, names, f"g{i}")
+        await queue.bind(names.exchange, ROOM_KEY)
+    if persist:
         await declare_persist_queue(channel, names, settings.delivery_limit)
-    if part in (PARTS[3], PARTS[4]):
+    if audit:
         await declare_audit_stream(channel, names, settings.audit_max_age,
                                    settings.audit_max_bytes)
 

@@ -72,8 +72,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                           metrics=metrics)
             await rooms.start()
             publisher = Publisher(broker, metrics, settings.publish_timeout_s,
-                                  settings.publish_batch, settings.publish_in_flight,
-                                  settings.publish_interval_ms / 1000)
+                                  max_batch=settings.publish_batch,
+                                  in_flight=settings.publish_in_flight,
+                                  interval_s=settings.publish_interval_ms / 1000)
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, rooms=rooms, publisher=publisher,
                 passwords=Passwords(settings), tokens=Tokens(settings),
