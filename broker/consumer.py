@@ -68,13 +68,23 @@ class Consumer:
         self._channel.reopen_callbacks.add(self._reopened)
         await self.resume()
 
-    async def resume(self) -> None:
-        """Consume, unless this channel already delivers to us."""
+    async def resume(self, *, stale: bool = False) -> None:
+        """Consume, unless this channel already delivers to us. stale: the broker counts
+        no consumer on the queue, so the tag we hold is dead (its cancel never reached us:
+        lost, or never sent); drop it and consume afresh."""
         async with self._lock:
             if self._stopped:
                 return
             amqp = await self._channel.get_underlay_channel()
             if amqp is self._amqp and self.tag in amqp.consumers:  # type: ignore[attr-defined]
+                if not stale:
+                    return
+                # The broker may still hold deliveries for the dead tag (RabbitMQ keeps a
+                # ghost of a deleted quorum queue's consumer): a new channel frees them,
+                # and its reopen consumes again.
+                log.warning("no consumer of %s on the broker: reopening the channel",
+                            self._queue.name)
+                await amqp.close()
                 return
             if amqp is not self._amqp:
                 amqp.on_consumer_cancel_callbacks.add(self._cancelled)

@@ -82,7 +82,7 @@ class Persister:
         consume again if the broker has no consumer of ours (a missed cancel)."""
         self.metrics.lag.set(persist.message_count or 0)
         if persist.consumer_count == 0 and self._consumer is not None:
-            await self._consumer.resume()
+            await self._consumer.resume(stale=True)
             log.warning("duet.persist had no consumer: consuming again")
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
