@@ -29,6 +29,7 @@ async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_ur
 
     conn = await aio_pika.connect_robust(amqp_url, client_properties=NO_CANCEL_NOTIFY)
     admin = await aio_pika.connect(amqp_url)
+    other = await admin.channel()
     try:
         channel = await conn.channel()
         queue = await channel.declare_queue(name, durable=True,
@@ -36,7 +37,6 @@ async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_ur
         consumer = Consumer(channel, queue, deliver)
         await consumer.start()
         tag = consumer.tag
-        other = await admin.channel()
         await other.queue_delete(name)
         declared = await other.declare_queue(name, durable=True,
                                              arguments={"x-queue-type": "quorum"})
@@ -53,7 +53,7 @@ async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_ur
         await other.default_exchange.publish(aio_pika.Message(b"two"), routing_key=name)
         assert (await asyncio.wait_for(got.get(), 5)).body == b"two"
         await consumer.cancel()
-        await other.queue_delete(name)
     finally:
+        await other.queue_delete(name)
         await conn.close()
         await admin.close()
