@@ -21,7 +21,8 @@ class ServiceSettings(BaseSettings):
     audit_max_age: str = Field("30D", description="Audit stream retention (RabbitMQ x-max-age).")
     audit_max_bytes: int = Field(20 * 1024**3, ge=1, description="Audit stream size cap.")
     topology_check_s: float = Field(
-        5.0, gt=0, description="How often duet.persist and duet.audit are declared again.")
+        5.0, gt=0, description="How often duet.persist, duet.audit and a gateway's own "
+                               "queue are declared again (and consumed again if need be).")
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
 

@@ -85,7 +85,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
                 connections=ConnectionCounter(settings.max_connections_per_ip),
                 metrics=metrics)
-            watchdog = asyncio.create_task(broker.watch_topology(settings.topology_check_s))
+            watchdog = asyncio.create_task(broker.watch_topology(
+                settings.topology_check_s, lambda _persist: rooms.check()))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
             watchdog.cancel()

@@ -61,15 +61,25 @@ class Rooms:
         self._prefetch = prefetch
         self._rooms: dict[str, _Room] = {}
         self._queue: AbstractQueue | None = None
+        self._consumer: Consumer | None = None
 
     async def start(self) -> None:
         channel = await self._broker.channel(self._prefetch)
         self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
         # No acks: what this queue holds is only live push; durability lives in duet.persist.
         await self._queue.bind(self._broker.exchange, STORED_KEY)
-        await Consumer(channel, self._queue, self._on_delivery,
-                       no_ack=True).start()
+        self._consumer = Consumer(channel, self._queue, self._on_delivery, no_ack=True)
+        await self._consumer.start()
         log.info("gateway queue %s consuming", self._queue.name)
+
+    async def check(self) -> None:
+        """Declare our queue again and consume again if the broker counts no consumer on
+        it (ours is its only one): a cancel that never reached us would otherwise end
+        live push here for good."""
+        assert self._queue is not None and self._consumer is not None, "rooms not started"
+        declared = await self._queue.declare()
+        if declared.consumer_count == 0:
+            await self._consumer.resume(stale=True)
 
     @property
     def bound_rooms(self) -> int:
