@@ -79,11 +79,15 @@ class Broker:
             await asyncio.sleep(every_s)
             try:
                 result = await self.declare_topology()
-                if checked is not None and result is not None:
-                    await checked(result)
             except Exception as exc:  # a broker blip: the robust connection recovers
                 self.topology_ok = False
                 log.warning("topology check failed: %s", type(exc).__name__)
+                continue
+            if checked is not None and result is not None:
+                try:
+                    await checked(result)
+                except Exception as exc:  # say a channel mid-reopen: the next check retries
+                    log.warning("consumer check failed: %s", type(exc).__name__)
 
     @property
     def connection(self) -> AbstractRobustConnection:

@@ -72,6 +72,11 @@ class Consumer:
         """Consume, unless this channel already delivers to us. stale: the broker counts
         no consumer on the queue, so the tag we hold is dead (its cancel never reached us:
         lost, or never sent); drop it and consume afresh."""
+        if self._channel.is_closed and not self._stopped:
+            # Its reopen failed (a re-declare the broker refused) or is under way: try
+            # again; once open, _reopened consumes (outside the lock: it takes it).
+            await self._channel.restore()
+            return
         async with self._lock:
             if self._stopped:
                 return

@@ -103,11 +103,17 @@ class Rooms:
             room = self._rooms[conn.room] = _Room()
         # Join before taking the lock, so a concurrent last leave sees us and keeps the binding.
         room.members.add(conn)
-        async with room.lock:
-            if not room.bound:
-                assert self._queue is not None, "rooms not started"
-                await self._queue.bind(self._broker.exchange, room_binding(conn.room))
-                room.bound = True
+        try:
+            async with room.lock:
+                if not room.bound:
+                    assert self._queue is not None, "rooms not started"
+                    await self._queue.bind(self._broker.exchange, room_binding(conn.room))
+                    room.bound = True
+        except BaseException:  # joined() never began, so no leave follows: undo the join
+            room.members.discard(conn)
+            if not room.members and not room.bound and self._rooms.get(conn.room) is room:
+                del self._rooms[conn.room]
+            raise
 
     async def _leave(self, conn: Connection) -> None:
         room = self._rooms.get(conn.room)

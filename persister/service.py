@@ -79,7 +79,8 @@ class Persister:
 
     async def _checked(self, persist: Any) -> None:
         """After each topology check (which declared duet.persist): report the lag, and
-        consume again if the broker has no consumer of ours (a missed cancel)."""
+        consume again if the broker counts no consumer on it (a missed cancel). The count
+        is every persister's: one replica's dead consumer beside a live one goes unseen."""
         self.metrics.lag.set(persist.message_count or 0)
         if persist.consumer_count == 0 and self._consumer is not None:
             await self._consumer.resume(stale=True)
@@ -151,6 +152,8 @@ class Persister:
         batch = _Batch()
         now = int(time.time() * 1000)
         for message, lines in messages:
+            if message.channel.is_closed:
+                continue  # the broker requeued it with its channel: it comes again
             parsed = _documents(message, lines, now)
             if parsed is None:
                 log.warning("dead-lettering malformed message %s", message_id(message))

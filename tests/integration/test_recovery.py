@@ -1,0 +1,226 @@
+"""Recovering from what the broker did unseen, on a real RabbitMQ: consumers whose cancel
+never came, a reopen the broker refused, a failed check or bind, a lost channel."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from typing import Any
+
+import aio_pika
+import aiormq
+import orjson
+import pytest
+from support import Stack
+
+from broker import Broker
+from broker.consumer import Consumer, Delivery, ack
+from broker.settings import ServiceSettings
+from contracts import room_id
+from contracts.routing import STORED_KEY, message_key
+from gateway.connection import Connection
+from gateway.metrics import GatewayMetrics
+from gateway.rooms import Rooms
+from persister.metrics import PersisterMetrics
+from persister.service import Persister
+from persister.settings import PersisterSettings
+
+# What aiormq announces, but without consumer_cancel_notify: the broker then drops the
+# consumer of a deleted queue silently, as when its basic.cancel is lost.
+NO_CANCEL_NOTIFY = {"capabilities": {
+    "authentication_failure_close": True, "basic.nack": True, "connection.blocked": True,
+    "consumer_cancel_notify": False, "publisher_confirms": True}}
+
+
+async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_url: str) -> None:
+    """Queue deleted and declared again without a cancel reaching us: resume() trusts the
+    tag it holds and nothing arrives; resume(stale=True) reopens the channel, consumes
+    afresh, and gets what was waiting and what comes next."""
+    name = f"t{uuid.uuid4().hex[:10]}.consumer"
+    got: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def deliver(d: Delivery) -> None:
+        await ack(d)
+        await got.put(d)
+
+    conn = await aio_pika.connect_robust(amqp_url, client_properties=NO_CANCEL_NOTIFY)
+    admin = await aio_pika.connect(amqp_url)
+    other = await admin.channel()
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(name, durable=True,
+                                            arguments={"x-queue-type": "quorum"})
+        consumer = Consumer(channel, queue, deliver)
+        await consumer.start()
+        tag = consumer.tag
+        await other.queue_delete(name)
+        declared = await other.declare_queue(name, durable=True,
+                                             arguments={"x-queue-type": "quorum"})
+        assert declared.declaration_result.consumer_count == 0
+        await consumer.resume()
+        assert consumer.tag == tag  # it still takes its old tag for a live consumer
+        await other.default_exchange.publish(aio_pika.Message(b"one"), routing_key=name)
+        await asyncio.sleep(0.5)
+        assert got.empty()
+
+        await consumer.resume(stale=True)
+        assert (await asyncio.wait_for(got.get(), 5)).body == b"one"
+        assert consumer.tag != tag
+        await other.default_exchange.publish(aio_pika.Message(b"two"), routing_key=name)
+        assert (await asyncio.wait_for(got.get(), 5)).body == b"two"
+        await consumer.cancel()
+    finally:
+        await other.queue_delete(name)
+        await conn.close()
+        await admin.close()
+
+
+async def test_reopen_the_broker_refused_is_tried_again(amqp_url: str) -> None:
+    """The stale consumer's reopen fails (its queue came back with other arguments, so
+    re-declaring it is refused); once the queue is right again, the next resume(stale=True)
+    reopens the channel and consumes."""
+    name = f"t{uuid.uuid4().hex[:10]}.consumer"
+    quorum = {"x-queue-type": "quorum"}
+    got: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def deliver(d: Delivery) -> None:
+        await ack(d)
+        await got.put(d)
+
+    conn = await aio_pika.connect_robust(amqp_url, client_properties=NO_CANCEL_NOTIFY)
+    admin = await aio_pika.connect(amqp_url)
+    other = await admin.channel()
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(name, durable=True, arguments=quorum)
+        consumer = Consumer(channel, queue, deliver)
+        await consumer.start()
+        await other.queue_delete(name)
+        await other.declare_queue(name, durable=True)  # classic: our re-declare fails
+        await consumer.resume(stale=True)
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if channel.is_closed and channel._channel is None:  # the reopen gave up
+                break
+        assert channel.is_closed
+        await other.queue_delete(name)
+        await other.declare_queue(name, durable=True, arguments=quorum)
+        await consumer.resume(stale=True)
+        await other.default_exchange.publish(aio_pika.Message(b"back"), routing_key=name)
+        assert (await asyncio.wait_for(got.get(), 5)).body == b"back"
+        await consumer.cancel()
+    finally:
+        await other.queue_delete(name)
+        await conn.close()
+        await admin.close()
+
+async def test_gateway_queue_deleted_unnoticed_is_consumed_again_by_the_check(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's queue deleted with no cancel reaching the gateway: its topology check
+    declares the queue, finds no consumer, reopens the channel, and `stored` notices
+    reach it again (the binding restored too)."""
+    connect = aio_pika.connect_robust
+
+    async def no_cancel_notify(url: str, **kwargs: Any) -> Any:
+        kwargs["client_properties"] = {**kwargs.get("client_properties", {}),
+                                       **NO_CANCEL_NOTIFY}
+        return await connect(url, **kwargs)
+
+    monkeypatch.setattr(aio_pika, "connect_robust", no_cancel_notify)
+    node = f"unnoticed{uuid.uuid4().hex[:6]}"
+    settings = ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix)
+    got: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+
+    async def fetch(room: str, cursors: list[str]) -> list[dict[str, Any]]:
+        return []
+
+    async with Broker(settings, "gateway") as broker:
+        rooms = Rooms(broker, node, fetch, GatewayMetrics())
+        rooms._on_stored = got.put_nowait  # type: ignore[method-assign]
+        await rooms.start()
+        notice = orjson.dumps({"items": [{"room": "a.b", "sender": "a", "id": "m1",
+                                          "cursor": "0" * 32}]})
+        await broker.notify(notice, STORED_KEY)
+        assert (await asyncio.wait_for(got.get(), 5))[0]["id"] == "m1"
+
+        queue = broker.names.gateway_queue(node)
+        await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "-q", "delete_queue", queue],
+                                capture_output=True, timeout=30, check=True)
+        await rooms.check()
+        for _ in range(50):  # the channel reopens in the background and consumes
+            await asyncio.sleep(0.1)
+            await broker.notify(notice, STORED_KEY)
+            if not got.empty():
+                break
+        assert (await asyncio.wait_for(got.get(), 1))[0]["id"] == "m1"
+
+
+
+async def test_failing_consumer_check_leaves_the_topology_ready(stack: Stack) -> None:
+    """A check after the topology's declare that raises (say, on a channel mid-reopen) is
+    logged and retried; the service does not turn unready for it."""
+    calls = 0
+
+    async def failing(_persist: Any) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("channel reopening")
+
+    async with Broker(ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix),
+                      "gateway") as broker:
+        watch = asyncio.create_task(broker.watch_topology(0.05, failing))
+        await asyncio.sleep(0.5)
+        watch.cancel()
+        assert calls >= 3 and broker.topology_ok
+
+
+async def test_persister_leaves_out_deliveries_of_a_closed_channel(amqp_url: str) -> None:
+    """A delivery whose channel closed before its batch was parsed is left out: the broker
+    requeued it, so writing it now would only store and announce it twice."""
+    a, b = "a" * 24, "b" * 24
+    room = room_id(a, b)
+    frame = orjson.dumps({"type": "message", "id": "m0", "room": room, "sender": a,
+                          "kind": "text", "body": {"ct": "x"}, "ts": 1, "cursor": "0" * 32})
+    persister = Persister(PersisterSettings(), None, None, PersisterMetrics())  # type: ignore[arg-type]
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        channel = await conn.channel()
+        exchange = await channel.declare_exchange(f"t{uuid.uuid4().hex[:10]}",
+                                                  aio_pika.ExchangeType.TOPIC,
+                                                  auto_delete=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, "#")
+        await exchange.publish(aio_pika.Message(frame), routing_key=message_key(room))
+        amqp = await channel.get_underlay_channel()
+        delivery = None
+        while delivery is None or delivery.delivery_tag is None:
+            await asyncio.sleep(0.05)
+            delivery = await amqp.basic_get(queue.name)
+        batch = await persister._prepare([(delivery, 1)])
+        assert batch is not None and [d["id"] for d in batch.docs] == ["m0"]
+        await amqp.close()
+        assert await persister._prepare([(delivery, 1)]) is None
+    finally:
+        await conn.close()
+
+
+async def test_failed_room_bind_leaves_no_member_behind(stack: Stack) -> None:
+    """A socket whose room binding fails is not left in the room: no leave would ever
+    take it out, and fan-out would keep pushing to it."""
+    async def fetch(room: str, cursors: list[str]) -> list[dict[str, Any]]:
+        return []
+
+    settings = ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix)
+    async with Broker(settings, "gateway") as broker:
+        rooms = Rooms(broker, f"bindfail{uuid.uuid4().hex[:6]}", fetch, GatewayMetrics())
+        await rooms.start()
+        admin = await aio_pika.connect(stack.amqp_url)
+        async with admin:
+            await (await admin.channel()).exchange_delete(broker.names.exchange)
+        conn = Connection("c1", "a", "b", "a.b", 16, GatewayMetrics())
+        with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+            async with rooms.joined(conn):
+                pass
+        assert rooms.connections() == [] and rooms.bound_rooms == 0
+        await broker.declare_topology()  # the exchange back, for the module's other tests
