@@ -20,7 +20,12 @@ from aiormq.exceptions import AMQPError
 
 from .errors import PublishError
 from .settings import ServiceSettings
-from .topology import declare_audit_stream, declare_exchange, declare_persist_queue
+from .topology import (
+    REDECLARE_AFTER_S,
+    declare_audit_stream,
+    declare_exchange,
+    declare_persist_queue,
+)
 
 log = logging.getLogger(__name__)
 _NOTICE = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=1)
@@ -63,12 +68,30 @@ class Broker:
         """Declare the durable path again (idempotent): heals a queue deleted by hand.
         Returns duet.persist's declare-ok (message and consumer counts)."""
         assert self._channel is not None
+        if not await self._queue_exists(self.names.persist_queue):
+            log.warning("%s is missing: declaring it again in %.1f s",
+                        self.names.persist_queue, REDECLARE_AFTER_S)
+            await asyncio.sleep(REDECLARE_AFTER_S)
         persist = await declare_persist_queue(self._channel, self.names,
                                               self.settings.delivery_limit)
         await declare_audit_stream(self._channel, self.names, self.settings.audit_max_age,
                                    self.settings.audit_max_bytes)
         self.topology_ok = True
         return persist.declaration_result
+
+    async def _queue_exists(self, name: str) -> bool:
+        """A passive declare on a channel of its own (a missing queue closes the channel)."""
+        assert self._channel is not None
+        amqp = (await self._channel.get_underlay_channel()).connection
+        probe = await amqp.channel()
+        try:
+            await probe.queue_declare(name, passive=True)
+            return True
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        finally:
+            if not probe.is_closed:
+                await probe.close()
 
     async def watch_topology(
             self, every_s: float,

@@ -18,6 +18,8 @@ from aiormq.abc import AbstractChannel as AmqpChannel
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPError
 
+from .topology import REDECLARE_AFTER_S
+
 log = logging.getLogger(__name__)
 
 Delivery = DeliveredMessage
@@ -115,6 +117,7 @@ class Consumer:
     async def _recover(self) -> None:
         try:
             if isinstance(self._queue, AbstractRobustQueue):  # declare and bind again
+                await asyncio.sleep(REDECLARE_AFTER_S)  # the other consumers' cancels first
                 await self._queue.restore()
             await self.resume()
             log.warning("the broker cancelled our consumer of %s: declared it again and "

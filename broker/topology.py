@@ -11,6 +11,11 @@ from contracts import Names
 from contracts.routing import MESSAGE_NS
 
 log = logging.getLogger(__name__)
+# RabbitMQ (3.10) sends no cancel to the consumers of a quorum queue deleted and declared
+# again within some milliseconds: they stay registered, take messages and never deliver
+# them. A queue seen gone is declared again only this long after (50 ms sufficed here),
+# so that every channel has cancelled its consumers first.
+REDECLARE_AFTER_S = 0.5
 
 
 async def declare_exchange(channel: AbstractChannel, names: Names) -> AbstractExchange:

@@ -17,6 +17,7 @@ from support import Stack
 from broker import Broker
 from broker.consumer import Consumer, Delivery, ack
 from broker.settings import ServiceSettings
+from broker.topology import declare_persist_queue
 from contracts import room_id
 from contracts.routing import STORED_KEY, message_key
 from gateway.connection import Connection
@@ -75,6 +76,43 @@ async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_ur
         await conn.close()
         await admin.close()
 
+
+async def test_persist_queue_deleted_under_consumers_and_checked_at_once_loses_none(
+        stack: Stack) -> None:
+    """duet.persist deleted under consumers of three connections, and a topology check
+    right after: it waits before declaring the queue again, so RabbitMQ cancels every
+    consumer (declared within milliseconds, it leaves them as ghosts that take messages and
+    never deliver them); each consumes again and every later message arrives."""
+    settings = ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix)
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def deliver(d: Delivery) -> None:
+        await ack(d)
+        await got.put(d.body)
+
+    async with Broker(settings, "persister") as broker:
+        name = broker.names.persist_queue
+        conns = [await aio_pika.connect_robust(stack.amqp_url) for _ in range(3)]
+        admin = await aio_pika.connect(stack.amqp_url)
+        try:
+            for conn in conns:
+                channel = await conn.channel()
+                queue = await declare_persist_queue(channel, broker.names,
+                                                    settings.delivery_limit)
+                await Consumer(channel, queue, deliver).start()
+            other = await admin.channel()
+            await other.queue_delete(name)
+            await broker.declare_topology()
+            await asyncio.sleep(1.0)  # the consumers' recovery
+            sent = [f"m{i}".encode() for i in range(30)]
+            for body in sent:
+                await other.default_exchange.publish(aio_pika.Message(body), routing_key=name)
+            received = [await asyncio.wait_for(got.get(), 5) for _ in sent]
+            assert sorted(received) == sorted(sent)
+        finally:
+            for conn in conns:
+                await conn.close()
+            await admin.close()
 
 async def test_reopen_the_broker_refused_is_tried_again(amqp_url: str) -> None:
     """The stale consumer's reopen fails (its queue came back with other arguments, so
