@@ -61,21 +61,26 @@ class Broker:
                                                        on_return_raises=True)
         self._exchange = await declare_exchange(self._channel, self.names)
         # Both services declare the durable path, so no publish is ever routed nowhere.
-        await self.declare_topology()
+        await self.declare_topology(check=False)  # a first start finds nothing yet
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
-    async def declare_topology(self) -> Any:
+    async def declare_topology(self, *, check: bool = True) -> Any:
         """Declare the durable path again (idempotent): heals a queue deleted by hand.
-        Returns duet.persist's declare-ok (message and consumer counts)."""
-        assert self._channel is not None
-        if not await self._queue_exists(self.names.persist_queue):
+        Returns duet.persist's declare-ok (message and consumer counts).
+
+        On a channel of its own that aio-pika does not restore: a robust channel holding
+        these declarations would make them again the moment it reopened, so a check that
+        failed because duet.persist was just deleted re-created it within milliseconds
+        (see REDECLARE_AFTER_S)."""
+        if check and not await self._queue_exists(self.names.persist_queue):
             log.warning("%s is missing: declaring it again in %.1f s",
                         self.names.persist_queue, REDECLARE_AFTER_S)
             await asyncio.sleep(REDECLARE_AFTER_S)
-        persist = await declare_persist_queue(self._channel, self.names,
-                                              self.settings.delivery_limit)
-        await declare_audit_stream(self._channel, self.names, self.settings.audit_max_age,
-                                   self.settings.audit_max_bytes)
+        async with aio_pika.Channel(self.connection) as channel:
+            persist = await declare_persist_queue(channel, self.names,
+                                                  self.settings.delivery_limit)
+            await declare_audit_stream(channel, self.names, self.settings.audit_max_age,
+                                       self.settings.audit_max_bytes)
         self.topology_ok = True
         return persist.declaration_result
 

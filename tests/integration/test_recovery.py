@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
 import aiormq
 import orjson
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from support import Stack
 
 from broker import Broker
@@ -34,10 +38,23 @@ NO_CANCEL_NOTIFY = {"capabilities": {
     "consumer_cancel_notify": False, "publisher_confirms": True}}
 
 
-async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_url: str) -> None:
-    """Queue deleted and declared again without a cancel reaching us: resume() trusts the
-    tag it holds and nothing arrives; resume(stale=True) reopens the channel, consumes
-    afresh, and gets what was waiting and what comes next."""
+QUORUM = {"x-queue-type": "quorum"}
+
+
+@dataclass
+class Unnotified:
+    """A Consumer of a fresh quorum queue on a connection the broker sends no cancels,
+    the channel under it, an admin channel, and what the consumer received."""
+
+    name: str
+    consumer: Consumer
+    channel: AbstractRobustChannel
+    admin: AbstractChannel
+    got: asyncio.Queue[Delivery]
+
+
+@asynccontextmanager
+async def unnotified_consumer(amqp_url: str) -> AsyncIterator[Unnotified]:
     name = f"t{uuid.uuid4().hex[:10]}.consumer"
     got: asyncio.Queue[Delivery] = asyncio.Queue()
 
@@ -50,31 +67,37 @@ async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_ur
     other = await admin.channel()
     try:
         channel = await conn.channel()
-        queue = await channel.declare_queue(name, durable=True,
-                                            arguments={"x-queue-type": "quorum"})
+        queue = await channel.declare_queue(name, durable=True, arguments=QUORUM)
         consumer = Consumer(channel, queue, deliver)
         await consumer.start()
-        tag = consumer.tag
-        await other.queue_delete(name)
-        declared = await other.declare_queue(name, durable=True,
-                                             arguments={"x-queue-type": "quorum"})
-        assert declared.declaration_result.consumer_count == 0
-        await consumer.resume()
-        assert consumer.tag == tag  # it still takes its old tag for a live consumer
-        await other.default_exchange.publish(aio_pika.Message(b"one"), routing_key=name)
-        await asyncio.sleep(0.5)
-        assert got.empty()
-
-        await consumer.resume(stale=True)
-        assert (await asyncio.wait_for(got.get(), 5)).body == b"one"
-        assert consumer.tag != tag
-        await other.default_exchange.publish(aio_pika.Message(b"two"), routing_key=name)
-        assert (await asyncio.wait_for(got.get(), 5)).body == b"two"
+        yield Unnotified(name, consumer, channel, other, got)
         await consumer.cancel()
     finally:
         await other.queue_delete(name)
         await conn.close()
         await admin.close()
+
+
+async def test_stale_consumer_consumes_again_once_the_broker_counts_none(amqp_url: str) -> None:
+    """Queue deleted and declared again without a cancel reaching us: resume() trusts the
+    tag it holds and nothing arrives; resume(stale=True) reopens the channel, consumes
+    afresh, and gets what was waiting and what comes next."""
+    async with unnotified_consumer(amqp_url) as u:
+        tag = u.consumer.tag
+        await u.admin.queue_delete(u.name)
+        declared = await u.admin.declare_queue(u.name, durable=True, arguments=QUORUM)
+        assert declared.declaration_result.consumer_count == 0
+        await u.consumer.resume()
+        assert u.consumer.tag == tag  # it still takes its old tag for a live consumer
+        await u.admin.default_exchange.publish(aio_pika.Message(b"one"), routing_key=u.name)
+        await asyncio.sleep(0.5)
+        assert u.got.empty()
+
+        await u.consumer.resume(stale=True)
+        assert (await asyncio.wait_for(u.got.get(), 5)).body == b"one"
+        assert u.consumer.tag != tag
+        await u.admin.default_exchange.publish(aio_pika.Message(b"two"), routing_key=u.name)
+        assert (await asyncio.wait_for(u.got.get(), 5)).body == b"two"
 
 
 async def test_persist_queue_deleted_under_consumers_and_checked_at_once_loses_none(
@@ -114,44 +137,51 @@ async def test_persist_queue_deleted_under_consumers_and_checked_at_once_loses_n
                 await conn.close()
             await admin.close()
 
+
+async def test_reopened_publishing_channel_leaves_a_deleted_persist_queue_alone(
+        stack: Stack) -> None:
+    """duet.persist deleted, then the broker's publishing channel reopens (as after a
+    channel error): nothing declares the queue again at once. A robust channel that held
+    its declaration re-created it within milliseconds, which is what left the consumers
+    as ghosts; only a topology check declares it, REDECLARE_AFTER_S after seeing it gone."""
+    async with Broker(ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix),
+                      "gateway") as broker:
+        name = broker.names.persist_queue
+        admin = await aio_pika.connect(stack.amqp_url)
+        async with admin:
+            await (await admin.channel()).queue_delete(name)
+            channel = broker._channel
+            assert channel is not None
+            await (await channel.get_underlay_channel()).close()
+            for _ in range(50):  # the robust channel reopens
+                await asyncio.sleep(0.05)
+                if not channel.is_closed:
+                    break
+            await asyncio.sleep(0.2)
+            probe = await admin.channel()
+            with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+                await probe.declare_queue(name, passive=True)
+        await broker.declare_topology()  # back, for the module's other tests
+
 async def test_reopen_the_broker_refused_is_tried_again(amqp_url: str) -> None:
     """The stale consumer's reopen fails (its queue came back with other arguments, so
     re-declaring it is refused); once the queue is right again, the next resume(stale=True)
     reopens the channel and consumes."""
-    name = f"t{uuid.uuid4().hex[:10]}.consumer"
-    quorum = {"x-queue-type": "quorum"}
-    got: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def deliver(d: Delivery) -> None:
-        await ack(d)
-        await got.put(d)
-
-    conn = await aio_pika.connect_robust(amqp_url, client_properties=NO_CANCEL_NOTIFY)
-    admin = await aio_pika.connect(amqp_url)
-    other = await admin.channel()
-    try:
-        channel = await conn.channel()
-        queue = await channel.declare_queue(name, durable=True, arguments=quorum)
-        consumer = Consumer(channel, queue, deliver)
-        await consumer.start()
-        await other.queue_delete(name)
-        await other.declare_queue(name, durable=True)  # classic: our re-declare fails
-        await consumer.resume(stale=True)
+    async with unnotified_consumer(amqp_url) as u:
+        await u.admin.queue_delete(u.name)
+        await u.admin.declare_queue(u.name, durable=True)  # classic: our re-declare fails
+        await u.consumer.resume(stale=True)
         for _ in range(50):
             await asyncio.sleep(0.1)
-            if channel.is_closed and channel._channel is None:  # the reopen gave up
+            if u.channel.is_closed and u.channel._channel is None:  # the reopen gave up
                 break
-        assert channel.is_closed
-        await other.queue_delete(name)
-        await other.declare_queue(name, durable=True, arguments=quorum)
-        await consumer.resume(stale=True)
-        await other.default_exchange.publish(aio_pika.Message(b"back"), routing_key=name)
-        assert (await asyncio.wait_for(got.get(), 5)).body == b"back"
-        await consumer.cancel()
-    finally:
-        await other.queue_delete(name)
-        await conn.close()
-        await admin.close()
+        assert u.channel.is_closed
+        await u.admin.queue_delete(u.name)
+        await u.admin.declare_queue(u.name, durable=True, arguments=QUORUM)
+        await u.consumer.resume(stale=True)
+        await u.admin.default_exchange.publish(aio_pika.Message(b"back"), routing_key=u.name)
+        assert (await asyncio.wait_for(u.got.get(), 5)).body == b"back"
+
 
 async def test_gateway_queue_deleted_unnoticed_is_consumed_again_by_the_check(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
