@@ -85,18 +85,13 @@ class Broker:
         return persist.declaration_result
 
     async def _queue_exists(self, name: str) -> bool:
-        """A passive declare on a channel of its own (a missing queue closes the channel)."""
-        assert self._channel is not None
-        amqp = (await self._channel.get_underlay_channel()).connection
-        probe = await amqp.channel()
+        """A passive declare on a plain channel of its own (a missing queue closes it)."""
         try:
-            await probe.queue_declare(name, passive=True)
+            async with aio_pika.Channel(self.connection) as probe:
+                await probe.declare_queue(name, passive=True)
             return True
         except aiormq.exceptions.ChannelNotFoundEntity:
             return False
-        finally:
-            if not probe.is_closed:
-                await probe.close()
 
     async def watch_topology(
             self, every_s: float,
