@@ -130,18 +130,21 @@ class Broker:
             not self._channel.is_closed
         )
 
-    async def notify(self, body: bytes, routing_key: str) -> None:
-        """Publish a best-effort notice (transient, unconfirmed): for receipts that only
-        matter to whoever listens now, so the publisher never waits on a confirm. Straight
-        on the AMQP channel, without building an aio-pika Message."""
+    async def notify(self, body: bytes, routing_key: str,
+                     headers: dict[str, Any] | None = None) -> None:
+        """Publish a best-effort notice (transient, unconfirmed): for receipts, typing and
+        presence, which only matter to whoever listens now, so the publisher never waits
+        on a confirm. Straight on the AMQP channel, without building an aio-pika Message."""
         try:
             if self._notices is None:
                 channel = await self.connection.channel(publisher_confirms=False)
                 await declare_exchange(channel, self.names)
                 self._notices = channel
             amqp = await self._notices.get_underlay_channel()
+            properties = _NOTICE if headers is None else aiormq.spec.Basic.Properties(
+                content_type="application/json", delivery_mode=1, headers=headers)
             await amqp.basic_publish(body, exchange=self.names.exchange,
-                                     routing_key=routing_key, properties=_NOTICE)
+                                     routing_key=routing_key, properties=properties)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             self._notices = None
             raise PublishError(routing_key, type(exc).__name__) from exc

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .frames import Cursor, MessageFrame
+from .frames import Cursor, MessageFrame, StoredKind
 from .keys import DeviceKey, RevokedKey
 
 # ASCII only: no look-alike (homoglyph) or invisible characters in names people compare.
@@ -69,3 +69,54 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str | None = None
+
+
+class ReadPosition(_Body):
+    """POST /api/conversations/{peer_id}/read: read up to this cursor."""
+
+    cursor: Cursor
+
+
+class ReadState(BaseModel):
+    room: str
+    cursor: Cursor | None
+    unread: int
+
+
+class LastMessage(BaseModel):
+    """A conversation's newest message (text or image) for its preview: the whole frame
+    for text, so the client can verify and decrypt it; an image's without its body."""
+
+    id: str
+    sender: str
+    kind: StoredKind
+    ts: int
+    cursor: Cursor
+    body: dict[str, object] | None = None
+
+
+class Conversation(BaseModel):
+    user_id: str
+    username: str
+    room: str
+    last_activity: int = Field(description="ms: the newest message, else the friendship.")
+    last: LastMessage | None
+    unread: int = Field(description="The friend's messages after `read` (at most 1000).")
+    read: Cursor | None = Field(description="This user's read position in the room.")
+    online: bool
+    peer_receipt: MessageFrame | None = Field(
+        None, description="The friend's newest receipt in the room (for ticks).")
+
+
+class Conversations(BaseModel):
+    conversations: list[Conversation]
+
+
+class Settings(BaseModel):
+    read_receipts: bool = Field(True, description="Send read receipts (clients honour it).")
+    hide_presence: bool = Field(False, description="Never shown online to friends.")
+
+
+class SettingsUpdate(_Body):
+    read_receipts: bool | None = None
+    hide_presence: bool | None = None

@@ -10,7 +10,11 @@ CURSOR_HEADER, the frame's cursor (so fan-out need not parse the body). Strings,
 arrays: the client library decodes an array element by element, which was a tenth of a
 consumer's CPU. Frames of several rooms in one broker message: the routing key is the
 first room's, CC_HEADER (RabbitMQ's sender-selected distribution) lists the other rooms'
-keys, and ROOM_HEADER gives each frame's room.
+keys, and ROOM_HEADER gives each frame's room. KIND_HEADER gives each frame's kind when
+any of them is a receipt (which v1 sockets are not sent); without it all are messages.
+
+Typing signals, presence and read-position events travel apart (contracts.routing), one
+frame per broker message, transient and unconfirmed: they matter only to who listens now.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from .frames import Cursor, Kind, MessageFrame, MessageId
+from .frames import Cursor, MessageFrame, MessageId, StoredKind
 from .routing import MESSAGE_NS
 
 ORIGIN_HEADER = "x-duet-origin"
 CURSOR_HEADER = "x-duet-cursor"
 ROOM_HEADER = "x-duet-room"  # only when the frames are of more than one room
+KIND_HEADER = "x-duet-kind"  # only when a frame is a receipt
 CC_HEADER = "CC"  # RabbitMQ routes the message under these keys as well
 FRAME_SEPARATOR = b"\n"
 
@@ -68,12 +73,20 @@ def line_rooms(key_room: str, headers: Mapping[str, object], lines: int) -> list
     return rooms if rooms else [key_room] * lines
 
 
-def routed_rooms(key_room: str, headers: Mapping[str, object]) -> set[str]:
-    """The rooms a broker message was routed under: its routing key's and CC_HEADER's."""
+def line_kinds(headers: Mapping[str, object], lines: int) -> list[str] | None:
+    """Each line's kind, or None when all are messages (no KIND_HEADER)."""
+    kinds = header_list(headers.get(KIND_HEADER))
+    return kinds if len(kinds) == lines else None
+
+
+def routed_rooms(key_room: str, headers: Mapping[str, object],
+                 namespace: str = MESSAGE_NS) -> set[str]:
+    """The rooms a broker message was routed under: its routing key's and CC_HEADER's
+    (those of the key's namespace)."""
     rooms = {key_room}
     for key in header_list(headers.get(CC_HEADER)):
         ns, _, room = key.partition(".")
-        if ns == MESSAGE_NS:
+        if ns == namespace:
             rooms.add(room)
     return rooms
 
@@ -95,7 +108,7 @@ class StorableFrame(TypedDict):
     id: MessageId
     sender: str
     room: str
-    kind: Kind
+    kind: StoredKind
     body: dict[str, Any]
     ts: int
     cursor: Cursor
@@ -120,6 +133,7 @@ class StoredItem(BaseModel):
     sender: str
     id: MessageId
     cursor: Cursor
+    kind: StoredKind = "text"
     origin: str = ""  # the publishing connection (never sent to clients)
 
 

@@ -1,7 +1,15 @@
 """Frames between a client and the gateway (WebSocket, JSON text).
 
-client → server: `send`, `sync`
-server → client: `ready`, `ack`, `message`, `stored`, `synced`, `error`
+Protocol v1, `/ws/{peer_id}` (subprotocol `duet.v1`): one socket per room.
+    client → server: `send`, `sync`
+    server → client: `ready`, `ack`, `message`, `stored`, `synced`, `error`
+
+Protocol v2, `/ws` (subprotocol `duet.v2`): one socket per device, every room of its user.
+    client → server: `send` (names its `peer`), `sync` (a cursor per room), `typing`, `read`
+    server → client: `ready`, `ack`, `message`, `stored`, `synced`, `error`, `typing`,
+                     `presence`, `read`
+
+The error and close codes of both are in contracts.codes.
 """
 
 from __future__ import annotations
@@ -14,9 +22,14 @@ from .envelope import Envelope
 
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Cursor = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+UserId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+RoomId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}\.[0-9a-f]{24}$")]
+# What v1 sockets send and are sent: messages. v2 adds receipts, which are stored too.
 Kind = Literal["text", "image"]
+StoredKind = Literal["text", "image", "receipt"]
 # The envelope is opaque to the servers: only its outer shape and size count.
 Body = Envelope
+MAX_SYNC_ROOMS = 10_000
 
 
 class _Frame(BaseModel):
@@ -24,6 +37,7 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# -- v1, client → server -----------------------------------------------------------------
 class SendFrame(_Frame):
     """Send one message to the room's other member."""
 
@@ -46,13 +60,69 @@ ClientFrame = Annotated[SendFrame | SyncFrame, Field(discriminator="type")]
 client_frame: TypeAdapter[SendFrame | SyncFrame] = TypeAdapter(ClientFrame)
 
 
+# -- v2, client → server -----------------------------------------------------------------
+class DeviceSendFrame(_Frame):
+    """Send a message or a receipt to `peer`, in the room of the two."""
+
+    type: Literal["send"]
+    id: MessageId = Field(description="Unique per sender; a retry reuses it.")
+    peer: UserId
+    kind: StoredKind
+    body: Body
+    retry: bool = False
+
+
+class DeviceSyncFrame(_Frame):
+    """Replay what the device missed in every room of its user, then continue live.
+
+    `after` maps a room to the last cursor the device holds of it (null: from its start);
+    a room of the user's not in the map is replayed from its start. `after: null` is
+    every room from its start.
+    """
+
+    type: Literal["sync"]
+    after: dict[RoomId, Cursor | None] | None = Field(None, max_length=MAX_SYNC_ROOMS)
+
+
+class TypingFrame(_Frame):
+    """An encrypted typing signal (envelope kind `typing`) for `peer`; never stored."""
+
+    type: Literal["typing"]
+    peer: UserId
+    body: Body
+
+
+class ReadFrame(_Frame):
+    """This user has read the room with `peer` up to `cursor` (kept server-side)."""
+
+    type: Literal["read"]
+    peer: UserId
+    cursor: Cursor
+
+
+DeviceClientFrame = Annotated[DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame,
+                              Field(discriminator="type")]
+device_client_frame: TypeAdapter[
+    DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame
+] = TypeAdapter(DeviceClientFrame)
+
+
+# -- server → client ---------------------------------------------------------------------
 class ReadyFrame(_Frame):
-    """The socket joined the room; live messages flow from now on."""
+    """v1: the socket joined the room; live messages flow from now on."""
 
     type: Literal["ready"] = "ready"
     room: str
     user: str
     peer: str
+
+
+class DeviceReadyFrame(_Frame):
+    """v2: the socket receives every room of `user` live from now on."""
+
+    type: Literal["ready"] = "ready"
+    user: str
+    protocol: Literal[2] = 2
 
 
 class AckFrame(_Frame):
@@ -62,6 +132,7 @@ class AckFrame(_Frame):
     id: MessageId
     ts: int = Field(description="Server time, milliseconds since the epoch.")
     cursor: Cursor
+    room: str | None = None
 
 
 class MessageFrame(_Frame):
@@ -69,7 +140,7 @@ class MessageFrame(_Frame):
     id: MessageId
     sender: str
     room: str
-    kind: Kind
+    kind: StoredKind = Field(description="`receipt` only on v2 sockets.")
     body: Body
     ts: int
     cursor: Cursor
@@ -81,10 +152,12 @@ class StoredFrame(_Frame):
     type: Literal["stored"] = "stored"
     id: MessageId
     cursor: Cursor
+    room: str | None = None
 
 
 class SyncedFrame(_Frame):
-    """End of a sync replay: `count` messages were replayed, `cursor` is the last one."""
+    """End of a sync replay: `count` messages were replayed; v1: `cursor` is the last one
+    (null on a v2 socket, whose positions are per room)."""
 
     type: Literal["synced"] = "synced"
     count: int
@@ -93,9 +166,37 @@ class SyncedFrame(_Frame):
 
 class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
-    code: str = Field(description="Machine-readable; see the README's error catalogue.")
+    code: str = Field(description="Machine-readable: contracts.codes.ERRORS.")
     detail: str
     id: str | None = None
+
+
+class TypingEvent(_Frame):
+    """v2: a friend's typing signal, as they sent it (never stored)."""
+
+    type: Literal["typing"] = "typing"
+    room: str
+    sender: str
+    body: Body
+
+
+class PresenceEvent(_Frame):
+    """v2: a friend is online (a socket on any gateway) or went offline; `at` (ms, the
+    deciding gateway's clock) orders events about one user."""
+
+    type: Literal["presence"] = "presence"
+    user: str
+    online: bool
+    at: int
+
+
+class ReadEvent(_Frame):
+    """v2: this user's read position in `room` moved (from any of their devices)."""
+
+    type: Literal["read"] = "read"
+    room: str
+    cursor: Cursor
+    unread: int = Field(description="The peer's messages after `cursor` (at most 1000).")
 
 
 ServerFrame = Annotated[
@@ -105,3 +206,13 @@ ServerFrame = Annotated[
 server_frame: TypeAdapter[
     ReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
 ] = TypeAdapter(ServerFrame)
+
+DeviceServerFrame = Annotated[
+    DeviceReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
+    | TypingEvent | PresenceEvent | ReadEvent,
+    Field(discriminator="type"),
+]
+device_server_frame: TypeAdapter[
+    DeviceReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
+    | TypingEvent | PresenceEvent | ReadEvent
+] = TypeAdapter(DeviceServerFrame)

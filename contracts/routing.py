@@ -2,8 +2,18 @@
 
 A room is the unordered pair of its two members' ids, written `<lo>.<hi>`.
 Broker messages about a room travel under `<namespace>.<lo>.<hi>`:
-`room.*` carries chat messages. The persister's receipts travel under the one key
-`stored`, one notice per written batch (all its rooms), which every gateway queue binds.
+
+    room.<lo>.<hi>      chat messages and receipts: persisted (duet.persist) and audited
+    typing.<lo>.<hi>    typing signals: transient, routed to gateways only
+    presence.<lo>.<hi>  a member went online or offline (one publish, every friend's room
+                        in CC): transient, gateways only
+    user.<uid>.read     a user's read position moved: to that user's devices only
+
+A gateway binds its queue to `*.<uid>.*` and `*.*.<uid>` while it holds a socket of user
+`uid`: two bindings cover every room of that user (whatever the number of friends) and
+the user's own `user.<uid>.*` events, and no other user's. The persister's receipts
+travel under the one key `stored`, one notice per written batch (all its rooms), which
+every gateway queue binds. Only `room.#` is bound to duet.persist and duet.audit.
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ USER_ID_PATTERN = r"^[0-9a-f]{24}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 MESSAGE_NS = "room"
+TYPING_NS = "typing"
+PRESENCE_NS = "presence"
+USER_NS = "user"
 STORED_NS = "stored"
 
 
@@ -48,9 +61,22 @@ def message_key(room: str) -> str:
 STORED_KEY = STORED_NS  # the routing key of every stored notice
 
 
-def room_binding(room: str) -> str:
-    """The binding pattern of a room's messages on a gateway queue."""
-    return f"*.{room}"
+def typing_key(room: str) -> str:
+    return f"{TYPING_NS}.{room}"
+
+
+def presence_key(room: str) -> str:
+    return f"{PRESENCE_NS}.{room}"
+
+
+def read_key(user: str) -> str:
+    """A user's own read-position events: matched by that user's `*.<uid>.*` binding."""
+    return f"{USER_NS}.{user}.read"
+
+
+def user_bindings(user: str) -> tuple[str, str]:
+    """The two patterns that bring a gateway everything about one user's rooms."""
+    return f"*.{user}.*", f"*.*.{user}"
 
 
 @dataclass(frozen=True, slots=True)

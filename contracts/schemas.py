@@ -15,6 +15,8 @@ SCHEMA_DIR = Path(__file__).parent / "schema"
 _MODELS: dict[str, Any] = {
     "client-frame": frames.client_frame,
     "server-frame": frames.server_frame,
+    "device-client-frame": frames.device_client_frame,
+    "device-server-frame": frames.device_server_frame,
     "room-message": events.RoomMessage,
     "stored-notice": events.StoredNotice,
     "message-document": documents.MessageDocument,
@@ -28,6 +30,12 @@ _MODELS: dict[str, Any] = {
     "envelope": envelope.Envelope,
     "keys-upload": keys.KeysUpload,
     "user": api.UserOut,
+    "conversations": api.Conversations,
+    "read-position": api.ReadPosition,
+    "read-state": api.ReadState,
+    "settings": api.Settings,
+    "read-document": documents.ReadDocument,
+    "presence-document": documents.PresenceDocument,
 }
 
 

@@ -17,18 +17,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from broker import Broker
-from contracts.documents import FRIENDSHIP_INDEXES, MESSAGE_INDEXES, USER_INDEXES
-from contracts.envelope import ct_limit
+from contracts.codes import RESTARTING
+from contracts.documents import (
+    FRIENDSHIP_INDEXES,
+    MESSAGE_INDEXES,
+    PRESENCE_INDEXES,
+    READ_INDEXES,
+    USER_INDEXES,
+)
+from contracts.envelope import MAX_SIGNAL_BYTES, ct_limit
 
-from . import accounts, errors, friends, history, keys, socket
+from . import accounts, conversations, errors, friends, history, keys, socket
 from .auth import Passwords, Tokens
-from .connection import RESTARTING
 from .cursors import CursorClock
 from .deps import Services
+from .hub import Hub
 from .limits import BodyLimit
 from .metrics import GatewayMetrics
+from .presence import Presence
 from .publisher import Publisher
-from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
 
@@ -65,35 +72,43 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         broker = Broker(settings, f"gateway-{settings.node}")
         try:
             db = mongo[settings.names.database]
-            await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES)
+            await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES
+                                 + READ_INDEXES + PRESENCE_INDEXES)
             await broker.open()
-            rooms = Rooms(broker, settings.node,
-                          fetch=lambda room, cursors: history.read_cursors(db, room, cursors),
-                          metrics=metrics)
-            await rooms.start()
+            hub = Hub(broker, settings.node,
+                      fetch=lambda cursors: history.read_cursors(db, cursors), metrics=metrics)
+            presence = Presence(db, broker, settings.node, settings.presence_ttl_s)
+            hub.arrivals = presence
+            await presence.start()
+            await hub.start()
             publisher = Publisher(broker, metrics, settings.publish_timeout_s,
                                   max_batch=settings.publish_batch,
                                   in_flight=settings.publish_in_flight,
                                   interval_s=settings.publish_interval_ms / 1000)
             app.state.services = Services(
-                settings=settings, db=db, broker=broker, rooms=rooms, publisher=publisher,
+                settings=settings, db=db, broker=broker, hub=hub, presence=presence,
+                publisher=publisher,
                 passwords=Passwords(settings), tokens=Tokens(settings),
                 clock=CursorClock(settings.node),
                 limits={"text": ct_limit(settings.max_text_bytes),
-                        "image": ct_limit(settings.max_image_bytes)},
+                        "image": ct_limit(settings.max_image_bytes),
+                        "receipt": ct_limit(MAX_SIGNAL_BYTES),
+                        "typing": ct_limit(MAX_SIGNAL_BYTES)},
                 login_users=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
                 login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
                 connections=ConnectionCounter(settings.max_connections_per_ip),
                 metrics=metrics)
             watchdog = asyncio.create_task(broker.watch_topology(
-                settings.topology_check_s, lambda _persist: rooms.check()))
+                settings.topology_check_s, lambda _persist: hub.check()))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
             watchdog.cancel()
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
-            for conn in rooms.connections():
+            for conn in hub.connections():
                 conn.close(RESTARTING, "gateway restarting")
             await publisher.close()  # what was accepted still reaches the broker
+            await hub.close()
+            await presence.close()
         finally:
             await broker.close()
             await mongo.close()
@@ -107,6 +122,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(friends.router)
     app.include_router(history.router)
     app.include_router(keys.router)
+    app.include_router(conversations.router)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -139,6 +155,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     if settings.web_dir is not None and settings.web_dir.is_dir():
         # Last, so /api, /ws and the probes win; html=True serves index.html at /.
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
-    # Added last, so outermost: /ws/{peer_id} skips the HTTP middlewares and the router.
+    # Added last, so outermost: /ws and /ws/{peer_id} skip the HTTP middlewares and the router.
     app.add_middleware(socket.SocketRoute)
     return app

@@ -1,12 +1,9 @@
-"""One WebSocket's outgoing side: a bounded outbox drained by a single writer.
+"""One WebSocket's outgoing side: a bounded outbox drained by a single writer, the sends
+awaiting the broker's confirm, and its resume state (gateway.resume).
 
 Per socket it holds a deque and at most one waiting future at a time (no asyncio.Queue,
 Event or Semaphore: each carries deques of its own), because 10,000 idle sockets must fit
 in ~20 KB each.
-
-It also remembers enough of what it sent to close the in-flight race of a `sync`: a
-message published before this socket's room binding existed and stored after its history
-read reaches it through the persister's `stored` notice (see Rooms and the README).
 """
 
 from __future__ import annotations
@@ -20,38 +17,26 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
+from contracts.codes import TRY_AGAIN_LATER
+from contracts.envelope import MESSAGE_KINDS
+
 from .metrics import GatewayMetrics
+from .resume import Resume
 
 log = logging.getLogger(__name__)
 
-# Close codes (documented in the README).
-NOT_AUTHENTICATED = 4401
-FORBIDDEN_ROOM = 4403
-POLICY = 1008
-TOO_LARGE = 1009
-RESTARTING = 1012
-TRY_AGAIN_LATER = 1013
-
-# Cursors a socket remembers having been sent, at most (then it may send a duplicate,
-# which clients drop by (sender, id), but never leave a gap).
-MAX_TRACKED = 20_000
-
-
-def cursor_us(cursor: str) -> int:
-    """The publish time (µs) a cursor begins with."""
-    return int(cursor[:16], 16)
-
 
 class Connection:
-    """What the room fan-out needs of a socket: who, where, and a non-blocking push."""
+    """What the fan-out needs of a socket: whose it is, which rooms it is sent, and a
+    push that never blocks. v1 (`room` set): one room's messages. v2 (`room` None):
+    everything about its user's rooms."""
 
     __slots__ = ("id", "user", "peer", "room", "_outbox", "_outbox_max", "_wake",
-                 "closed", "close_code", "close_reason", "_held", "_held_items", "sent",
-                 "track_until_us", "synced", "sync_after", "_metrics", "_in_flight",
-                 "_max_in_flight", "_slot")
+                 "closed", "close_code", "close_reason", "resume", "_metrics", "_in_flight",
+                 "_max_in_flight", "_slot", "typing")
 
-    def __init__(self, conn_id: str, user: str, peer: str, room: str, outbox_frames: int,
-                 metrics: GatewayMetrics, max_in_flight: int = 32,
+    def __init__(self, conn_id: str, user: str, peer: str | None, room: str | None,
+                 outbox_frames: int, metrics: GatewayMetrics, max_in_flight: int = 32,
                  margin_s: float = 5.0) -> None:
         self._metrics = metrics
         self.id = conn_id
@@ -70,32 +55,34 @@ class Connection:
         self.closed = False
         self.close_code: int | None = None  # set by close(): the server ends the socket
         self.close_reason = ""
-        # While a sync replays history, live frames and stored notices wait here.
-        self._held: list[tuple[str, str]] | None = None
-        self._held_items: list[dict[str, Any]] = []
-        # Cursors sent to this socket that are old enough to have been in flight when it
-        # joined: published before the binding could route them here, plus a clock margin.
-        self.sent: set[str] | None = set()
-        self.track_until_us = time.time_ns() // 1000 + int(margin_s * 1_000_000)
-        self.synced = False
-        self.sync_after: str | None = None
+        self.resume = Resume(time.time_ns() // 1000, int(margin_s * 1_000_000))
+        self.typing: Any = None  # v2: a TokenBucket for typing signals, made on first use
+
+    @property
+    def device(self) -> bool:
+        """A v2 device socket (every room of its user)."""
+        return self.room is None
+
+    def wants(self, room: str, kind: str | None = None) -> bool:
+        """Is this socket sent a frame of this room (and, for a message, of this kind)?"""
+        if self.room is None:
+            return True
+        return room == self.room and (kind is None or kind in MESSAGE_KINDS)
 
     # -- fan-out side (never blocks) -------------------------------------------------
     def push(self, text: str, cursor: str | None = None) -> None:
         if self.closed:
             return
-        if self._held is not None:
-            if len(self._held) >= self._outbox_max:
+        if self.resume.holding:
+            if self.resume.hold(cursor or "", text) > self._outbox_max:
                 self.close(TRY_AGAIN_LATER, "too far behind")
-                return
-            self._held.append((cursor or "", text))
             return
         if len(self._outbox) >= self._outbox_max:
             # A reader that does not keep up is closed rather than buffered without bound.
             self.close(TRY_AGAIN_LATER, "too far behind")
             return
         if cursor is not None:
-            self._track(cursor)
+            self.resume.track(cursor)
         self._outbox.append(text)
         self._wakeup()
 
@@ -110,15 +97,6 @@ class Connection:
         if kind == "error":
             self._metrics.error(frame["code"])
         self.push(orjson.dumps(frame).decode())
-
-    def _track(self, cursor: str) -> None:
-        if self.sent is not None and cursor_us(cursor) < self.track_until_us:
-            self.sent.add(cursor)
-            if len(self.sent) > MAX_TRACKED:
-                self.sent = None
-
-    def already_sent(self, cursor: str) -> bool:
-        return self.sent is not None and cursor in self.sent
 
     # -- sends awaiting the broker's confirm (gateway.publisher) ------------------------
     async def begin_send(self) -> None:
@@ -137,9 +115,9 @@ class Connection:
             if slot is not None and not slot.done():
                 slot.set_result(None)
 
-    def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
+    def confirmed(self, frame_id: str, ts: int, cursor: str, room: str) -> None:
         self._end_send()
-        self.send({"type": "ack", "id": frame_id, "ts": ts, "cursor": cursor})
+        self.send({"type": "ack", "id": frame_id, "ts": ts, "cursor": cursor, "room": room})
 
     def failed(self, frame_id: str) -> None:
         self._end_send()
@@ -147,14 +125,10 @@ class Connection:
                    "detail": "the broker did not confirm; retry with the same id"})
 
     # -- sync replay -----------------------------------------------------------------
-    def hold_live(self, after: str | None) -> None:
-        self._held = []
-        self.sync_after = after
-
     async def replay(self, text: str, cursor: str | None = None) -> None:
         """Queue a replayed frame, waiting for room (replay is paced by the reader)."""
         if cursor is not None:
-            self._track(cursor)
+            self.resume.track(cursor)
             self._metrics.out_message.inc()
         while len(self._outbox) >= self._outbox_max and not self.closed:
             self._wake = asyncio.get_running_loop().create_future()
@@ -162,31 +136,13 @@ class Connection:
         self._outbox.append(text)
         self._wakeup()
 
-    def release_live(self) -> list[str]:
+    def release(self) -> list[dict[str, Any]]:
         """End a replay: send the held live frames it did not already send; return the
-        cursors of stored messages this socket may have missed (to fetch and send)."""
-        held, self._held = self._held or [], None
-        items, self._held_items = self._held_items, []
-        self.synced = True
-        for cursor, text in held:
-            if not cursor or not self.already_sent(cursor):
-                self.push(text, cursor or None)
-        return self.missed(items)
-
-    def missed(self, items: list[dict[str, Any]]) -> list[str]:
-        """Of a stored notice's items, those this socket may never have been sent."""
-        if self._held is not None:
-            self._held_items.extend(items)
-            return []
-        if not self.synced:
-            return []
-        return [
-            i["cursor"] for i in items
-            if i.get("origin") != self.id
-            and cursor_us(i["cursor"]) < self.track_until_us
-            and (self.sync_after is None or i["cursor"] > self.sync_after)
-            and not self.already_sent(i["cursor"])
-        ]
+        stored items held meanwhile, for the fan-out to check with `missed`."""
+        frames, items = self.resume.end()
+        for cursor, text in frames:
+            self.push(text, cursor or None)
+        return items
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self, code: int, reason: str) -> None:

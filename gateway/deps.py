@@ -14,9 +14,10 @@ from broker import Broker
 from .auth import Passwords, Tokens
 from .cursors import CursorClock
 from .errors import Unauthenticated
+from .hub import Hub
 from .metrics import GatewayMetrics
+from .presence import Presence
 from .publisher import Publisher
-from .rooms import Rooms
 from .settings import GatewaySettings
 from .throttle import ConnectionCounter, FailureWindow
 
@@ -26,7 +27,8 @@ class Services:
     settings: GatewaySettings
     db: AsyncDatabase[dict[str, Any]]
     broker: Broker
-    rooms: Rooms
+    hub: Hub
+    presence: Presence
     publisher: Publisher
     passwords: Passwords
     tokens: Tokens

@@ -6,23 +6,17 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from contracts import FRIENDSHIPS, USERS, Friend, FriendRequest, Friends, is_user_id, room_id
 
 from .deps import CurrentUser, Svc
 from .errors import Conflict, NotFound
+from .friendship import accepted_friends, are_friends
+
+__all__ = ["accepted_friends", "are_friends", "router"]
 
 router = APIRouter(prefix="/api/friends", tags=["friends"])
-
-
-async def are_friends(db: AsyncDatabase[dict[str, Any]], a: str, b: str) -> bool:
-    if a == b or not is_user_id(b):
-        return False
-    doc = await db[FRIENDSHIPS].find_one({"_id": room_id(a, b), "status": "accepted"},
-                                         projection={"_id": 1})
-    return doc is not None
 
 
 def _view(doc: dict[str, Any], me: str, peer_name: str) -> Friend:

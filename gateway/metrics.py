@@ -12,8 +12,9 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sockets = Gauge("duet_gateway_sockets_open", "Open WebSockets", registry=r)
-        self.rooms = Gauge("duet_gateway_rooms_bound",
-                           "Rooms this replica's queue is bound to", registry=r)
+        self.users = Gauge("duet_gateway_users_bound",
+                           "Users this replica's queue is bound for (two bindings each)",
+                           registry=r)
         self.frames_in = Counter("duet_gateway_frames_in_total", "Frames received, by type",
                                  ["type"], registry=r)
         self.frames_out = Counter("duet_gateway_frames_out_total", "Frames sent, by type",

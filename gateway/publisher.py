@@ -23,9 +23,11 @@ from collections import deque
 from typing import Protocol
 
 from broker import Broker, PublishError
+from contracts.envelope import MESSAGE_KINDS
 from contracts.events import (
     CC_HEADER,
     CURSOR_HEADER,
+    KIND_HEADER,
     ORIGIN_HEADER,
     ROOM_HEADER,
     join_frames,
@@ -43,18 +45,18 @@ class Sender(Protocol):
 
     id: str
 
-    def confirmed(self, frame_id: str, ts: int, cursor: str) -> None: ...
+    def confirmed(self, frame_id: str, ts: int, cursor: str, room: str) -> None: ...
 
     def failed(self, frame_id: str) -> None: ...
 
 
 class Outgoing:
-    __slots__ = ("room", "frame", "cursor", "ts", "frame_id", "sender", "deadline")
+    __slots__ = ("room", "frame", "cursor", "ts", "frame_id", "sender", "deadline", "kind")
 
     def __init__(self, room: str, frame: bytes, cursor: str, ts: int, frame_id: str,
-                 sender: Sender) -> None:
+                 sender: Sender, kind: str = "text") -> None:
         self.room, self.frame, self.cursor, self.ts = room, frame, cursor, ts
-        self.frame_id, self.sender = frame_id, sender
+        self.frame_id, self.sender, self.kind = frame_id, sender, kind
         self.deadline = 0.0  # set by Publisher.submit
 
 
@@ -143,6 +145,8 @@ class Publisher:
         if len(rooms) > 1:
             headers[ROOM_HEADER] = join_lines([m.room for m in batch])
             headers[CC_HEADER] = [message_key(r) for r in rooms[1:]]
+        if any(m.kind not in MESSAGE_KINDS for m in batch):
+            headers[KIND_HEADER] = join_lines([m.kind for m in batch])
         remaining = batch[0].deadline - asyncio.get_running_loop().time()
         try:
             await self._broker.publish(join_frames([m.frame for m in batch]),
@@ -157,7 +161,7 @@ class Publisher:
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
         for m in batch:
-            m.sender.confirmed(m.frame_id, m.ts, m.cursor)
+            m.sender.confirmed(m.frame_id, m.ts, m.cursor, m.room)
 
     async def close(self) -> None:
         """Publish what is queued and wait until nothing is in flight; safe twice."""

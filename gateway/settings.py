@@ -58,6 +58,13 @@ class GatewaySettings(ServiceSettings):
         10.0, gt=0, description="A connection must send its request headers within this.")
     rate_per_s: float = Field(100.0, gt=0, description="Frames a socket may send per second.")
     rate_burst: float = Field(500.0, ge=1, description="Frames a socket may send at once.")
+    typing_per_s: float = Field(
+        1.0, gt=0, description="Typing signals a device socket may send per second.")
+    typing_burst: float = Field(3.0, ge=1, description="Typing signals it may send at once.")
+    presence_ttl_s: float = Field(
+        6.0, ge=1, le=60, description="A gateway that stops refreshing its users' presence "
+                                      "(it died) has them shown offline this long after, "
+                                      "plus a sixth of it at most.")
     max_connections_per_ip: int = Field(100, ge=1)
     login_failures_per_user: int = Field(10, ge=1, description="Per 15 minutes.")
     login_failures_per_ip: int = Field(50, ge=1, description="Per 15 minutes.")

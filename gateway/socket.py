@@ -1,7 +1,12 @@
-"""The WebSocket endpoint `/ws/{peer_id}`: authenticate, join the room, then read and write.
+"""The WebSocket endpoints: authenticate, join the hub, then one reader and one writer.
 
-Every bad frame is answered with an `error` frame and the socket stays usable; only
-authentication, the room, the frame size and a reader that falls behind close it.
+    /ws/{peer_id}  protocol v1 (`duet.v1`): one room, with an accepted friend
+    /ws            protocol v2 (`duet.v2`): the device socket, every room of its user
+
+v1 is a filter over the same machinery: a v1 socket is a Connection with a fixed room,
+sent only that room's messages; its frames are answered by the same handlers. Every bad
+frame gets an `error` frame and the socket stays usable; only authentication, the room,
+the frame size, the frame rate and a reader that falls behind close it (contracts.codes).
 """
 
 from __future__ import annotations
@@ -9,37 +14,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
 
-import orjson
 from fastapi import WebSocket
-from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from contracts import MESSAGES, SendFrame, SyncFrame, message_doc_id, room_id
+from contracts import room_id
+from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, POLICY, TOO_LARGE, UNAVAILABLE
 
-from .connection import (
-    FORBIDDEN_ROOM,
-    NOT_AUTHENTICATED,
-    POLICY,
-    TOO_LARGE,
-    Connection,
-)
+from .connection import Connection
 from .deps import Services
 from .errors import Unauthenticated
-from .friends import are_friends
-from .history import read_after
-from .publisher import Outgoing
+from .friendship import accepted_friends, are_friends
+from .handlers import error, handle
+from .presence import now_ms
 from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 
-WS_PATH = "/ws/"
-SUBPROTOCOL = "duet.v1"
+WS_PATH = "/ws"
+SUBPROTOCOLS = {1: "duet.v1", 2: "duet.v2"}
 _BEARER = "bearer."
-_REPLAY_PAGE = 500
 _conn_ids = itertools.count(1)
 
 
@@ -74,21 +70,8 @@ def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-def _error(code: str, detail: str, frame_id: Any = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
-    if isinstance(frame_id, str):
-        frame["id"] = frame_id
-    return frame
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
-    return f"{where}: {first.get('msg', 'invalid')}"
-
-
 class SocketRoute:
-    """ASGI middleware that hands `/ws/{peer_id}` upgrades straight to `socket`.
+    """ASGI middleware that hands `/ws` and `/ws/{peer_id}` upgrades straight to `socket`.
 
     Through FastAPI's router a socket keeps a dozen suspended frames and exit stacks for
     its whole life (route, dependency and exception wrappers: ~10 KiB an idle socket,
@@ -101,18 +84,23 @@ class SocketRoute:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             path: str = scope["path"]
-            peer_id = path[len(WS_PATH):]
-            if path.startswith(WS_PATH) and peer_id and "/" not in peer_id:
+            if path == WS_PATH:
+                await socket(WebSocket(scope, receive, send), None)
+                return
+            peer_id = path[len(WS_PATH) + 1:]
+            if path.startswith(WS_PATH + "/") and peer_id and "/" not in peer_id:
                 await socket(WebSocket(scope, receive, send), peer_id)
                 return
         await self.app(scope, receive, send)
 
 
-async def socket(ws: WebSocket, peer_id: str) -> None:
+async def socket(ws: WebSocket, peer_id: str | None) -> None:
+    """peer_id: v1's room peer; None for a v2 device socket."""
     svc: Services = ws.app.state.services
     offered = ws.scope.get("subprotocols", [])
-    # Accept first (selecting duet.v1 when offered) so a refusal can carry its close code.
-    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    wanted = SUBPROTOCOLS[1 if peer_id is not None else 2]
+    # Accept first (selecting the protocol when offered) so a refusal can carry its code.
+    await ws.accept(subprotocol=wanted if wanted in offered else None)
     if not origin_allowed(ws, svc.settings.allowed_origins):
         svc.metrics.error(POLICY)
         await ws.close(POLICY, "origin not allowed")
@@ -127,7 +115,7 @@ async def socket(ws: WebSocket, peer_id: str) -> None:
         svc.connections.release(address)
 
 
-async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) -> None:
+async def _authenticate_and_serve(ws: WebSocket, peer_id: str | None, svc: Services) -> None:
     token = _token(ws)
     try:
         if token is None:
@@ -138,20 +126,22 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
         await ws.close(NOT_AUTHENTICATED, exc.detail)
         return
     del token  # this frame lives as long as the socket
-    try:
-        friends = await are_friends(svc.db, user, peer_id)
-    except PyMongoError:
-        await ws.close(1011, "storage unavailable")
-        return
-    if not friends:
-        svc.metrics.error(FORBIDDEN_ROOM)
-        await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
-        return
+    room = None
+    if peer_id is not None:
+        try:
+            friends = await are_friends(svc.db, user, peer_id)
+        except PyMongoError:
+            await ws.close(UNAVAILABLE, "storage unavailable")
+            return
+        if not friends:
+            svc.metrics.error(FORBIDDEN_ROOM)
+            await ws.close(FORBIDDEN_ROOM, "not an accepted friend")
+            return
+        room = room_id(user, peer_id)
     # Nothing reads the request headers from here on; an idle socket need not keep them.
     ws.scope["headers"] = []
-    conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id,
-                      room_id(user, peer_id), svc.settings.outbox_frames, svc.metrics,
-                      svc.settings.max_in_flight)
+    conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id, room,
+                      svc.settings.outbox_frames, svc.metrics, svc.settings.max_in_flight)
     svc.metrics.sockets.inc()
     try:
         await _serve(ws, conn, svc)
@@ -160,17 +150,36 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str, svc: Services) ->
 
 
 async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
-    # First in the outbox; the writer starts only once the room's binding exists, so
-    # `ready` is the first frame and live messages flow from it on.
-    conn.send({"type": "ready", "room": conn.room, "user": conn.user, "peer": conn.peer})
-    async with svc.rooms.joined(conn):
+    # First in the outbox; the writer starts only once the user's bindings exist, so
+    # `ready` is the first frame and live frames flow from it on.
+    if conn.device:
+        conn.send({"type": "ready", "user": conn.user, "protocol": 2})
+    else:
+        conn.send({"type": "ready", "room": conn.room, "user": conn.user, "peer": conn.peer})
+    async with svc.hub.joined(conn):
         # Two tasks a socket: this one reads, the writer writes (and sends our close).
         writer = asyncio.create_task(_write(ws, conn))
+        if conn.device:
+            await _presence_snapshot(conn, svc)
         try:
             await _read_loop(ws, conn, svc)
         finally:
             conn.stop()
             await asyncio.gather(writer, return_exceptions=True)
+
+
+async def _presence_snapshot(conn: Connection, svc: Services) -> None:
+    """Which friends are online now, after the bindings exist (so no change between the
+    two is lost); clients take the newest event per user (`at`)."""
+    try:
+        online = await svc.presence.online(await accepted_friends(svc.db, conn.user))
+    except PyMongoError as exc:
+        log.warning("presence snapshot failed: %s", type(exc).__name__,
+                    extra={"conn": conn.id})
+        return
+    at = now_ms()
+    for user in online:
+        conn.send({"type": "presence", "user": user, "online": True, "at": at})
 
 
 async def _write(ws: WebSocket, conn: Connection) -> None:
@@ -199,105 +208,9 @@ async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
         text = message.get("text")
         if text is None:
             svc.metrics.frame_in("binary")
-            conn.send(_error("binary_frame", "frames are JSON text"))
+            conn.send(error("binary_frame", "frames are JSON text"))
             continue
         if len(text) > limit:
             conn.close(TOO_LARGE, "frame too large")
             return
-        await _handle(text, conn, svc)
-
-
-async def _handle(text: str, conn: Connection, svc: Services) -> None:
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        svc.metrics.frame_in("other")
-        conn.send(_error("bad_json", "the frame is not valid JSON"))
-        return
-    if not isinstance(data, dict):
-        svc.metrics.frame_in("other")
-        conn.send(_error("invalid_frame", "a frame is a JSON object"))
-        return
-    kind = data.get("type")
-    svc.metrics.frame_in(kind if kind in ("send", "sync") else "other")
-    try:
-        if kind == "send":
-            await _send(SendFrame.model_validate(data), conn, svc)
-        elif kind == "sync":
-            await _sync(SyncFrame.model_validate(data), conn, svc)
-        else:
-            conn.send(_error("unknown_type", f"unknown frame type {str(kind)[:40]!r}",
-                             data.get("id")))
-    except ValidationError as exc:
-        conn.send(_error("invalid_frame", _validation_detail(exc), data.get("id")))
-
-
-def _envelope_problem(frame: SendFrame, conn: Connection, svc: Services) -> dict[str, Any] | None:
-    """The envelope must be for this room, from this user, of this kind, within its size."""
-    env = frame.body
-    if env.room != conn.room or env.sender != conn.user or env.kind != frame.kind:
-        return _error("envelope_mismatch",
-                      "the envelope's room, sender and kind must match the socket and frame",
-                      frame.id)
-    if len(env.ct) > svc.limits[frame.kind]:
-        return _error("too_large", f"{frame.kind} larger than this server accepts", frame.id)
-    return None
-
-
-async def _send(frame: SendFrame, conn: Connection, svc: Services) -> None:
-    problem = _envelope_problem(frame, conn, svc)
-    if problem is not None:
-        conn.send(problem)
-        return
-    if frame.retry and await _answer_retry(frame, conn, svc):
-        return
-    # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
-    # on unless this socket already has its limit of messages awaiting one. Stamped after
-    # that wait, so cursors follow the order messages reach the broker.
-    await conn.begin_send()
-    cursor, ts = svc.clock.next()
-    # The sender is the token's user, whatever the frame claimed.
-    message = {"type": "message", "id": frame.id, "sender": conn.user, "room": conn.room,
-               "kind": frame.kind, "body": frame.body.model_dump(by_alias=True), "ts": ts,
-               "cursor": cursor}
-    svc.publisher.submit(Outgoing(conn.room, orjson.dumps(message), cursor, ts, frame.id, conn))
-
-
-async def _answer_retry(frame: SendFrame, conn: Connection, svc: Services) -> bool:
-    """A resend of a stored message is acknowledged from storage, not published again."""
-    try:
-        doc = await svc.db[MESSAGES].find_one({"_id": message_doc_id(conn.user, frame.id)},
-                                              projection={"ts": 1, "cursor": 1})
-    except PyMongoError:
-        return False  # publish again: storage and clients de-duplicate by (sender, id)
-    if doc is None:
-        return False
-    conn.send({"type": "ack", "id": frame.id, "ts": doc["ts"], "cursor": doc["cursor"]})
-    conn.send({"type": "stored", "id": frame.id, "cursor": doc["cursor"]})
-    return True
-
-
-async def _sync(frame: SyncFrame, conn: Connection, svc: Services) -> None:
-    """Replay stored messages after the cursor, then let the held live ones through."""
-    conn.hold_live(frame.after)
-    after, count = frame.after, 0
-    try:
-        while True:
-            docs = await read_after(svc.db, conn.room, after, _REPLAY_PAGE)
-            for doc in docs:
-                cursor = doc["cursor"]
-                if not conn.already_sent(cursor):
-                    await conn.replay(orjson.dumps(doc).decode(), cursor)
-                    count += 1
-                after = cursor
-            if len(docs) < _REPLAY_PAGE:
-                break
-    except PyMongoError as exc:
-        log.warning("sync failed: %s", type(exc).__name__, extra={"conn": conn.id})
-        conn.release_live()
-        conn.send(_error("sync_failed", "history is unavailable; retry the sync"))
-        return
-    await conn.replay(orjson.dumps({"type": "synced", "count": count, "cursor": after}).decode())
-    missed = conn.release_live()
-    if missed:
-        await svc.rooms.catch_up(conn, missed)
+        await handle(text, conn, svc)

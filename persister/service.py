@@ -214,7 +214,8 @@ class Persister:
         if not stored:
             return
         items = [{"room": d["room"], "sender": d["sender"], "id": d["id"],
-                  "cursor": d["cursor"], "origin": origin} for d, origin in stored]
+                  "cursor": d["cursor"], "kind": d["kind"], "origin": origin}
+                 for d, origin in stored]
         try:
             await self._broker.notify(orjson.dumps({"items": items}), STORED_KEY)
         except PublishError as exc:

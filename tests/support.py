@@ -300,6 +300,20 @@ async def open_socket(gw: Gateway, user: User, peer: User, *, ready: bool = True
         yield sock
 
 
+@asynccontextmanager
+async def open_device(gw: Gateway, user: User, *, ready: bool = True,
+                      **kwargs: Any) -> AsyncIterator[Socket]:
+    """A v2 device socket (`/ws`) of this user."""
+    headers = kwargs.pop("additional_headers", user.auth)
+    async with connect(f"{gw.ws}/ws", additional_headers=headers, max_size=None,
+                       subprotocols=["duet.v2"], **kwargs) as ws:  # type: ignore[list-item]
+        sock = Socket(ws)
+        if ready:
+            frame = await sock.recv()
+            assert frame["type"] == "ready" and frame["protocol"] == 2, frame
+        yield sock
+
+
 def _b64u(n: int) -> str:
     return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode()
 
@@ -310,13 +324,21 @@ def envelope(sender: User, peer: User, n: int | str = 0, *, kind: str = "text",
     ct = _b64u(size)
     if size <= 4096:
         SECRETS.add(ct)
+    signal = kind in ("receipt", "typing")
     return {
         "v": 1, "alg": "RSA-OAEP-256+A256GCM+ES256",
         "room": room_id(sender.user_id, peer.user_id), "sender": sender.user_id,
-        "from": _b64u(32), "seq": int(n) + 1 if str(n).isdigit() else 1, "prev": "",
-        "kind": kind, "keys": [{"kid": _b64u(32), "wk": _b64u(256)}],
+        "from": _b64u(32), "seq": 0 if signal else int(n) + 1 if str(n).isdigit() else 1,
+        "prev": "", "kind": kind, "keys": [{"kid": _b64u(32), "wk": _b64u(256)}],
         "iv": _b64u(12), "ct": ct, "sig": _b64u(64),
     }
+
+
+def device_send(sender: User, peer: User, mid: str, n: int = 0, *,
+                kind: str = "text") -> dict[str, Any]:
+    """A v2 `send` frame to `peer`."""
+    return {"type": "send", "id": mid, "peer": peer.user_id, "kind": kind,
+            "body": envelope(sender, peer, n, kind=kind, size=48 if kind == "receipt" else 64)}
 
 
 @dataclass

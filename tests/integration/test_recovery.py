@@ -26,7 +26,7 @@ from contracts import room_id
 from contracts.routing import STORED_KEY, message_key
 from gateway.connection import Connection
 from gateway.metrics import GatewayMetrics
-from gateway.rooms import Rooms
+from gateway.hub import Hub
 from persister.metrics import PersisterMetrics
 from persister.service import Persister
 from persister.settings import PersisterSettings
@@ -200,13 +200,13 @@ async def test_gateway_queue_deleted_unnoticed_is_consumed_again_by_the_check(
     settings = ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix)
     got: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
 
-    async def fetch(room: str, cursors: list[str]) -> list[dict[str, Any]]:
+    async def fetch(cursors: Any) -> list[dict[str, Any]]:
         return []
 
     async with Broker(settings, "gateway") as broker:
-        rooms = Rooms(broker, node, fetch, GatewayMetrics())
-        rooms._on_stored = got.put_nowait  # type: ignore[method-assign]
-        await rooms.start()
+        hub = Hub(broker, node, fetch, GatewayMetrics())
+        hub._on_stored = got.put_nowait  # type: ignore[method-assign]
+        await hub.start()
         notice = orjson.dumps({"items": [{"room": "a.b", "sender": "a", "id": "m1",
                                           "cursor": "0" * 32}]})
         await broker.notify(notice, STORED_KEY)
@@ -215,7 +215,7 @@ async def test_gateway_queue_deleted_unnoticed_is_consumed_again_by_the_check(
         queue = broker.names.gateway_queue(node)
         await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "-q", "delete_queue", queue],
                                 capture_output=True, timeout=30, check=True)
-        await rooms.check()
+        await hub.check()
         for _ in range(50):  # the channel reopens in the background and consumes
             await asyncio.sleep(0.1)
             await broker.notify(notice, STORED_KEY)
@@ -273,22 +273,22 @@ async def test_persister_leaves_out_deliveries_of_a_closed_channel(amqp_url: str
         await conn.close()
 
 
-async def test_failed_room_bind_leaves_no_member_behind(stack: Stack) -> None:
-    """A socket whose room binding fails is not left in the room: no leave would ever
+async def test_failed_user_bind_leaves_no_member_behind(stack: Stack) -> None:
+    """A socket whose user's binding fails is not left in the hub: no leave would ever
     take it out, and fan-out would keep pushing to it."""
-    async def fetch(room: str, cursors: list[str]) -> list[dict[str, Any]]:
+    async def fetch(cursors: Any) -> list[dict[str, Any]]:
         return []
 
     settings = ServiceSettings(amqp_url=stack.amqp_url, prefix=stack.prefix)
     async with Broker(settings, "gateway") as broker:
-        rooms = Rooms(broker, f"bindfail{uuid.uuid4().hex[:6]}", fetch, GatewayMetrics())
-        await rooms.start()
+        hub = Hub(broker, f"bindfail{uuid.uuid4().hex[:6]}", fetch, GatewayMetrics())
+        await hub.start()
         admin = await aio_pika.connect(stack.amqp_url)
         async with admin:
             await (await admin.channel()).exchange_delete(broker.names.exchange)
         conn = Connection("c1", "a", "b", "a.b", 16, GatewayMetrics())
         with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
-            async with rooms.joined(conn):
+            async with hub.joined(conn):
                 pass
-        assert rooms.connections() == [] and rooms.bound_rooms == 0
+        assert hub.connections() == [] and hub.bound_users == 0
         await broker.declare_topology()  # the exchange back, for the module's other tests

@@ -21,7 +21,8 @@ from contracts.events import (
     split_frames,
     storable_frames,
 )
-from gateway.connection import TRY_AGAIN_LATER, Connection
+from contracts.codes import TRY_AGAIN_LATER
+from gateway.connection import Connection
 from gateway.metrics import GatewayMetrics
 
 
@@ -47,7 +48,7 @@ async def test_begin_send_waits_at_max_in_flight_until_a_confirm() -> None:
     third = asyncio.create_task(conn.begin_send())
     await asyncio.sleep(0.01)
     assert not third.done()
-    conn.confirmed("m1", 1, "0" * 32)
+    conn.confirmed("m1", 1, "0" * 32, "room")
     await asyncio.wait_for(third, 1)
     conn.failed("m2")
     frames = [orjson.loads(conn._outbox[i]) for i in range(len(conn._outbox))]

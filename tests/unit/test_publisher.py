@@ -35,7 +35,7 @@ class Sender:
         self.id = name
         self.answers: list[tuple[str, str]] = []
 
-    def confirmed(self, frame_id: str, ts: int, cursor: str) -> None:
+    def confirmed(self, frame_id: str, ts: int, cursor: str, room: str) -> None:
         self.answers.append(("ack", frame_id))
 
     def failed(self, frame_id: str) -> None:

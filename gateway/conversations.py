@@ -1,0 +1,151 @@
+"""The conversation list, read positions and unread counts, and a user's settings.
+
+A read position is a cursor per (user, room), kept server-side so that reading on one
+device clears the badge on the user's others: never content. It only moves forward.
+Unread = the friend's messages (text and image, not receipts) after it, counted up to
+UNREAD_CAP. Each move is announced under `user.<uid>.read` to that user's device sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from broker import PublishError
+from contracts import (
+    FRIENDSHIPS,
+    MESSAGES,
+    READS,
+    USERS,
+    Conversation,
+    Conversations,
+    ReadPosition,
+    ReadState,
+    Settings,
+    SettingsUpdate,
+    room_id,
+)
+from contracts.api import LastMessage
+from contracts.documents import read_doc_id
+from contracts.envelope import MESSAGE_KINDS
+from contracts.routing import read_key
+
+from .deps import CurrentUser, Services, Svc
+from .errors import Forbidden
+from .friendship import are_friends
+from .history import as_frame
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["conversations"])
+
+UNREAD_CAP = 1000
+_FRAME = {"_id": 0, "id": 1, "sender": 1, "room": 1, "kind": 1, "body": 1, "ts": 1,
+          "cursor": 1}
+
+
+async def unread_count(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
+                       after: str | None) -> int:
+    query: dict[str, Any] = {"room": room, "sender": {"$ne": me},
+                             "kind": {"$in": list(MESSAGE_KINDS)}}
+    if after is not None:
+        query["cursor"] = {"$gt": after}
+    return await db[MESSAGES].count_documents(query, limit=UNREAD_CAP)
+
+
+async def mark_read(svc: Services, me: str, peer: str, cursor: str) -> ReadState:
+    """Move the user's read position in the room with `peer` forward to `cursor` (never
+    back), and tell the user's devices. The caller checked the friendship."""
+    room = room_id(me, peer)
+    doc = await svc.db[READS].find_one_and_update(
+        {"_id": read_doc_id(me, room)},
+        {"$max": {"cursor": cursor}, "$set": {"user": me, "room": room,
+                                             "at": int(time.time() * 1000)}},
+        upsert=True, return_document=ReturnDocument.AFTER)
+    assert doc is not None  # upserted
+    state = ReadState(room=room, cursor=doc["cursor"],
+                      unread=await unread_count(svc.db, me, room, doc["cursor"]))
+    try:
+        await svc.broker.notify(orjson.dumps({"type": "read", **state.model_dump()}),
+                                read_key(me))
+    except PublishError as exc:  # the position is kept; other devices see it on reload
+        log.warning("read position not announced: %s", exc.reason)
+    return state
+
+
+async def _conversation(db: AsyncDatabase[dict[str, Any]], me: str, friend: dict[str, Any],
+                        read: str | None, online: bool) -> Conversation:
+    peer, room = friend["user_id"], room_id(me, friend["user_id"])
+    last_doc, unread, receipt = await asyncio.gather(
+        db[MESSAGES].find_one({"room": room, "kind": {"$in": list(MESSAGE_KINDS)}},
+                              projection=_FRAME, sort=[("cursor", DESCENDING)]),
+        unread_count(db, me, room, read),
+        db[MESSAGES].find_one({"room": room, "sender": peer, "kind": "receipt"},
+                              projection=_FRAME, sort=[("cursor", DESCENDING)]))
+    last = None
+    if last_doc is not None:
+        # A text's envelope is small enough to preview; an image's stays on the server.
+        last = LastMessage(**{**last_doc, "body": last_doc["body"]
+                              if last_doc["kind"] == "text" else None})
+    return Conversation(
+        user_id=peer, username=friend["username"], room=room,
+        last_activity=last.ts if last else friend["since"], last=last, unread=unread,
+        read=read, online=online,
+        peer_receipt=as_frame(receipt) if receipt is not None else None)
+
+
+@router.get("/conversations", response_model=Conversations)
+async def conversations(svc: Svc, me: CurrentUser) -> Conversations:
+    """Each accepted friend: last activity, a preview, unread count, presence; the most
+    recently active first."""
+    docs = await svc.db[FRIENDSHIPS].find(
+        {"$or": [{"requester": me}, {"addressee": me}], "status": "accepted"}).to_list(None)
+    peers = {(d["addressee"] if d["requester"] == me else d["requester"]): d["created_at"]
+             for d in docs}
+    names = {u["_id"]: u["username"] async for u in svc.db[USERS].find(
+        {"_id": {"$in": list(peers)}}, projection={"username": 1})}
+    reads = {r["room"]: r["cursor"] async for r in svc.db[READS].find({"user": me})}
+    online = set(await svc.presence.online(list(peers)))
+    items = await asyncio.gather(*(
+        _conversation(svc.db, me, {"user_id": p, "username": names.get(p, "?"), "since": t},
+                      reads.get(room_id(me, p)), p in online)
+        for p, t in peers.items()))
+    items.sort(key=lambda c: c.last_activity, reverse=True)
+    return Conversations(conversations=items)
+
+
+@router.post("/conversations/{peer_id}/read", response_model=ReadState)
+async def read(peer_id: str, body: ReadPosition, svc: Svc, me: CurrentUser) -> ReadState:
+    """Read up to `cursor` in the room with this friend (the same as a `read` frame)."""
+    if not await are_friends(svc.db, me, peer_id):
+        raise Forbidden("you are not friends with that user")
+    return await mark_read(svc, me, peer_id, body.cursor)
+
+
+async def _settings(svc: Services, me: str) -> Settings:
+    user = await svc.db[USERS].find_one({"_id": me}, projection={"settings": 1})
+    return Settings(**(user or {}).get("settings", {}))
+
+
+@router.get("/settings", response_model=Settings)
+async def get_settings(svc: Svc, me: CurrentUser) -> Settings:
+    return await _settings(svc, me)
+
+
+@router.put("/settings", response_model=Settings)
+async def put_settings(body: SettingsUpdate, svc: Svc, me: CurrentUser) -> Settings:
+    """Change some settings; hiding presence takes effect for friends at once."""
+    before = await _settings(svc, me)
+    changes = {f"settings.{k}": v for k, v in body.model_dump(exclude_none=True).items()}
+    if changes:
+        await svc.db[USERS].update_one({"_id": me}, {"$set": changes})
+    after = await _settings(svc, me)
+    if after.hide_presence != before.hide_presence:
+        await svc.presence.set_hidden(me, after.hide_presence)
+    return after
