@@ -2,7 +2,8 @@
 
 from .envelope import Content
 from .errors import ApiError, ConfigError, CryptoError, DuetError, SendError
-from .sdk import Alert, Client, Event, Message
+from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
+from .sdk import Client
 
 __all__ = ["Alert", "ApiError", "Client", "ConfigError", "Content", "CryptoError", "DuetError",
-           "Event", "Message", "SendError"]
+           "Event", "Message", "Presence", "ReadPosition", "Receipt", "SendError", "Typing"]

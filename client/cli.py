@@ -10,6 +10,7 @@
     send FRIEND TEXT...          send a text message
     send-image FRIEND PATH       send an image (a progress bar on a terminal)
     listen [FRIEND]              replay what was missed since the last run, then live
+    inbox                        conversations: unread counts, last activity, who is online
     history FRIEND               every stored message, verified and decrypted, oldest first
     verify FRIEND                the safety number to compare with FRIEND
     audit tail [--room A,B] [--since TIME | --offset N] [--follow] [--limit N]
@@ -38,7 +39,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -438,45 +439,15 @@ async def cmd_send_image(s: Session) -> int:
     return 0
 
 
-async def _merge(streams: list[AsyncIterator[Event]]) -> AsyncGenerator[Event, None]:
-    """Events of several rooms as they come, taking one event ahead per room."""
-    if len(streams) == 1:
-        async for event in streams[0]:
-            yield event
-        return
-
-    async def step(stream: AsyncIterator[Event]) -> Event:
-        return await anext(stream)
-
-    pending = {asyncio.create_task(step(st)): st for st in streams}
-    try:
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            task = min(done, key=lambda t: id(pending[t]))  # one at a time; others next round
-            stream = pending.pop(task)
-            try:
-                event = task.result()
-            except StopAsyncIteration:
-                continue
-            yield event
-            pending[asyncio.create_task(step(stream))] = stream
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
 async def cmd_listen(s: Session) -> int:
     args, save_dir = s.args, s.save_dir()
     async with await s.client(device=True) as client:
+        friend = None
         if args.friend:
-            targets = [await s.friend(client, args.friend)]
-        else:
-            targets = [f for f in await s.friends(client) if f["status"] == "accepted"]
-            if not targets:
-                raise ConfigError("no friends to listen to yet: duet friends add USERNAME")
-        streams = [client.listen(f["username"], from_start=args.from_start) for f in targets]
-        events = _merge(streams)
+            friend = (await s.friend(client, args.friend))["username"]
+        elif not [f for f in await s.friends(client) if f["status"] == "accepted"]:
+            raise ConfigError("no friends to listen to yet: duet friends add USERNAME")
+        events = client.listen(friend, from_start=args.from_start)
         received = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout if args.timeout else None
@@ -493,16 +464,44 @@ async def cmd_listen(s: Session) -> int:
                     if not timer.expired():
                         raise  # a connection that timed out, not the --timeout
                     break
+                if not isinstance(event, Message | Alert):
+                    continue  # receipts, typing, presence: for interactive clients
                 await s.show(event, save_dir)
                 if isinstance(event, Message) and not event.own:
                     received += 1
+                    # Printed is read: the position (all this user's devices) and, unless
+                    # read receipts are off, a receipt to the friend.
+                    await client.mark_read(event.sender, event.cursor)
         finally:
-            await events.aclose()
-            for stream in streams:
-                await stream.aclose()  # type: ignore[attr-defined]
+            await events.aclose()  # type: ignore[attr-defined]
     if args.count and received < args.count:
         raise ConfigError(f"--timeout {args.timeout:g}s passed with {received} of "
                           f"{args.count} messages")
+    return 0
+
+
+async def cmd_inbox(s: Session) -> int:
+    async with await s.client(device=True) as client:
+        await s.friends(client)
+        items = await client.conversations()
+    if not items and not s.out.json:
+        print("no conversations yet: duet friends add USERNAME", flush=True)
+    for item in items:
+        preview = item["preview"]
+        text = None
+        if isinstance(preview, Message):
+            text = preview.text
+        elif isinstance(preview, Alert):
+            text = f"[{preview.kind}: {preview.detail}]"
+        elif item["last"] is not None:
+            text = f"[{item['last']['kind']}]"
+        s.out.emit({"type": "conversation", "friend": item["username"],
+                    "friend_id": item["user_id"], "room": item["room"],
+                    "unread": item["unread"], "online": item["online"],
+                    "last_activity": item["last_activity"], "preview": text},
+                   f"{'●' if item['online'] else ' '} {item['username']:<20} "
+                   f"{item['unread']:>4} unread  {clock(item['last_activity'])}  "
+                   f"{printable(text or '')[:60]}")
     return 0
 
 
@@ -724,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-start", action="store_true",
                    help="replay the whole conversation first, not only what is new")
     p.add_argument("--save-dir", metavar="DIR", help="where images go (default: HOME/images)")
+
+    command("inbox", cmd_inbox,
+            "every conversation: unread messages, last activity, online, the newest text")
 
     p = command("history", cmd_history,
                 "every stored message with FRIEND, verified and decrypted, oldest first")

@@ -1,9 +1,12 @@
 """The Python SDK: `async with Client(url, home=..., passphrase=...) as c`.
 
 Register or log in (a new home directory is a new device: keys generated and published),
-befriend, send text and images, read history, and iterate over live messages. Every
-message is verified (signature, key directory, hash chain) before it is decrypted; what
-fails comes out as an `Alert`, never as a message.
+befriend, send text and images, read history, and follow every conversation over this
+device's one socket (protocol v2). Every message and signal is verified (signature, key
+directory, hash chain for messages) before it is decrypted; what fails comes out as an
+`Alert`, never as a message. Receipts go out by themselves: `delivered` as messages are
+decrypted, `read` when the caller says what the user has seen (`mark_read`) and the
+user's read-receipts setting allows.
 """
 
 from __future__ import annotations
@@ -18,53 +21,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from contracts import room_id
+from contracts.envelope import SIGNAL_KINDS
 
 from . import crypto
 from .api import Api
 from .chain import Chains
+from .device import DeviceSession
 from .envelope import Content, Recipient, envelope_hash, open_content, seal, verify_signature
 from .errors import ConfigError, CryptoError
+from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
 from .profile import Profile, default_home
-from .room import RoomSession
+from .signals import (
+    TYPING_SHOWN_S,
+    Ticks,
+    later,
+    parse_receipt,
+    parse_typing,
+    receipt_content,
+    typing_content,
+)
 
 MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
+RECEIPT_DELAY_S = 0.3  # receipts of a burst of messages go out as one
 
 Progress = Callable[[str], None]
 """Told each stage of a send as it starts: "encrypt", "send", then "sent" once acked."""
 
-
-@dataclass(frozen=True)
-class Message:
-    id: str
-    room: str
-    sender: str
-    sender_name: str
-    kind: str
-    content: Content
-    ts: int
-    cursor: str
-    own: bool
-
-    @property
-    def text(self) -> str:
-        return self.content.as_text() if self.kind == "text" else f"[image {self.content.mime}]"
-
-
-@dataclass(frozen=True)
-class Alert:
-    """A message that did not verify, or a change the user must see."""
-
-    kind: str  # bad_signature | unknown_key | undecryptable | mismatch | gap | replay | fork
-    #            | key_changed
-    sender: str
-    detail: str
-    id: str | None = None
-    cursor: str | None = None
-
-
-Event = Message | Alert
+__all__ = ["Alert", "Client", "Event", "Message", "Presence", "ReadPosition", "Receipt",
+           "Typing"]
 
 
 @dataclass
@@ -112,8 +100,18 @@ class Client:
         self._directories: dict[str, _Directory] = {}
         self._key_changed: set[str] = set(state.get("key_changed", []))
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._rooms: dict[str, RoomSession] = {}
-        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._session: DeviceSession | None = None
+        self._opening: asyncio.Lock | None = None
+        self._listeners: list[_Listener] = []
+        self.ticks = Ticks()
+        self._online: dict[str, Presence] = {}
+        self._typing: dict[str, float] = {}  # room -> monotonic time the friend's typing ends
+        self._delivered: dict[str, str] = {}  # room -> newest friend's message decrypted
+        self._read: dict[str, str] = {}  # room -> newest friend's message shown here
+        self._told: dict[str, tuple[str | None, str | None]] = {}  # room -> last receipt
+        self._told_read: dict[str, str] = {}  # room -> last read position sent
+        self._receipts: dict[str, asyncio.Task[None]] = {}
+        self._read_receipts: bool | None = None  # the user's setting, asked once
 
     async def __aenter__(self) -> Client:
         return self
@@ -122,9 +120,13 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        for session in list(self._rooms.values()):
+        """Send the receipts still due, then close the socket and HTTP; safe twice."""
+        due = [t for t in self._receipts.values() if not t.done()]
+        if due:
+            await asyncio.wait(due, timeout=5)
+        session, self._session = self._session, None
+        if session is not None:
             await session.close()
-        self._rooms.clear()
         await self.api.close()
 
     def _save_state(self) -> None:
@@ -250,17 +252,21 @@ class Client:
         meta = {"mime": mime or "application/octet-stream", **({"name": name} if name else {})}
         return await self._send(friend, "image", Content(meta, data), message_id, progress)
 
+    async def _recipients(self, peer: str) -> list[Recipient]:
+        """Every live device of the friend and of this user, asked afresh."""
+        theirs = await self._directory(peer, refresh=True)
+        mine = await self._directory(self._me(), refresh=True)
+        if not theirs.live():
+            raise ConfigError(f"{self._names.get(peer, peer)} has published no device keys yet")
+        return [Recipient(d.kid, crypto.load_rsa_public(d.enc))
+                for d in theirs.live() + mine.live()]
+
     async def _send(self, friend: str, kind: str, content: Content,
                     message_id: str | None, progress: Progress | None = None
                     ) -> dict[str, Any]:
         me, peer = self._me(), await self._peer(friend)
         room = room_id(me, peer)
-        theirs = await self._directory(peer, refresh=True)
-        mine = await self._directory(me, refresh=True)
-        recipients = [Recipient(d.kid, crypto.load_rsa_public(d.enc))
-                      for d in theirs.live() + mine.live()]
-        if not theirs.live():
-            raise ConfigError(f"{friend} has published no device keys yet")
+        recipients = await self._recipients(peer)
         link = self._send_chains.get(room, {"seq": 0, "hash": ""})
         if progress:
             progress("encrypt")
@@ -272,63 +278,220 @@ class Client:
         self._save_state()
         if progress:
             progress("send")
-        session = await self._session(peer, sync=False)
-        frame = {"type": "send", "id": message_id or secrets.token_urlsafe(12), "kind": kind,
-                 "body": envelope}
-        ack = await session.send(frame)
+        ack = await self._post(peer, kind, envelope, message_id)
         if progress:
             progress("sent")
         return ack
 
+    async def _post(self, peer: str, kind: str, envelope: dict[str, Any],
+                    message_id: str | None = None) -> dict[str, Any]:
+        """Send an envelope to `peer` over the device socket; return the ack."""
+        session = await self._device_session()
+        frame = {"type": "send", "id": message_id or secrets.token_urlsafe(12), "peer": peer,
+                 "kind": kind, "body": envelope}
+        ack = await session.send(frame)
+        self.ticks.acked(str(frame["id"]), ack.get("room") or room_id(self._me(), peer),
+                         ack["cursor"])
+        return ack
+
+    async def _signal(self, peer: str, kind: str, content: Content) -> dict[str, Any]:
+        """A receipt or typing envelope: signed and encrypted, outside the chain."""
+        recipients = await self._recipients(peer)
+        return await asyncio.to_thread(
+            seal, room=room_id(self._me(), peer), sender=self._me(), device=self.device,
+            seq=0, prev="", kind=kind, content=content, recipients=recipients)
+
     async def wait_stored(self, friend: str, message_id: str, timeout: float = 10.0) -> None:
-        session = self._rooms[await self._peer(friend)]
-        await asyncio.wait_for(session.stored[message_id], timeout)
+        await self._peer(friend)
+        session = await self._device_session()
+        await asyncio.wait_for(asyncio.shield(session.stored[message_id]), timeout)
 
-    # -- receiving -------------------------------------------------------------------
-    async def _session(self, peer: str, *, sync: bool) -> RoomSession:
-        session = self._rooms.get(peer)
-        if session is None:
-            room = room_id(self._me(), peer)
-            self._queues.setdefault(peer, asyncio.Queue())
+    def status(self, message_id: str) -> str | None:
+        """An own message's ticks: None, "sent", "stored", "delivered" or "read" (as far as
+        this client has heard: receipts arrive while it listens)."""
+        session = self._session
+        if session is not None:
+            stored = session.stored.get(message_id)
+            if stored is not None and stored.done() and not stored.exception():
+                self.ticks.stored.add(message_id)
+        return self.ticks.status(message_id)
 
-            async def on_message(frame: dict[str, Any]) -> None:
-                if sync:  # verified by listen() as it is consumed, not ahead of it
-                    await self._queues[peer].put(frame)
+    async def typing(self, friend: str, typing: bool = True) -> None:
+        """Tell the friend this user is (or stopped) typing: best effort, never stored."""
+        peer = await self._peer(friend)
+        envelope = await self._signal(peer, "typing", typing_content(typing))
+        session = await self._device_session()
+        await session.post(_dumps({"type": "typing", "peer": peer, "body": envelope}))
 
-            assert self.api.token is not None
-            session = RoomSession(self.url, self.api.token, peer, on_message=on_message,
-                                  cursor=self._cursors.get(room), sync=sync)
-            self._rooms[peer] = session
-            await session.start()
-        await session.wait_connected(30)
-        return session
+    def is_typing(self, friend_id: str) -> bool:
+        """Whether the friend typed in the last few seconds (heard while listening)."""
+        ends = self._typing.get(room_id(self._me(), friend_id))
+        return ends is not None and time.monotonic() < ends
 
-    async def listen(self, friend: str, *, from_start: bool = False) -> AsyncIterator[Event]:
-        """Verified, decrypted events of a room: what was missed since last time, then live."""
+    def online(self, friend_id: str) -> bool:
+        """Whether the friend is online (heard while listening)."""
+        seen = self._online.get(friend_id)
+        return seen is not None and seen.online
+
+    async def mark_read(self, friend: str, cursor: str | None = None) -> None:
+        """The user has seen the room up to `cursor` (default: the newest message from the
+        friend this client decrypted): keep the position server-side (every device of
+        the user hears it) and, unless read receipts are off, tell the friend. Sent
+        within RECEIPT_DELAY_S, once for a burst of calls."""
         peer = await self._peer(friend)
         room = room_id(self._me(), peer)
+        cursor = cursor or self._delivered.get(room)
+        if cursor is None:
+            return
+        self._read[room] = later(self._read.get(room), cursor) or cursor
+        self._receipt_soon(peer)
+
+    # -- settings and the conversation list ------------------------------------------
+    async def settings(self) -> dict[str, bool]:
+        return dict(await self.api.call("GET", "/api/settings"))
+
+    async def update_settings(self, **changes: bool) -> dict[str, bool]:
+        result = dict(await self.api.call("PUT", "/api/settings", changes))
+        self._read_receipts = result["read_receipts"]
+        return result
+
+    async def conversations(self) -> list[dict[str, Any]]:
+        """Every friend's conversation: unread count, last activity, presence, and
+        `preview` (the newest message verified and decrypted, when it is a text)."""
+        items = list((await self.api.call("GET", "/api/conversations"))["conversations"])
+        for item in items:
+            self._names[item["user_id"]] = item["username"]
+            item["preview"] = None
+            last = item.get("last")
+            if last is not None and last.get("body") is not None:
+                frame = {"type": "message", "room": item["room"], **last}
+                for event in await self._verify(frame, chain=False):
+                    item["preview"] = event
+        return items
+
+    # -- receiving -------------------------------------------------------------------
+    async def _device_session(self) -> DeviceSession:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._session is None:
+                self._me()
+                assert self.api.token is not None
+                self._session = DeviceSession(self.url, self.api.token,
+                                              on_frame=self._on_frame, sync=self._sync_frame)
+                await self._session.start()
+        await self._session.wait_connected(30)
+        return self._session
+
+    def _sync_frame(self) -> dict[str, Any] | None:
+        """What the listeners follow, from this device's cursors (None: nobody listens)."""
+        if not self._listeners:
+            return None
+        rooms: set[str] | None = set()
+        for listener in self._listeners:
+            if listener.rooms is None:
+                rooms = None
+                break
+            assert rooms is not None
+            rooms |= listener.rooms
+        if rooms is None:
+            return {"type": "sync", "after": dict(self._cursors)}
+        return {"type": "sync", "after": {r: self._cursors.get(r) for r in sorted(rooms)},
+                "rooms": sorted(rooms)}
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "stored":
+            self.ticks.stored.add(frame["id"])
+            return
+        if kind == "presence":
+            rooms = {room_id(self._me(), frame["user"])}
+        elif kind in ("message", "typing", "read"):
+            rooms = {frame["room"]}
+        else:
+            return
+        for listener in self._listeners:
+            if listener.rooms is None or listener.rooms & rooms:
+                listener.queue.put_nowait(frame)
+
+    async def listen(self, friend: str | None = None, *, from_start: bool = False,
+                     signals: bool = False) -> AsyncIterator[Event]:
+        """Verified, decrypted events of every conversation (no friend) or of one: what was
+        missed since last time first (one sync over the device socket), then live ones.
+        Messages and alerts; with `signals`, also the friends' receipts, typing and
+        presence, and this user's read positions (always kept: `status`, `is_typing`,
+        `online`)."""
+        rooms = None if friend is None else {room_id(self._me(), await self._peer(friend))}
         if from_start:
-            # Replayed from its first message, the room's chains are checked afresh (as in
+            # Replayed from their first message, the rooms' chains are checked afresh (as in
             # history()); otherwise every message seen before would be dropped as a duplicate.
-            self._cursors.pop(room, None)
+            def dropped(room: str) -> bool:
+                return rooms is None or room in rooms
+            self._cursors = {r: c for r, c in self._cursors.items() if not dropped(r)}
             self._chains = Chains({k: v for k, v in self._chains.to_json().items()
-                                   if not k.startswith(f"{room}/")})
-        old = self._rooms.get(peer)
-        if old is not None and not old.syncing:
-            # A send-only session: reopen it as one that syncs and verifies.
-            del self._rooms[peer]
-            await old.close()
-        await self._session(peer, sync=True)
-        queue = self._queues[peer]
-        while True:
-            # Verify, advance the chains and the cursor, and save, one frame at a time as
-            # the caller asks: a caller that stops early finds the rest again next time.
-            frame = await queue.get()
-            events = await self._process(frame)
-            self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
-            self._save_state()
-            for event in events:
-                yield event
+                                   if not dropped(k.partition("/")[0])})
+        listener = _Listener(rooms)
+        self._listeners.append(listener)
+        try:
+            if self._session is not None:
+                # Frames that came while nothing listened were dropped: a new socket
+                # syncs them again (from this device's saved cursors).
+                await self._session.reconnect()
+            await self._device_session()
+            while True:
+                # Verify, advance the chains and the cursor, and save, one frame at a time
+                # as the caller asks: a caller that stops early finds the rest next time.
+                for event in await self._handle(await listener.queue.get()):
+                    if signals or isinstance(event, Message | Alert):
+                        yield event
+        finally:
+            self._listeners.remove(listener)
+
+    async def _handle(self, frame: dict[str, Any]) -> list[Event]:
+        kind = frame["type"]
+        if kind == "presence":
+            event = Presence(frame["user"], bool(frame["online"]), int(frame["at"]))
+            seen = self._online.get(event.user)
+            if seen is not None and seen.at > event.at:
+                return []  # an older event, overtaken
+            self._online[event.user] = event
+            return [event]
+        if kind == "read":
+            # Not folded into this device's receipts: it signs only what it showed itself.
+            return [ReadPosition(frame["room"], frame["cursor"], int(frame["unread"]))]
+        if kind == "typing":
+            return await self._verify(frame, chain=False)
+        events = await self._process(frame)
+        room = frame["room"]
+        self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
+        self._save_state()
+        if any(isinstance(e, Message) and not e.own for e in events):
+            self._delivered[room] = later(self._delivered.get(room), frame["cursor"]) or ""
+            self._receipt_soon(frame["sender"])
+        return events
+
+    def _receipt_soon(self, peer: str) -> None:
+        """One receipt for a burst: what this device decrypted and showed of the room."""
+        room = room_id(self._me(), peer)
+        task = self._receipts.get(room)
+        if task is None or task.done():
+            self._receipts[room] = asyncio.create_task(self._send_receipt(peer, room))
+
+    async def _send_receipt(self, peer: str, room: str) -> None:
+        await asyncio.sleep(RECEIPT_DELAY_S)
+        shown = self._read.get(room)
+        session = await self._device_session()
+        if shown is not None and shown != self._told_read.get(room):
+            await session.post(_dumps({"type": "read", "peer": peer, "cursor": shown}))
+            self._told_read[room] = shown
+        if self._read_receipts is None:
+            self._read_receipts = (await self.settings())["read_receipts"]
+        marks = (self._delivered.get(room), shown if self._read_receipts else None)
+        if marks == self._told.get(room) or marks == (None, None):
+            return
+        self._told[room] = marks
+        envelope = await self._signal(peer, "receipt", receipt_content(*marks))
+        await self._post(peer, "receipt", envelope)
 
     async def history(self, friend: str, *, limit: int = 100) -> list[Event]:
         """Every stored message of the room, verified and decrypted, oldest first."""
@@ -362,15 +525,18 @@ class Client:
                 self._seen.popitem(last=False)
         return events
 
-    async def _verify(self, frame: dict[str, Any]) -> list[Event]:
-        env, sender, mid = frame["body"], frame["sender"], frame["id"]
+    async def _verify(self, frame: dict[str, Any], *, chain: bool = True) -> list[Event]:
+        """Check one `message` (or `typing`) frame and decrypt it: the events it makes."""
+        env, sender, mid = frame["body"], frame["sender"], frame.get("id")
+        kind = frame.get("kind", "typing")
         alerts: list[Event] = []
 
-        def alert(kind: str, detail: str) -> list[Event]:
-            return [*alerts, Alert(kind, sender, detail, mid, frame.get("cursor"))]
+        def alert(what: str, detail: str) -> list[Event]:
+            return [*alerts, Alert(what, sender, detail, mid, frame.get("cursor"))]
 
-        if env.get("sender") != sender or env.get("room") != frame.get("room"):
-            return alert("mismatch", "the envelope names another sender or room")
+        if (env.get("sender") != sender or env.get("room") != frame.get("room")
+                or env.get("kind") != kind):
+            return alert("mismatch", "the envelope names another sender, room or kind")
         try:
             directory = await self._directory(sender)
             device = directory.devices.get(env.get("from", ""))
@@ -379,7 +545,7 @@ class Client:
                 device = directory.devices.get(env.get("from", ""))
         except ConfigError as exc:
             return alert("unknown_key", str(exc))
-        if sender in self._key_changed:
+        if sender in self._key_changed and kind not in SIGNAL_KINDS:
             self._key_changed.discard(sender)
             alerts.append(Alert("key_changed", sender,
                                 "this friend's keys changed: compare safety numbers", mid))
@@ -387,17 +553,53 @@ class Client:
             return alert("unknown_key", "signed by a key this user never published")
         if not verify_signature(env, crypto.load_ec_public(device.sig)):
             return alert("bad_signature", "the signature does not match the sender's key")
-        verdict = self._chains.check(frame["room"], device.kid, int(env["seq"]), env["prev"],
-                                     envelope_hash(env), mid)
-        if verdict.kind != "ok" and verdict.kind != "duplicate":
-            alerts.append(Alert(verdict.kind, sender, verdict.detail, mid, frame.get("cursor")))
-        if not verdict.show:
-            return alerts
+        if kind in SIGNAL_KINDS:
+            if env.get("seq") != 0 or env.get("prev") != "":
+                return alert("malformed", "a signal inside the message chain")
+        elif chain:
+            verdict = self._chains.check(frame["room"], device.kid, int(env["seq"]),
+                                         env["prev"], envelope_hash(env), mid or "")
+            if verdict.kind != "ok" and verdict.kind != "duplicate":
+                alerts.append(Alert(verdict.kind, sender, verdict.detail, mid,
+                                    frame.get("cursor")))
+            if not verdict.show:
+                return alerts
         try:
             content = await asyncio.to_thread(open_content, env, self.device)
         except CryptoError as exc:
             return alert("undecryptable", str(exc))
-        name = self.username if sender == self.user_id else self._names.get(sender, sender)
-        return [*alerts, Message(mid, frame["room"], sender, name or sender, frame["kind"],
-                                 content, frame["ts"], frame["cursor"],
-                                 sender == self.user_id)]
+        own = sender == self.user_id
+        if kind == "receipt":
+            try:
+                delivered, read = parse_receipt(content)
+            except CryptoError as exc:
+                return alert("malformed", str(exc))
+            if own:
+                return alerts  # another device of this user's: the read position says it
+            self.ticks.receipt(frame["room"], delivered, read)
+            return [*alerts, Receipt(frame["room"], sender, delivered, read)]
+        if kind == "typing":
+            try:
+                typing = parse_typing(content)
+            except CryptoError as exc:
+                return alert("stale", str(exc))
+            if typing:
+                self._typing[frame["room"]] = time.monotonic() + TYPING_SHOWN_S
+            else:
+                self._typing.pop(frame["room"], None)
+            return [*alerts, Typing(frame["room"], sender, typing)]
+        name = self.username if own else self._names.get(sender, sender)
+        return [*alerts, Message(mid or "", frame["room"], sender, name or sender,
+                                 frame["kind"], content, frame["ts"], frame["cursor"], own)]
+
+
+@dataclass(eq=False)
+class _Listener:
+    """One `listen()`: the rooms it follows (None: all) and the frames waiting for it."""
+
+    rooms: set[str] | None
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()

@@ -77,11 +77,13 @@ class DeviceSyncFrame(_Frame):
 
     `after` maps a room to the last cursor the device holds of it (null: from its start);
     a room of the user's not in the map is replayed from its start. `after: null` is
-    every room from its start.
+    every room from its start. `rooms` limits the replay to these rooms (live frames of
+    every room flow all the same).
     """
 
     type: Literal["sync"]
     after: dict[RoomId, Cursor | None] | None = Field(None, max_length=MAX_SYNC_ROOMS)
+    rooms: list[RoomId] | None = Field(None, max_length=MAX_SYNC_ROOMS)
 
 
 class TypingFrame(_Frame):

@@ -174,13 +174,17 @@ async def _answer_retry(frame_id: str, room: str, conn: Connection, svc: Service
 
 # -- sync --------------------------------------------------------------------------------
 async def _device_sync(frame: DeviceSyncFrame, conn: Connection, svc: Services) -> None:
-    """Every room of the user's (accepted friends): after the given cursor, or from the
-    start when the map does not name it. Rooms of others in the map are ignored."""
+    """Every room of the user's (accepted friends), or those of them in `rooms`: after the
+    given cursor, or from the start when the map does not name it. Rooms of others, in
+    the map or the list, are ignored."""
     try:
         rooms = [room_id(conn.user, f) for f in await accepted_friends(svc.db, conn.user)]
     except PyMongoError:
         conn.send(error("sync_failed", "history is unavailable; retry the sync"))
         return
+    if frame.rooms is not None:
+        only = set(frame.rooms)
+        rooms = [r for r in rooms if r in only]
     given = frame.after or {}
     await sync(conn, svc, {room: given.get(room) for room in rooms}, None, v1_cursor=False)
 

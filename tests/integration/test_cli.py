@@ -442,3 +442,20 @@ def test_send_image_terminal_draws_progress_bar(gw: Gateway, tmp_path: Path) -> 
     assert p.returncode == 0 and "sent dot.png" in p.stdout, p.stdout
     text = drawn.decode()
     assert "\rdot.png [" in text and "100%" in text and "encrypting" in text, text
+
+
+def test_inbox_lists_unread_and_listen_clears_them(gw: Gateway, tmp_path: Path) -> None:
+    """`duet inbox` shows each conversation's unread count and newest text; messages shown
+    by `duet listen` count as read (on every device of the user)."""
+    a, b, ha, hb = register_pair(gw, tmp_path)
+    ok(duet(gw, ha, "send", b, "one"))
+    ok(duet(gw, ha, "send", b, "two, the newest"))
+    [row] = ok(duet(gw, hb, "--json", "inbox")).lines()
+    assert (row["friend"], row["unread"], row["preview"]) == (a, 2, "two, the newest")
+    human = ok(duet(gw, hb, "inbox")).out
+    assert a in human and "2 unread" in human and "two, the newest" in human
+    ok(duet(gw, hb, "--json", "listen", a, "--count", "2", "--timeout", "20"))
+    [row] = ok(duet(gw, hb, "--json", "inbox")).lines()
+    assert row["unread"] == 0, row
+    [row] = ok(duet(gw, ha, "--json", "inbox")).lines()
+    assert (row["friend"], row["unread"]) == (b, 0)

@@ -25,8 +25,8 @@ from broker.topology import declare_persist_queue
 from contracts import room_id
 from contracts.routing import STORED_KEY, message_key
 from gateway.connection import Connection
-from gateway.metrics import GatewayMetrics
 from gateway.hub import Hub
+from gateway.metrics import GatewayMetrics
 from persister.metrics import PersisterMetrics
 from persister.service import Persister
 from persister.settings import PersisterSettings

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from broker.runtime import GC_YOUNG_THRESHOLD, tune_gc
 from client.audit import from_delivery
+from contracts.codes import TRY_AGAIN_LATER
 from contracts.events import (
     frame_count,
     header_list,
@@ -21,7 +22,6 @@ from contracts.events import (
     split_frames,
     storable_frames,
 )
-from contracts.codes import TRY_AGAIN_LATER
 from gateway.connection import Connection
 from gateway.metrics import GatewayMetrics
 

@@ -1,7 +1,9 @@
-"""One room's WebSocket: connect, resume from a cursor, resend what was not acked.
+"""This device's one WebSocket (protocol v2, `/ws`): connect, resume every room it follows
+from its cursors, resend what was not acked.
 
-Reconnects by itself with jittered exponential back-off. Sends are idempotent: a frame
-keeps its id across reconnects, so a lost ack costs a resend, never a second message.
+Reconnects by itself with jittered exponential back-off (contracts.codes says which close
+codes end it for good). Sends are idempotent: a frame keeps its id across reconnects, so a
+lost ack costs a resend, never a second message.
 """
 
 from __future__ import annotations
@@ -16,25 +18,28 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
+
+from contracts.codes import CLOSES
 
 from .errors import SendError
 
 log = logging.getLogger(__name__)
 
-FATAL_CLOSE = {4401: "not authenticated", 4403: "not allowed in this room"}
+SUBPROTOCOL = Subprotocol("duet.v2")
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
+# The sync to send after each `ready` (None: this session does not resume anything).
+SyncFrame = Callable[[], dict[str, Any] | None]
 
 
-class RoomSession:
-    def __init__(self, url: str, token: str, peer_id: str, *, on_message: FrameHandler,
-                 cursor: str | None, sync: bool, ssl_context: ssl.SSLContext | None = None,
+class DeviceSession:
+    def __init__(self, url: str, token: str, *, on_frame: FrameHandler, sync: SyncFrame,
+                 ssl_context: ssl.SSLContext | None = None,
                  max_size: int = 16 * 1024 * 1024) -> None:
-        self._url = f"{url.rstrip('/').replace('http', 'ws', 1)}/ws/{peer_id}"
+        self._url = f"{url.rstrip('/').replace('http', 'ws', 1)}/ws"
         self._token = token
-        self._on_message = on_message
-        self.cursor = cursor
+        self._on_frame = on_frame
         self._sync = sync
-        self.syncing = sync
         self._ssl = ssl_context
         self._max_size = max_size
         self._ws: ClientConnection | None = None
@@ -44,13 +49,7 @@ class RoomSession:
         self.stored: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.fatal: str | None = None
         self.state = "connecting"
-        self.on_state: Callable[[str], None] | None = None
         self._task: asyncio.Task[None] | None = None
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        if self.on_state:
-            self.on_state(state)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -77,50 +76,76 @@ class RoomSession:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[frame["id"]] = (retry, fut)
         self.stored[frame["id"]] = asyncio.get_running_loop().create_future()
-        if self._ws is not None and self._connected.is_set():
-            try:
-                await self._ws.send(text)
-            except ConnectionClosed:
-                pass  # resent after the reconnect
+        await self.post(text)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._pending.pop(frame["id"], None)
 
+    async def post(self, text: str) -> bool:
+        """Send a frame now if connected (a signal, a read, a sync); False if not."""
+        if self._ws is None or not self._connected.is_set():
+            return False
+        try:
+            await self._ws.send(text)
+            return True
+        except ConnectionClosed:
+            return False  # a send is resent after the reconnect; the rest is best effort
+
+    async def resync(self) -> None:
+        """Ask for a sync now (and after every reconnect, as always)."""
+        frame = self._sync()
+        if frame is not None:
+            self.synced.clear()
+            await self.post(orjson.dumps(frame).decode())
+
+    async def reconnect(self) -> None:
+        """Start over on a new socket (which syncs as it opens): the gateway counts what
+        it sent on a socket as delivered, so frames this client dropped while nothing
+        followed them come back only on a new one. Pending sends are resent."""
+        ws = self._ws
+        self._connected.clear()
+        if ws is not None:
+            await ws.close(1000, "resync")
+
+    async def _resync_later(self, delay: float = 1.0) -> None:
+        await asyncio.sleep(delay)
+        await self.resync()
+
     async def _resend_later(self, text: str, delay: float = 0.5) -> None:
         await asyncio.sleep(delay)
-        if self._ws is not None:
-            try:
-                await self._ws.send(text)
-            except ConnectionClosed:
-                pass
+        await self.post(text)
 
     async def _run(self) -> None:
         delay = 0.2
         while True:
+            wait = delay * random.uniform(0.5, 1.0)
             try:
                 async with connect(self._url, additional_headers={
                         "Authorization": f"Bearer {self._token}"}, ssl=self._ssl,
-                        max_size=self._max_size, open_timeout=10) as ws:
+                        subprotocols=[SUBPROTOCOL], max_size=self._max_size,
+                        open_timeout=10) as ws:
                     await self._serve(ws)
-                    delay = 0.2
+                    delay, wait = 0.2, 0.0  # we closed it (reconnect): at once
             except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else None
-                if code in FATAL_CLOSE:
-                    self._fail(FATAL_CLOSE[code])
+                close = CLOSES.get(exc.rcvd.code) if exc.rcvd else None
+                if close is not None and close.retry == "never":
+                    self._fail(close.cause)
                     return
+                if close is not None and close.retry == "now":
+                    wait = 0.05
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 log.info("connection to %s failed: %s", self._url, exc)
             finally:
                 self._ws = None
                 self._connected.clear()
-            self._set_state("reconnecting")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            self.state = "reconnecting"
+            await asyncio.sleep(wait)
             delay = min(delay * 2, 5.0)
 
     def _fail(self, reason: str) -> None:
         self.fatal = reason
-        self._set_state("error")
+        self.state = "error"
         self._connected.set()  # wake waiters so they see the failure
         for _, fut in self._pending.values():
             if not fut.done():
@@ -131,28 +156,22 @@ class RoomSession:
         if ready.get("type") != "ready":
             raise ConnectionClosed(None, None)
         self._ws = ws
-        if self._sync:
+        sync = self._sync()
+        if sync is not None:
             self.synced.clear()
-            await ws.send(orjson.dumps({"type": "sync", "after": self.cursor}).decode())
+            await ws.send(orjson.dumps(sync).decode())
         for text, _ in list(self._pending.values()):
             # Pending frames are kept marked as retries: if the lost-ack message is already
             # stored, the gateway answers from storage instead of publishing it again.
             await ws.send(text)
         self._connected.set()
-        self._set_state("connected")
+        self.state = "connected"
         async for raw in ws:
             await self._dispatch(orjson.loads(raw))
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        log.debug("frame %s %s", kind, frame.get("id"))
-        if kind == "message":
-            try:
-                await self._on_message(frame)
-            except Exception:  # a bug in handling one message must not end the session
-                log.exception("handling message %s failed", frame.get("id"))
-            self.cursor = max(self.cursor or "", frame["cursor"])
-        elif kind == "ack":
+        if kind == "ack":
             entry = self._pending.get(frame["id"])
             if entry and not entry[1].done():
                 entry[1].set_result(frame)
@@ -161,15 +180,21 @@ class RoomSession:
             if fut is not None and not fut.done():
                 fut.set_result(frame)
         elif kind == "synced":
-            if frame.get("cursor"):
-                self.cursor = max(self.cursor or "", frame["cursor"])
             self.synced.set()
         elif kind == "error":
             entry = self._pending.get(str(frame.get("id")))
             if entry and frame.get("code") == "publish_failed":
                 # Not confirmed by the broker: the same frame again shortly is safe.
                 asyncio.create_task(self._resend_later(entry[0]))
-            elif entry and not entry[1].done():
+                return
+            if entry and not entry[1].done():
                 entry[1].set_exception(SendError(frame["id"], frame["code"], frame["detail"]))
+                return
+            if frame.get("code") == "sync_failed":
+                asyncio.create_task(self._resync_later())
             elif entry is None:
                 log.warning("server error: %s %s", frame.get("code"), frame.get("detail"))
+        try:
+            await self._on_frame(frame)
+        except Exception:  # a bug in handling one frame must not end the session
+            log.exception("handling a %s frame failed", kind)
