@@ -13,6 +13,7 @@ by tests/unit/test_contracts.py), and the docs list them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -85,3 +86,12 @@ def as_json() -> dict[str, object]:
     """The table as plain data (for the web client's generated module and the docs)."""
     return {"errors": {k: asdict(v) for k, v in ERRORS.items()},
             "closes": {str(k): asdict(v) for k, v in CLOSES.items()}}
+
+
+def as_js() -> str:
+    """web/codes.js: the same table as an ES module (written by `python -m contracts
+    export`; a test keeps the committed file equal to this)."""
+    data = as_json()
+    return ("// Generated from contracts/codes.py by `python -m contracts export`: do not edit.\n"
+            f"export const ERRORS = {json.dumps(data['errors'], indent=2, sort_keys=True)};\n"
+            f"export const CLOSES = {json.dumps(data['closes'], indent=2, sort_keys=True)};\n")

@@ -23,6 +23,10 @@ APT_PACKAGES=(
     docker-compose  # validates docker-compose.yml without an engine (tests/unit/test_compose.py)
     chromium        # the browser the web client is tested in (tests/e2e, Playwright)
 )
+# npm fetches AsyncAPI's own JSON Schema (tests/unit/test_contracts.py); any npm will do.
+if ! command -v npm >/dev/null; then
+    APT_PACKAGES+=(npm)
+fi
 
 # --with-rabbitmq (make run): a machine with no broker at DUET_AMQP_URL and no
 # rabbitmq-server gets Debian's, which the launcher then starts.
@@ -64,6 +68,19 @@ if [[ ! -x .duet/nginx/usr/sbin/nginx ]] && ! command -v nginx >/dev/null && com
     if (cd "$tmp" && apt-get download -qq nginx </dev/null) 2>/dev/null || \
        { apt-get update -qq && (cd "$tmp" && apt-get download -qq nginx </dev/null); }; then
         dpkg -x "$tmp"/nginx_*.deb .duet/nginx
+    fi
+    rm -rf "$tmp"
+fi
+
+# --- AsyncAPI's JSON Schema for 3.0.0, from its maintainers' npm package (data only: no
+# JavaScript runs): tests/unit/test_contracts.py validates contracts/asyncapi.json with it.
+ASYNCAPI_SPECS=6.11.1
+if [[ ! -f ".duet/asyncapi-specs-$ASYNCAPI_SPECS/package/schemas/3.0.0-without-\$id.json" ]] && command -v npm >/dev/null; then
+    echo "bootstrap: fetching @asyncapi/specs $ASYNCAPI_SPECS"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack -q "@asyncapi/specs@$ASYNCAPI_SPECS" >/dev/null 2>&1 </dev/null); then
+        mkdir -p ".duet/asyncapi-specs-$ASYNCAPI_SPECS"
+        tar xzf "$tmp/asyncapi-specs-$ASYNCAPI_SPECS.tgz" -C ".duet/asyncapi-specs-$ASYNCAPI_SPECS"
     fi
     rm -rf "$tmp"
 fi

@@ -73,10 +73,23 @@ export class Api {
     return this.call('POST', `/api/friends/${encodeURIComponent(userId)}/accept`);
   }
 
-  messages(peerId, { before = null, after = null, limit = 50 } = {}) {
+  messages(peerId, { before = null, after = null, limit = 50, kinds = null } = {}) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before) query.set('before', before);
     if (after) query.set('after', after);
+    if (kinds) query.set('kinds', kinds);
     return this.call('GET', `/api/rooms/${encodeURIComponent(peerId)}/messages?${query}`);
+  }
+
+  async conversations() {
+    return (await this.call('GET', '/api/conversations')).conversations;
+  }
+
+  settings() {
+    return this.call('GET', '/api/settings');
+  }
+
+  updateSettings(changes) {
+    return this.call('PUT', '/api/settings', changes);
   }
 }

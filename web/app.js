@@ -1,33 +1,54 @@
-// The duet web client: sign up / log in, this browser's device keys, friends, and one open
-// conversation at a time. Plain ES modules, no build step, nothing from another origin.
+// The duet web client: sign up / log in, this browser's device keys, friends, and every
+// conversation live over one device socket. Plain ES modules, no build step, nothing from
+// another origin.
 //
-// The access token lives in sessionStorage (this tab only) and travels in the
-// Authorization header and the WebSocket subprotocol list, never in a URL. The device's
-// private keys are non-extractable CryptoKey objects in IndexedDB.
+// The session (the access token) is kept in localStorage, so every tab of this browser
+// shares one login and logging out in one logs out all (the `storage` event). A script
+// injected into the page could read it there, as it could from sessionStorage or memory:
+// what stops that is the CSP (no inline or foreign script) and Trusted Types. The token
+// only ever travels in the Authorization header and the WebSocket subprotocol list, never
+// in a URL, and it expires (DUET_TOKEN_TTL_S); the device's private keys are
+// non-extractable CryptoKey objects in IndexedDB, which no stolen token reaches.
 
 import { Api, ApiError } from './api.js';
 import { Conversation } from './conversation.js';
 import { generateDevice } from './crypto.js';
+import { DeviceSocket } from './device.js';
+import { Directory } from './directory.js';
 import { $, clear, h } from './dom.js';
+import { Inbox } from './inbox.js';
+import { roomId } from './outgoing.js';
 import * as store from './store.js';
 
 const SESSION_KEY = 'duet.session';
 const PEER_KEY = 'duet.peer';
 const FRIENDS_POLL_MS = 4000;
+const EXPIRED = 'Your session expired. Log in again to go on.';
+
+const STATE_LABELS = {
+  connecting: 'connecting…',
+  connected: 'connected',
+  lost: 'connection lost — reconnecting…',
+  error: 'error',
+};
 
 const app = {
   api: null,
   session: null,
   device: null,
+  dir: null,
+  socket: null,
+  inbox: null,
   friends: [],
   conversation: null,
   poll: null,
+  searched: null, // the user the search result is about, while it shows their status
 };
 
 // -- session -------------------------------------------------------------------------
 function savedSession() {
   try {
-    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY));
+    const session = JSON.parse(localStorage.getItem(SESSION_KEY));
     if (session && session.token && session.userId && session.expiresAt > Date.now()) return session;
   } catch {
     // a damaged entry is the same as none
@@ -57,6 +78,11 @@ function authStatus(text, error = false) {
   el.classList.toggle('error', error);
 }
 
+function authNotice(text) {
+  $('auth-notice').textContent = text;
+  $('auth-notice').hidden = !text;
+}
+
 async function onAuth(event) {
   event.preventDefault();
   const action = event.submitter && event.submitter.value === 'signup' ? 'signup' : 'login';
@@ -75,6 +101,7 @@ async function onAuth(event) {
     const profile = await api.user(username);
     authStatus('Preparing this browser’s keys…');
     $('auth-password').value = '';
+    authNotice('');
     await start({
       token: token.access_token,
       userId: token.user_id,
@@ -115,15 +142,32 @@ async function ensureDevice(api, userId) {
 }
 
 async function start(session) {
-  app.api = new Api(session.token, { onUnauthenticated: () => logout('Your session expired. Log in again.') });
+  app.api = new Api(session.token, { onUnauthenticated: () => logout(EXPIRED) });
   app.device = await ensureDevice(app.api, session.userId);
   app.session = session;
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  app.dir = new Directory(app.api);
+  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = session.username;
   $('me-device').textContent = `device ${app.device.kid.slice(0, 8)}`;
+  const me = { id: session.userId, name: session.username };
+  app.socket = new DeviceSocket(session.token, {
+    onFrame: onFrame,
+    onReady: () => app.inbox.onReady(),
+    onState: setConnState,
+  });
+  app.inbox = new Inbox({
+    me, device: app.device, dir: app.dir, socket: app.socket, list: $('conversations'),
+    view: { get open() { return app.conversation ? app.conversation.room : null; }, visible: looking },
+    onOpen: (peerId) => openFriend(peerId),
+    onChange: onConversationChange,
+  });
+  await loadSettings();
   await refreshFriends();
+  await refreshConversations();
+  await restorePending(me);
+  app.socket.start();
   clearInterval(app.poll);
   app.poll = setInterval(() => {
     if (document.visibilityState === 'visible') refreshFriends();
@@ -132,23 +176,104 @@ async function start(session) {
   if (peer) await openFriend(peer);
 }
 
-function logout(reason = '') {
-  clearInterval(app.poll);
-  closeConversation();
-  sessionStorage.removeItem(SESSION_KEY);
-  sessionStorage.removeItem(PEER_KEY);
-  app.api = null;
-  app.session = null;
-  app.device = null;
-  app.friends = [];
-  clear($('friends'));
-  clear($('search-result'));
-  $('app').hidden = true;
-  $('auth').hidden = false;
-  authStatus(reason, Boolean(reason));
+/** Sends a previous page of this browser left unacknowledged go out again (same ids). */
+async function restorePending(me) {
+  for (const entry of await store.withPrefix('outbox', `${me.id}/`)) {
+    const { frame } = entry;
+    if (frame.peer) app.socket.send(frame, roomId(me.id, frame.peer));
+  }
 }
 
-// -- friends -------------------------------------------------------------------------
+function logout(reason = '', { everywhere = true } = {}) {
+  clearInterval(app.poll);
+  closeConversation();
+  if (app.socket) app.socket.close();
+  if (app.inbox) app.inbox.close();
+  if (everywhere) localStorage.removeItem(SESSION_KEY);
+  sessionStorage.removeItem(PEER_KEY);
+  Object.assign(app, { api: null, session: null, device: null, dir: null, socket: null, inbox: null, friends: [] });
+  clear($('conversations'));
+  clear($('requests'));
+  clear($('search-result'));
+  document.title = 'duet';
+  document.body.classList.remove('in-chat');
+  $('app').hidden = true;
+  $('auth').hidden = false;
+  authNotice(reason);
+  authStatus('');
+}
+
+function setConnState(state, detail = '') {
+  const el = $('conn-state');
+  el.dataset.state = state;
+  el.textContent = state === 'error' ? `error: ${detail}` : STATE_LABELS[state];
+  el.title = detail || STATE_LABELS[state] || state;
+  if (state === 'error' && /token|authenticated/.test(detail)) logout(EXPIRED);
+}
+
+// -- frames from the device socket -------------------------------------------------------
+function onFrame(frame) {
+  if (!app.inbox) return;
+  app.inbox.onFrame(frame);
+  const open = app.conversation;
+  if (!open) return;
+  let room = frame.room ?? null;
+  if (!room && frame.type === 'error' && frame.id) room = app.socket.roomOf(frame.id);
+  if (room === open.room && ['message', 'ack', 'stored', 'error'].includes(frame.type)) open.onFrame(frame);
+  else if (frame.type === 'ack' || frame.type === 'stored') settleElsewhere(frame);
+}
+
+/** An ack for a conversation that is not open: the outbox entry can go. */
+async function settleElsewhere(frame) {
+  const room = frame.room ?? app.socket.roomOf(frame.id);
+  app.socket.settle(frame.id);
+  if (room && app.session) await store.remove('outbox', `${app.session.userId}/${room}/${frame.id}`);
+}
+
+function onConversationChange(room, change) {
+  const open = app.conversation;
+  if (!open || open.room !== room) return;
+  if (change.marks) open.applyMarks();
+  if (change.alert) open.addAlert(change.alert.frame, change.alert);
+  renderPeerStatus();
+}
+
+/** Is the user looking at the open conversation (the tab shown, its screen up)? */
+function looking() {
+  return document.visibilityState === 'visible'
+    && (!isPhone() || document.body.classList.contains('in-chat'));
+}
+
+function isPhone() {
+  return window.matchMedia('(max-width: 700px)').matches;
+}
+
+// -- settings ------------------------------------------------------------------------
+async function loadSettings() {
+  try {
+    const settings = await app.api.settings();
+    $('set-read-receipts').checked = settings.read_receipts;
+    $('set-hide-presence').checked = settings.hide_presence;
+    app.inbox.readReceipts = settings.read_receipts;
+  } catch {
+    // defaults stay; asked again when the panel opens
+  }
+  $('notify-enable').hidden = !('Notification' in window) || Notification.permission !== 'default';
+}
+
+async function onSetting() {
+  try {
+    const settings = await app.api.updateSettings({
+      read_receipts: $('set-read-receipts').checked,
+      hide_presence: $('set-hide-presence').checked,
+    });
+    app.inbox.readReceipts = settings.read_receipts;
+  } catch (err) {
+    searchResult(`Settings not saved: ${explain(err)}`, true);
+  }
+}
+
+// -- friends and requests ----------------------------------------------------------------
 async function refreshFriends() {
   if (!app.api) return;
   let friends;
@@ -157,35 +282,37 @@ async function refreshFriends() {
   } catch {
     return; // asked again at the next poll
   }
+  const accepted = (list) => list.filter((f) => f.status === 'accepted').map((f) => f.user_id).sort().join();
+  const newFriend = accepted(friends) !== accepted(app.friends);
   // Re-render only on a change, so the poll never takes the focus from a button.
-  if (JSON.stringify(friends) === JSON.stringify(app.friends) && $('friends').childElementCount) return;
+  if (JSON.stringify(friends) === JSON.stringify(app.friends) && app.friends.length) return;
   app.friends = friends;
-  renderFriends();
+  renderRequests();
+  // A search result about someone whose status changed would be stale: it goes.
+  if (app.searched && friends.some((f) => f.user_id === app.searched.id && f.status !== app.searched.status)) {
+    clear($('search-result'));
+    app.searched = null;
+  }
+  if (newFriend) await refreshConversations();
 }
 
-const STATUS_ORDER = { incoming: 0, accepted: 1, outgoing: 2 };
-
-function renderFriends() {
-  const list = clear($('friends'));
-  if (!app.friends.length) {
-    list.append(h('li', { class: 'muted', text: 'No friends yet: find someone by username.' }));
-    return;
+async function refreshConversations() {
+  if (!app.api) return;
+  try {
+    app.inbox.load(await app.api.conversations());
+  } catch {
+    // the next change of friends asks again
   }
-  const sorted = [...app.friends].sort((a, b) => (STATUS_ORDER[a.status] - STATUS_ORDER[b.status])
-    || a.username.localeCompare(b.username));
-  const open = app.conversation && app.conversation.peer.id;
-  for (const f of sorted) {
-    if (f.status === 'accepted') {
-      list.append(h('li', { class: 'friend', dataset: { user: f.user_id, status: f.status } },
-        h('button', {
-          type: 'button', class: 'friend-open', 'aria-current': f.user_id === open ? 'true' : null,
-          onclick: () => openFriend(f.user_id),
-        }, f.username)));
-    } else if (f.status === 'incoming') {
+}
+
+function renderRequests() {
+  const list = clear($('requests'));
+  for (const f of app.friends) {
+    if (f.status === 'incoming') {
       list.append(h('li', { class: 'friend incoming', dataset: { user: f.user_id, status: f.status } },
-        h('span', { class: 'name', text: f.username }),
+        h('span', { class: 'name', text: `${f.username} wants to chat` }),
         h('button', { type: 'button', class: 'accept', onclick: () => accept(f) }, 'Accept')));
-    } else {
+    } else if (f.status === 'outgoing') {
       list.append(h('li', { class: 'friend outgoing', dataset: { user: f.user_id, status: f.status } },
         h('span', { class: 'name', text: f.username }),
         h('span', { class: 'muted', text: 'request sent' })));
@@ -223,6 +350,7 @@ async function onSearch(event) {
     return;
   }
   const known = app.friends.find((f) => f.user_id === user.user_id);
+  app.searched = { id: user.user_id, status: known ? known.status : null };
   if (known && known.status === 'accepted') {
     searchResult(`${user.username} is already your friend.`);
     return;
@@ -237,6 +365,7 @@ async function onSearch(event) {
     button.disabled = true;
     try {
       const friend = await app.api.requestFriend(user.username);
+      app.searched = { id: user.user_id, status: friend.status };
       searchResult(friend.status === 'accepted' ? `You and ${friend.username} are friends now.`
         : `Friend request sent to ${friend.username}.`);
     } catch (err) {
@@ -247,7 +376,7 @@ async function onSearch(event) {
   searchResult(`${user.username}`, false, button);
 }
 
-// -- conversation --------------------------------------------------------------------
+// -- the open conversation ---------------------------------------------------------------
 function closeConversation() {
   if (app.conversation) app.conversation.close();
   app.conversation = null;
@@ -256,17 +385,21 @@ function closeConversation() {
 }
 
 async function openFriend(peerId) {
-  const friend = app.friends.find((f) => f.user_id === peerId && f.status === 'accepted');
-  if (!friend) {
+  const conv = app.inbox && app.inbox.byPeer(peerId);
+  if (!conv) {
     sessionStorage.removeItem(PEER_KEY);
     return;
   }
-  if (app.conversation && app.conversation.peer.id === peerId) return;
+  document.body.classList.add('in-chat');
+  if (app.conversation && app.conversation.peer.id === peerId) {
+    app.conversation.markShown();
+    return;
+  }
   closeConversation();
   sessionStorage.setItem(PEER_KEY, peerId);
   $('empty').hidden = true;
   $('chat').hidden = false;
-  $('peer-name').textContent = friend.username;
+  $('peer-name').textContent = conv.peer.name;
   $('banner').hidden = true;
   $('safety').hidden = true;
   $('notice').hidden = true;
@@ -275,23 +408,42 @@ async function openFriend(peerId) {
     api: app.api,
     me: { id: app.session.userId, name: app.session.username },
     device: app.device,
-    peer: { id: friend.user_id, name: friend.username },
+    peer: { id: conv.peer.id, name: conv.peer.name },
+    dir: app.dir,
+    socket: app.socket,
+    inbox: app.inbox,
     els: {
-      list: $('messages'), state: $('conn-state'), banner: $('banner'), bannerText: $('banner-text'),
+      list: $('messages'), banner: $('banner'), bannerText: $('banner-text'),
       safety: $('safety'), safetyNumber: $('safety-number'), notice: $('notice'),
     },
-    onFatal: (detail) => {
-      if (/authenticated/.test(detail)) logout('Your session expired. Log in again.');
-    },
+    looking,
   });
   app.conversation = conversation;
-  renderFriends();
+  app.inbox.render();
+  renderPeerStatus();
   try {
     await conversation.open();
   } catch (err) {
     if (app.conversation === conversation) conversation.notice(`Could not open the conversation: ${explain(err)}`);
   }
-  if (app.conversation === conversation) $('text').focus();
+  if (app.conversation === conversation && !isPhone()) $('text').focus();
+}
+
+function renderPeerStatus() {
+  const open = app.conversation;
+  if (!open) return;
+  const conv = app.inbox.byPeer(open.peer.id);
+  const typing = conv && app.inbox.isTyping(conv);
+  $('peer-dot').classList.toggle('online', Boolean(conv && conv.online));
+  $('peer-status').textContent = typing ? 'typing…' : conv && conv.online ? 'online' : '';
+  $('peer-status').classList.toggle('typing', Boolean(typing));
+}
+
+function back() {
+  document.body.classList.remove('in-chat');
+  closeConversation();
+  sessionStorage.removeItem(PEER_KEY);
+  app.inbox.render();
 }
 
 function composerError(text) {
@@ -305,6 +457,7 @@ async function onSend(event) {
   const text = input.value;
   if (!conversation || !text.trim()) return;
   input.value = '';
+  fitComposer();
   composerError('');
   try {
     await conversation.sendText(text);
@@ -312,6 +465,25 @@ async function onSend(event) {
     if (!input.value) input.value = text;
     composerError(`Not sent: ${explain(err)}`);
   }
+}
+
+/** Enter sends; Shift+Enter (or a composition in progress) makes a new line. */
+function onComposerKey(event) {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $('composer').requestSubmit();
+  }
+}
+
+function onComposerInput() {
+  fitComposer();
+  if (app.conversation) app.conversation.typing($('text').value.trim() !== '');
+}
+
+function fitComposer() {
+  const input = $('text');
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
 }
 
 async function onImage() {
@@ -336,15 +508,44 @@ async function onSafety() {
   }
 }
 
+function onLooking() {
+  if (app.conversation && looking()) app.conversation.markShown();
+  if (app.inbox) app.inbox.render();
+}
+
+/** Another tab logged in or out: follow it. */
+function onStorage(event) {
+  if (event.key !== SESSION_KEY) return;
+  const session = savedSession();
+  if (!session && app.session) logout('You logged out in another tab.', { everywhere: false });
+  else if (session && (!app.session || app.session.token !== session.token)) {
+    if (app.session) logout('', { everywhere: false });
+    resume(session, 1000);
+  }
+}
+
 function init() {
   $('auth-form').addEventListener('submit', onAuth);
   $('logout').addEventListener('click', () => logout());
+  $('settings-open').addEventListener('click', () => { $('settings').hidden = !$('settings').hidden; });
+  $('set-read-receipts').addEventListener('change', onSetting);
+  $('set-hide-presence').addEventListener('change', onSetting);
+  $('notify-enable').addEventListener('click', async () => {
+    await Notification.requestPermission();
+    $('notify-enable').hidden = Notification.permission !== 'default';
+  });
   $('search-form').addEventListener('submit', onSearch);
   $('composer').addEventListener('submit', onSend);
+  $('text').addEventListener('keydown', onComposerKey);
+  $('text').addEventListener('input', onComposerInput);
   $('image').addEventListener('change', onImage);
   $('show-safety').addEventListener('click', onSafety);
   $('safety-close').addEventListener('click', () => { $('safety').hidden = true; });
   $('banner-ok').addEventListener('click', () => app.conversation && app.conversation.acceptKeys());
+  $('back').addEventListener('click', back);
+  document.addEventListener('visibilitychange', onLooking);
+  window.addEventListener('focus', onLooking);
+  window.addEventListener('storage', onStorage);
   if (!globalThis.crypto || !globalThis.crypto.subtle) {
     authStatus('This page needs a secure context (https) for its cryptography.', true);
     $('auth').hidden = false;
@@ -352,6 +553,10 @@ function init() {
   }
   const session = savedSession();
   if (!session) {
+    if (localStorage.getItem(SESSION_KEY)) {
+      localStorage.removeItem(SESSION_KEY);
+      authNotice(EXPIRED);
+    }
     $('auth').hidden = false;
     return;
   }
@@ -366,7 +571,7 @@ function resume(session, delay) {
       authStatus(`${explain(err)} Trying again…`, true);
       setTimeout(() => resume(session, Math.min(delay * 2, 30_000)), delay);
     } else {
-      logout(explain(err));
+      logout(err instanceof ApiError && err.status === 401 ? EXPIRED : explain(err));
     }
   });
 }

@@ -1,29 +1,36 @@
-// One conversation view: history (newest page first, older pages on scroll), the live
-// socket, sending, and the checks every received message passes before it is shown:
-// envelope addressed to this room by its sender, sending device in the sender's key
-// directory (live or revoked), signature, hash chain, then decryption. What fails any check
-// is shown as a warning, never as a message. Messages are de-duplicated by (sender, id).
+// The open conversation: its history (newest page first, older pages on scroll), the
+// live frames of its room (routed here from the one device socket), sending, and the
+// checks every received message passes before it is shown (verify.js, then the hash
+// chain, then decryption). What fails any check is a warning, never a message. Messages
+// are de-duplicated by (sender, id), laid out by cursor with a line for each new day.
+// Own messages carry ticks: pending, sent (the broker confirmed), stored, delivered and
+// read (the friend's receipts, kept by the inbox).
 
 import { ChainBook } from './chain.js';
-import { b64u, fromUtf8, utf8 } from './codec.js';
-import { randomBytes } from './crypto.js';
+import { fromUtf8, utf8 } from './codec.js';
 import { Directory } from './directory.js';
-import { formatDateTime, formatTime, h } from './dom.js';
+import { formatDateTime, formatDay, formatTime, h, linkify } from './dom.js';
 import {
-  ALG, envelopeHash, openEnvelope, safetyNumber, sealEnvelope, TEXT_MIME, verifySignature,
+  envelopeHash, openEnvelope, safetyNumber, sealEnvelope, TEXT_MIME,
 } from './envelope.js';
-import { RoomSocket } from './socket.js';
+import { newId, recipients, roomId, sealSignal } from './outgoing.js';
+import { typingContent } from './signals.js';
 import * as store from './store.js';
+import { verifyFrame } from './verify.js';
 
 export const PAGE_SIZE = 25;
 export const MAX_TEXT_BYTES = 64 * 1024;
 export const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
 const NEAR_TOP_PX = 60;
 const NEAR_BOTTOM_PX = 120;
+const TYPING_EVERY_MS = 3000;
+const HISTORY_KINDS = 'text,image,receipt';
 
 const IMAGE_MAGIC = {
-  'image/png': [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
-  'image/jpeg': [0xff, 0xd8, 0xff],
+  'image/png': [[0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]]],
+  'image/jpeg': [[0, [0xff, 0xd8, 0xff]]],
+  'image/gif': [[0, [0x47, 0x49, 0x46, 0x38]]], // GIF8(7|9)a
+  'image/webp': [[0, [0x52, 0x49, 0x46, 0x46]], [8, [0x57, 0x45, 0x42, 0x50]]], // RIFF....WEBP
 };
 
 const ALERT_TITLES = {
@@ -38,29 +45,22 @@ const ALERT_TITLES = {
   key_changed: 'Keys changed',
 };
 
-const STATE_LABELS = {
-  connecting: 'connecting…',
-  connected: 'connected',
-  lost: 'connection lost — reconnecting…',
-  error: 'error',
-};
-
-const TICKS = { pending: '…', sent: '✓', stored: '✓✓', failed: '!' };
+const TICKS = { pending: '…', failed: '!', sent: '✓', stored: '✓✓', delivered: '✓✓', read: '✓✓' };
 const TICK_TITLES = {
   pending: 'sending…',
+  failed: 'not sent',
   sent: 'sent: the server has it',
   stored: 'stored',
-  failed: 'not sent',
+  delivered: 'delivered: a device of your friend decrypted it',
+  read: 'read',
 };
+const TICK_ORDER = { pending: 0, failed: 1, sent: 2, stored: 3, delivered: 4, read: 5 };
 
-export function roomId(a, b) {
-  return a < b ? `${a}.${b}` : `${b}.${a}`;
-}
-
-/** The image type the bytes really are, among PNG and JPEG; null otherwise. */
+/** The image type the bytes really are, among PNG, JPEG, GIF and WebP; null otherwise. */
 export function sniffImage(data) {
-  for (const [mime, magic] of Object.entries(IMAGE_MAGIC)) {
-    if (data.length >= magic.length && magic.every((b, i) => data[i] === b)) return mime;
+  for (const [mime, parts] of Object.entries(IMAGE_MAGIC)) {
+    if (parts.every(([at, magic]) => data.length >= at + magic.length
+        && magic.every((b, i) => data[at + i] === b))) return mime;
   }
   return null;
 }
@@ -71,19 +71,21 @@ function withLock(name, fn) {
 
 export class Conversation {
   /**
-   * me and peer: {id, name}; device: this browser's device keys; els: the view's elements
-   * (list, state, banner, bannerText, safety, safetyNumber, notice); onFatal(detail): the
-   * server refused the socket for good.
+   * me and peer: {id, name}; device: this browser's device keys; socket: the DeviceSocket;
+   * inbox: the Inbox (receipts, the friend's marks); els: the view's elements (list,
+   * banner, bannerText, safety, safetyNumber, notice); looking(): whether the user sees it.
    */
-  constructor({ api, me, device, peer, els, onFatal = () => {} }) {
+  constructor({ api, me, device, peer, dir, socket, inbox, els, looking = () => true }) {
     this.api = api;
     this.me = me;
     this.device = device;
     this.peer = peer;
+    this.dir = dir;
+    this.socket = socket;
+    this.inbox = inbox;
     this.els = els;
-    this.onFatal = onFatal;
+    this.looking = looking;
     this.room = roomId(me.id, peer.id);
-    this.dir = new Directory(api);
     this.chains = new ChainBook();
     this.items = new Map(); // "<sender>/<id>" -> shown message
     this.seen = new Set(); // "<sender>/<id>" of every frame handled (shown or not)
@@ -98,8 +100,10 @@ export class Conversation {
     this.heads = {};
     this.headsChecked = false;
     this.headsTimer = null;
-    this.socket = null;
+    this.early = []; // live frames that came before the first page
+    this.loaded = false;
     this.closed = false;
+    this.typingSent = 0;
     this.onScroll = () => {
       if (this.els.list.scrollTop < NEAR_TOP_PX) this.loadOlder();
     };
@@ -107,7 +111,6 @@ export class Conversation {
 
   // -- lifecycle -----------------------------------------------------------------------
   async open() {
-    this.setState('connecting');
     this.els.list.addEventListener('scroll', this.onScroll);
     try {
       await this.tofu(await this.dir.get(this.peer.id, this.peer.name, { refresh: true }));
@@ -119,16 +122,15 @@ export class Conversation {
     if (!page) return;
     this.older = page.next;
     this.chains.atStart = page.next === null;
-    this.socket = new RoomSocket(this.peer.id, this.api.token, {
-      onFrame: (frame) => this.onFrame(frame),
-      onState: (state, detail) => this.setState(state, detail),
-      cursor: () => this.lastCursor,
-    });
     await this.enqueue(() => this.ingest(page.messages, 'latest'));
+    this.loaded = true;
+    const early = this.early;
+    this.early = [];
+    for (const frame of early) this.onFrame(frame);
     await this.enqueue(() => this.restoreOutbox());
+    await this.enqueue(() => this.checkHeads());
     this.scrollToBottom();
-    if (this.closed) return;
-    this.socket.start();
+    this.applyMarks();
     await this.fillViewport();
   }
 
@@ -136,20 +138,18 @@ export class Conversation {
   async firstPage() {
     for (let delay = 500; !this.closed; delay = Math.min(delay * 2, 10_000)) {
       try {
-        return await this.api.messages(this.peer.id, { before: 'latest', limit: PAGE_SIZE });
+        return await this.api.messages(this.peer.id, { before: 'latest', limit: PAGE_SIZE, kinds: HISTORY_KINDS });
       } catch (err) {
         if (err.status !== 0 && err.status < 500) throw err;
-        this.setState('lost', err.message);
         await new Promise((resolve) => { setTimeout(resolve, delay * (0.5 + Math.random() / 2)); });
       }
     }
     return null;
   }
 
-  /** Stop the socket and forget the view; safe twice. */
+  /** Forget the view; safe twice. */
   close() {
     this.closed = true;
-    if (this.socket) this.socket.close();
     this.els.list.removeEventListener('scroll', this.onScroll);
     clearTimeout(this.headsTimer);
     for (const url of this.urls) URL.revokeObjectURL(url);
@@ -164,34 +164,26 @@ export class Conversation {
     return run;
   }
 
-  setState(state, detail = '') {
-    if (this.closed) return;
-    const el = this.els.state;
-    el.dataset.state = state;
-    el.textContent = state === 'error' ? `error: ${detail}` : STATE_LABELS[state];
-    el.title = detail || STATE_LABELS[state] || state;
-    if (state === 'error') this.onFatal(detail);
-  }
-
   notice(text) {
     this.els.notice.textContent = text;
     this.els.notice.hidden = !text;
   }
 
-  // -- frames from the socket ----------------------------------------------------------
+  // -- frames of this room (from the device socket) --------------------------------------
   onFrame(frame) {
+    if (!this.loaded) {
+      this.early.push(frame);
+      return;
+    }
     switch (frame.type) {
       case 'message':
-        this.enqueue(() => this.ingest([frame], 'live'));
+        if (frame.kind !== 'receipt') this.enqueue(() => this.ingest([frame], 'live'));
         break;
       case 'ack':
         this.enqueue(() => this.onAck(frame));
         break;
       case 'stored':
         this.enqueue(() => this.onStored(frame));
-        break;
-      case 'synced':
-        this.enqueue(() => this.onSynced(frame));
         break;
       case 'error':
         this.enqueue(() => this.onError(frame));
@@ -206,8 +198,9 @@ export class Conversation {
     await store.remove('outbox', `${this.me.id}/${this.room}/${frame.id}`);
     const item = this.items.get(`${this.me.id}/${frame.id}`);
     if (!item) return;
-    if (item.state === 'pending' || item.state === 'failed') this.setItemState(item, 'sent');
     this.placeItem(item, frame.cursor, frame.ts);
+    this.setItemState(item, 'sent');
+    this.applyMarks();
   }
 
   async onStored(frame) {
@@ -217,41 +210,47 @@ export class Conversation {
       this.socket.settle(frame.id);
       await store.remove('outbox', `${this.me.id}/${this.room}/${frame.id}`);
     }
-    this.setItemState(item, 'stored');
     this.placeItem(item, frame.cursor, null);
-  }
-
-  async onSynced(frame) {
-    if (frame.cursor && (!this.lastCursor || frame.cursor > this.lastCursor)) this.lastCursor = frame.cursor;
-    if (this.headsChecked) return;
-    this.headsChecked = true;
-    for (const alert of this.chains.checkHeads(this.heads)) {
-      const item = alert.id ? [...this.items.values()].find((i) => i.id === alert.id && i.device === alert.device) : null;
-      this.addAlert(item ? { id: item.id, cursor: item.cursor } : null, alert);
-    }
-    this.saveHeads();
+    this.setItemState(item, 'stored');
+    this.applyMarks();
   }
 
   async onError(frame) {
-    if (frame.id && this.socket.pending.has(frame.id)) {
-      if (frame.code === 'publish_failed') {
-        this.socket.resendLater(frame.id);
-        return;
-      }
-      this.socket.settle(frame.id);
-      await store.remove('outbox', `${this.me.id}/${this.room}/${frame.id}`);
-      const item = this.items.get(`${this.me.id}/${frame.id}`);
-      if (item) this.setItemState(item, 'failed', frame.detail);
+    if (frame.code === 'publish_failed') {
+      this.socket.resendLater(frame.id);
       return;
     }
-    if (frame.code === 'sync_failed') setTimeout(() => this.socket.resync(), 1000);
-    else console.warn('duet: server error', frame.code, frame.detail);
+    this.socket.settle(frame.id);
+    await store.remove('outbox', `${this.me.id}/${this.room}/${frame.id}`);
+    const item = this.items.get(`${this.me.id}/${frame.id}`);
+    if (item) this.setItemState(item, 'failed', frame.detail);
+  }
+
+  /** The friend's receipts moved (the inbox keeps them): redraw the ticks. */
+  applyMarks() {
+    const marks = this.inbox.byPeer(this.peer.id)?.marks;
+    if (!marks) return;
+    for (const item of this.items.values()) {
+      if (!item.own) continue;
+      const tick = marks.of(item.cursor);
+      if (tick) this.setItemState(item, tick);
+    }
+  }
+
+  /** The user is looking at the conversation: everything from the friend shown is read. */
+  markShown() {
+    let newest = null;
+    for (const item of this.items.values()) {
+      if (!item.own && item.cursor && (!newest || item.cursor > newest)) newest = item.cursor;
+    }
+    if (newest) this.inbox.shown(this.room, newest);
   }
 
   // -- receiving -----------------------------------------------------------------------
   /**
    * Verify, chain-check, decrypt and show a batch of `message` frames, oldest first.
    * origin: 'latest' (newest history page), 'older' (a page before it) or 'live'.
+   * Receipts among them go to the inbox, which keeps the friend's marks.
    */
   async ingest(frames, origin) {
     const list = this.els.list;
@@ -260,6 +259,10 @@ export class Conversation {
     const nearBottom = height - top - list.clientHeight < NEAR_BOTTOM_PX;
     const checked = [];
     for (const frame of frames) {
+      if (frame.kind === 'receipt') {
+        this.inbox.enqueue(() => this.inbox.receipt(frame));
+        continue;
+      }
       if (origin !== 'older' && typeof frame.cursor === 'string'
           && (!this.lastCursor || frame.cursor > this.lastCursor)) {
         this.lastCursor = frame.cursor;
@@ -269,8 +272,8 @@ export class Conversation {
         // A re-delivery (sync after a reconnect, a resend): at most news that it is stored.
         const item = this.items.get(key);
         if (item && item.own && origin !== 'live') {
-          this.setItemState(item, 'stored');
           this.placeItem(item, frame.cursor, frame.ts);
+          this.setItemState(item, 'stored');
         }
         continue;
       }
@@ -305,54 +308,32 @@ export class Conversation {
         state: own ? (origin === 'live' ? 'sent' : 'stored') : null,
       });
     }
+    this.renderDays();
+    this.applyMarks();
     if (origin === 'older') list.scrollTop = top + (list.scrollHeight - height);
     else if (nearBottom) this.scrollToBottom();
     if (origin !== 'older') this.saveHeadsSoon();
+    if (this.isVisible()) this.markShown();
+  }
+
+  isVisible() {
+    return this.looking();
   }
 
   /** Everything but decryption: {frame, device, alerts, show}. */
   async check(frame, live) {
-    const env = frame.body;
     const out = { frame, device: null, alerts: [], show: false };
-    const fail = (kind, detail) => {
-      out.alerts.push({ kind, detail });
+    const fetched = this.dir.users.get(this.peer.id)?.fetched;
+    const { device, alert } = await verifyFrame(frame, {
+      dir: this.dir, room: this.room, members: { [this.me.id]: this.me.name, [this.peer.id]: this.peer.name },
+    });
+    const entry = this.dir.users.get(this.peer.id);
+    if (frame.sender === this.peer.id && entry && entry.fetched !== fetched) await this.tofu(entry, frame);
+    if (alert) {
+      out.alerts.push(alert);
       return out;
-    };
-    if (!env || typeof env !== 'object' || env.v !== 1 || env.alg !== ALG) {
-      return fail('malformed', 'this is not an envelope v1');
     }
-    const sender = frame.sender;
-    if (sender !== this.me.id && sender !== this.peer.id) {
-      return fail('mismatch', 'it comes from someone outside this conversation');
-    }
-    if (env.sender !== sender || env.room !== this.room || frame.room !== this.room
-        || env.kind !== frame.kind) {
-      return fail('mismatch', 'the envelope names another sender, room or kind');
-    }
-    const name = sender === this.me.id ? this.me.name : this.peer.name;
-    let device;
-    try {
-      let entry = await this.dir.get(sender, name);
-      device = entry.devices.get(env.from);
-      if (!device) {
-        entry = await this.dir.get(sender, name, { refresh: true });
-        device = entry.devices.get(env.from);
-        if (sender === this.peer.id) await this.tofu(entry, frame);
-      }
-    } catch (err) {
-      return fail('unknown_key', `${name}’s keys could not be fetched: ${err.message}`);
-    }
-    if (!device) return fail('unknown_key', `signed by a key ${name} never published`);
-    let valid = false;
-    try {
-      valid = await verifySignature(env, await this.dir.sigKey(device));
-    } catch {
-      valid = false;
-    }
-    if (!valid) return fail('bad_signature', `the signature does not match ${name}’s key`);
-    if (!Number.isSafeInteger(env.seq) || env.seq < 1 || typeof env.prev !== 'string') {
-      return fail('malformed', 'the chain fields are invalid');
-    }
+    const env = frame.body;
     const verdict = this.chains.add(device.kid, env.seq, env.prev, await envelopeHash(env), frame.id, { live });
     out.device = device.kid;
     if (verdict.kind !== 'ok' && verdict.kind !== 'duplicate') {
@@ -407,6 +388,17 @@ export class Conversation {
     return number;
   }
 
+  /** Once, after the first page and a first sync: has the history changed since? */
+  checkHeads() {
+    if (this.headsChecked) return;
+    this.headsChecked = true;
+    for (const alert of this.chains.checkHeads(this.heads)) {
+      const item = alert.id ? [...this.items.values()].find((i) => i.id === alert.id && i.device === alert.device) : null;
+      this.addAlert(item ? { id: item.id, cursor: item.cursor } : null, alert);
+    }
+    this.saveHeads();
+  }
+
   saveHeadsSoon() {
     if (!this.headsChecked) return;
     clearTimeout(this.headsTimer);
@@ -432,7 +424,7 @@ export class Conversation {
     this.loadingOlder = true;
     this.els.list.setAttribute('aria-busy', 'true');
     try {
-      const page = await this.api.messages(this.peer.id, { before: this.older, limit: PAGE_SIZE });
+      const page = await this.api.messages(this.peer.id, { before: this.older, limit: PAGE_SIZE, kinds: HISTORY_KINDS });
       this.older = page.next;
       if (page.next === null) this.chains.atStart = true;
       await this.enqueue(() => this.ingest(page.messages, 'older'));
@@ -464,6 +456,7 @@ export class Conversation {
   sendText(text) {
     const data = utf8(text);
     if (data.length > MAX_TEXT_BYTES) throw new Error(`a message holds at most ${MAX_TEXT_BYTES} bytes`);
+    this.typing(false);
     return this.queueSend('text', { mime: TEXT_MIME }, data);
   }
 
@@ -471,7 +464,7 @@ export class Conversation {
     if (file.size > MAX_IMAGE_BYTES) throw new Error('images are limited to 5 MiB');
     const data = new Uint8Array(await file.arrayBuffer());
     const mime = sniffImage(data);
-    if (!mime) throw new Error('only PNG and JPEG images can be sent');
+    if (!mime) throw new Error('only PNG, JPEG, GIF and WebP images can be sent');
     const meta = { mime };
     if (file.name) meta.name = file.name.slice(0, 128);
     return this.queueSend('image', meta, data);
@@ -485,26 +478,17 @@ export class Conversation {
   }
 
   async send(kind, meta, data) {
-    if (!this.socket) throw new Error('the conversation is still loading');
-    // Every live device of both users, asked afresh (the last known set when offline).
-    const [theirs, mine] = await Promise.all([
-      this.dir.get(this.peer.id, this.peer.name, { refresh: true, offline: true }),
-      this.dir.get(this.me.id, this.me.name, { refresh: true, offline: true }),
-    ]);
-    await this.tofu(theirs);
-    const peerDevices = Directory.live(theirs);
-    if (!peerDevices.length) throw new Error(`${this.peer.name} has not set up a device yet`);
-    const recipients = await Promise.all([...peerDevices, ...Directory.live(mine)].map(
-      async (d) => ({ kid: d.kid, key: await this.dir.encKey(d) })));
-    const id = b64u(randomBytes(16));
+    const to = await recipients(this.dir, this.me, this.peer);
+    await this.tofu(this.dir.users.get(this.peer.id));
+    const id = newId();
     const chainKey = `${this.device.kid}/${this.room}`;
     const { frame, hash } = await withLock(`duet-chain/${chainKey}`, async () => {
       const link = (await store.get('chains', chainKey)) ?? { seq: 0, hash: '' };
       const body = await sealEnvelope({
         room: this.room, sender: this.me.id, device: this.device, seq: link.seq + 1,
-        prev: link.hash, kind, meta, data, recipients,
+        prev: link.hash, kind, meta, data, recipients: to,
       });
-      const sealed = { frame: { type: 'send', id, kind, body }, hash: await envelopeHash(body) };
+      const sealed = { frame: { type: 'send', id, peer: this.peer.id, kind, body }, hash: await envelopeHash(body) };
       // The chain advances and the frame enters the outbox together, before it is sent: a
       // sequence number is never used twice and a reload resends what was not acked.
       await store.write([
@@ -520,10 +504,31 @@ export class Conversation {
         id, sender: this.me.id, own: true, kind, device: this.device.kid, meta, data,
         ts: Date.now(), cursor: null, state: 'pending',
       });
+      this.renderDays();
       this.scrollToBottom();
-      this.socket.send(frame);
+      this.socket.send(frame, this.room);
     });
     return id;
+  }
+
+  /** Tell the friend this user is typing (at most every few seconds) or stopped; the
+   * signals leave in the order they were asked for (sealing takes a moment). */
+  typing(on) {
+    const now = Date.now();
+    if (on ? now - this.typingSent < TYPING_EVERY_MS : !this.typingSent) return this.typingWork;
+    this.typingSent = on ? now : 0;
+    this.typingWork = (this.typingWork ?? Promise.resolve()).then(async () => {
+      try {
+        const body = await sealSignal({
+          dir: this.dir, me: this.me, device: this.device, peer: this.peer, kind: 'typing',
+          content: typingContent(on),
+        });
+        this.socket.post({ type: 'typing', peer: this.peer.id, body });
+      } catch {
+        // best effort: a typing signal that cannot be sealed now is simply not sent
+      }
+    });
+    return this.typingWork;
   }
 
   /** Show what a previous page left unacknowledged, and send it again (same ids). */
@@ -533,6 +538,7 @@ export class Conversation {
     for (const { frame } of entries) {
       const key = `${this.me.id}/${frame.id}`;
       if (this.seen.has(key)) {
+        this.socket.settle(frame.id);
         await store.remove('outbox', `${this.me.id}/${this.room}/${frame.id}`);
         continue;
       }
@@ -550,13 +556,14 @@ export class Conversation {
         id: frame.id, sender: this.me.id, own: true, kind: frame.kind, device: this.device.kid,
         meta: content.meta, data: content.data, ts: Date.now(), cursor: null, state: 'pending',
       });
-      this.socket.send(frame);
+      this.socket.send({ ...frame, peer: this.peer.id }, this.room);
     }
+    this.renderDays();
   }
 
   // -- rendering -----------------------------------------------------------------------
   addMessage(m) {
-    const body = m.kind === 'image' ? this.imageNode(m) : h('p', { class: 'text', text: fromUtf8(m.data) });
+    const body = m.kind === 'image' ? this.imageNode(m) : h('p', { class: 'text' }, ...linkify(fromUtf8(m.data)));
     const time = h('time', {});
     const ticks = m.own ? h('span', { class: 'ticks' }) : null;
     const el = h('li', { class: `msg ${m.own ? 'own' : 'theirs'}`, dataset: { id: m.id, sender: m.sender } },
@@ -564,6 +571,7 @@ export class Conversation {
       h('div', { class: 'meta' }, time, ticks));
     const item = { ...m, el, time, ticks };
     this.items.set(`${m.sender}/${m.id}`, item);
+    el.duetItem = item;
     this.setTime(item);
     if (m.own) this.setItemState(item, m.state);
     this.insertRow(this.rowKey(m.cursor, 1), el);
@@ -593,9 +601,9 @@ export class Conversation {
     item.time.title = formatDateTime(item.ts);
   }
 
+  /** Ticks only move forward (a failed send can be retried: it goes back to pending). */
   setItemState(item, state, detail = '') {
-    const order = { pending: 0, failed: 1, sent: 2, stored: 3 };
-    if (item.state && order[state] < order[item.state] && state !== 'failed') return;
+    if (item.state && TICK_ORDER[state] < TICK_ORDER[item.state] && state !== 'failed') return;
     item.state = state;
     item.el.dataset.state = state;
     if (item.ticks) {
@@ -613,6 +621,7 @@ export class Conversation {
     this.setTime(item);
     this.removeRow(item.el);
     this.insertRow(this.rowKey(cursor, 1), item.el);
+    this.renderDays();
   }
 
   addAlert(frame, alert) {
@@ -651,6 +660,20 @@ export class Conversation {
     const i = this.rows.findIndex((r) => r.el === el);
     if (i >= 0) this.rows.splice(i, 1);
     el.remove();
+  }
+
+  /** A line with the date before the first message of each day. */
+  renderDays() {
+    for (const el of this.els.list.querySelectorAll('li.day')) el.remove();
+    let day = null;
+    for (const { el } of this.rows) {
+      const item = el.duetItem;
+      if (!item) continue;
+      const date = new Date(item.ts).toDateString();
+      if (date === day) continue;
+      day = date;
+      this.els.list.insertBefore(h('li', { class: 'day', role: 'separator', text: formatDay(item.ts) }), el);
+    }
   }
 
   scrollToBottom() {

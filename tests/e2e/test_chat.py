@@ -13,6 +13,7 @@ from support import Gateway, Stack, unique_name
 from webclient import (
     ROOT,
     accept_friend,
+    friend_button,
     image_loaded,
     message,
     open_chat,
@@ -52,7 +53,7 @@ async def test_exchange_text_and_image_between_browsers_stores_only_ciphertext(
     await sign_up(bob, nb)
 
     # Each profile made its own device: non-extractable RSA-OAEP 2048 / ECDSA P-256 keys.
-    uid = await alice.page.evaluate("JSON.parse(sessionStorage.getItem('duet.session')).userId")
+    uid = await alice.page.evaluate("JSON.parse(localStorage.getItem('duet.session')).userId")
     keys = await alice.page.evaluate(DEVICE_KEYS_JS, uid)
     assert keys["enc"] == {"extractable": False, "type": "private", "usages": ["decrypt"],
                            "name": "RSA-OAEP", "bits": 2048, "e": [1, 0, 1],
@@ -63,7 +64,7 @@ async def test_exchange_text_and_image_between_browsers_stores_only_ciphertext(
 
     await request_friend(alice, nb)
     await accept_friend(bob, na)
-    await expect(alice.locator("#friends button.friend-open").filter(has_text=nb)).to_be_visible()
+    await expect(friend_button(alice, nb)).to_be_visible()
     await open_chat(alice, nb)
     await open_chat(bob, na)
 
@@ -73,8 +74,8 @@ async def test_exchange_text_and_image_between_browsers_stores_only_ciphertext(
     await expect(message(bob, hello)).to_be_visible()
     await send_text(bob, reply)
     await expect(message(alice, reply)).to_be_visible()
-    # One tick when the gateway acked, two once the persister stored it.
-    await expect(own_message(alice, hello)).to_have_attribute("data-state", "stored")
+    # Bob has the conversation open: Alice's message is read (through stored, delivered).
+    await expect(own_message(alice, hello)).to_have_attribute("data-state", "read")
     await expect(own_message(alice, hello).locator(".ticks")).to_have_text("✓✓")
 
     picture = png(180, 112, (230, 120, 40))

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, expect
 from support import Gateway, unique_name
 from webclient import (
+    STORED,
     PASSWORD,
     Inbox,
     accept_friend,
@@ -161,7 +162,7 @@ async def test_exchange_messages_between_browser_and_sdk_both_ways(
             await send_text(tab, "hello sdk, from the browser ✓")
             await inbox.wait_texts("hello sdk, from the browser ✓")
             await expect(own_message(tab, "hello sdk, from the browser ✓")).to_have_attribute(
-                "data-state", "stored")
+                "data-state", STORED)
 
             picture = png(40, 24, (40, 140, 220))
             path = tmp_path / "sky.png"

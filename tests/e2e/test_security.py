@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 from support import Gateway, befriend, signup, unique_name
 from webclient import (
+    STORED,
     PASSWORD,
     ROOT,
     accept_friend,
@@ -60,7 +61,7 @@ async def test_render_markup_message_as_text_runs_nothing(gw: Gateway, browser: 
         await expect(message(tab, MARKUP)).to_be_visible()
         await expect(tab.locator("#messages figcaption")).to_have_text(f"{MARKUP}.png")
         await send_text(tab, MARKUP)
-        await expect(own_message(tab, MARKUP)).to_have_attribute("data-state", "stored")
+        await expect(own_message(tab, MARKUP)).to_have_attribute("data-state", STORED)
         await asyncio.sleep(1.0)  # time for an injected handler to have fired
 
     sources = await tab.locator("#messages img").evaluate_all("els => els.map(e => e.src)")

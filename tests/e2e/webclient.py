@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import struct
 import time
 import zlib
@@ -32,6 +33,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--no-first-run"]
 TIMEOUT_MS = 20_000  # any one browser step
+# An own message the persister stored, or further along (the friend's device has it).
+STORED = re.compile(r"^(stored|delivered|read)$")
 PASSWORD = "correct horse battery"
 
 expect.set_options(timeout=TIMEOUT_MS)
@@ -98,13 +101,20 @@ async def request_friend(tab: Tab, username: str) -> None:
 
 async def accept_friend(tab: Tab, username: str) -> None:
     """Accept the request once it shows (the friend list is polled every few seconds)."""
-    item = tab.locator("#friends li.incoming").filter(has_text=username)
+    item = tab.locator("#requests li.incoming").filter(has_text=username)
     await item.locator("button.accept").click()
     await expect(friend_button(tab, username)).to_be_visible()
 
 
 def friend_button(tab: Tab, username: str) -> Locator:
-    return tab.locator("#friends button.friend-open").filter(has_text=username)
+    """The friend's conversation in the list."""
+    return tab.locator("#conversations button.conv-open").filter(
+        has=tab.page.locator(".name").get_by_text(username, exact=True))
+
+
+def conversation_item(tab: Tab, username: str) -> Locator:
+    return tab.locator("#conversations li.conv").filter(
+        has=tab.page.locator(".name").get_by_text(username, exact=True))
 
 
 async def open_chat(tab: Tab, username: str) -> None:
@@ -159,7 +169,7 @@ async def image_loaded(tab: Tab, selector: str) -> dict[str, Any]:
 
 async def session_token(tab: Tab) -> str:
     token: str = await tab.page.evaluate(
-        "() => JSON.parse(sessionStorage.getItem('duet.session')).token")
+        "() => JSON.parse(localStorage.getItem('duet.session')).token")
     return token
 
 

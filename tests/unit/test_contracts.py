@@ -58,7 +58,7 @@ def test_client_frame_rejects_invalid(frame: dict) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("v", 2), ("alg", "RSA1_5"), ("seq", 0), ("prev", "short"), ("keys", []),
+    ("v", 2), ("alg", "RSA1_5"), ("seq", 0), ("seq", -1), ("prev", "short"), ("keys", []),
     ("iv", "x" * 15), ("sig", "s" * 85), ("ct", "has space" * 4), ("from", "k" * 42),
 ])
 def test_envelope_outer_shape_is_checked(field: str, value: object) -> None:
@@ -86,3 +86,79 @@ def test_server_frames_round_trip() -> None:
               {"type": "synced", "count": 0, "cursor": None},
               {"type": "error", "code": "bad_json", "detail": "x"}):
         assert server_frame.validate_python(f).type == f["type"]
+
+
+def test_asyncapi_document_is_committed_and_valid() -> None:
+    """contracts/asyncapi.json is what the contracts generate, and AsyncAPI's own JSON
+    Schema for 3.0.0 (its maintainers' @asyncapi/specs) accepts it; a broken copy fails."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from contracts.asyncapi import ASYNCAPI_PATH, document, render_asyncapi
+
+    assert ASYNCAPI_PATH.read_text() == render_asyncapi(), "run `make schemas`"
+    spec = Path(__file__).resolve().parents[2] / ".duet" / "asyncapi-specs-6.11.1" / \
+        "package" / "schemas" / "3.0.0-without-$id.json"
+    assert spec.exists(), "AsyncAPI's schema is fetched by scripts/bootstrap.sh (npm)"
+    validator = jsonschema.Draft7Validator(json.loads(spec.read_text()))
+    doc = document()
+    assert list(validator.iter_errors(doc)) == []
+    assert {"roomSocket", "deviceSocket", "roomMessages", "typingSignals", "presenceEvents",
+            "readPositions", "storedNotices"} <= set(doc["channels"])
+    doc["operations"]["deviceSocketSend"]["action"] = "push"
+    assert list(validator.iter_errors(doc)) != []
+
+
+def test_web_client_reads_the_one_table_of_codes() -> None:
+    """web/codes.js is generated from contracts/codes.py, and the web client and the SDK
+    import their close handling from it rather than keeping a copy."""
+    from pathlib import Path
+
+    from contracts.codes import CLOSES, as_js
+
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "web" / "codes.js").read_text() == as_js(), "run `make schemas`"
+    assert "from './codes.js'" in (root / "web" / "device.js").read_text()
+    assert "from contracts.codes import CLOSES" in (root / "client" / "device.py").read_text()
+    assert {c.retry for c in CLOSES.values()} == {"never", "backoff", "now"}
+    for path in [*root.glob("gateway/*.py"), *root.glob("client/*.py"), *root.glob("web/*.js")]:
+        text = path.read_text()
+        for code in ("4401", "4403", "1013"):
+            assert code not in text, f"{path.name} spells close code {code} itself"
+
+
+def test_device_frames_validate_and_refuse_what_they_must() -> None:
+    """v2 frames: send names a peer; sync takes a cursor per room; signals stay outside
+    the chain (seq 0) and messages inside it (seq from 1)."""
+    from contracts import device_client_frame, device_server_frame
+
+    room = f"{A}.{B}"
+    ok = [{"type": "send", "id": "s1", "peer": B, "kind": "text", "body": ENV},
+          {"type": "send", "id": "r1", "peer": B, "kind": "receipt",
+           "body": {**ENV, "kind": "receipt", "seq": 0}},
+          {"type": "sync", "after": {room: None}}, {"type": "sync", "after": None},
+          {"type": "sync", "after": {room: "0" * 32}, "rooms": [room]},
+          {"type": "typing", "peer": B, "body": {**ENV, "kind": "typing", "seq": 0}},
+          {"type": "read", "peer": B, "cursor": "0" * 32}]
+    for frame in ok:
+        assert device_client_frame.validate_python(frame).type == frame["type"]
+    bad = [{"type": "send", "id": "s1", "kind": "text", "body": ENV},
+           {"type": "send", "id": "s1", "peer": "x", "kind": "text", "body": ENV},
+           {"type": "send", "id": "s1", "peer": B, "kind": "typing", "body": ENV},
+           {"type": "send", "id": "r1", "peer": B, "kind": "receipt",
+            "body": {**ENV, "kind": "receipt", "seq": 1}},
+           {"type": "send", "id": "s1", "peer": B, "kind": "text", "body": {**ENV, "seq": 0}},
+           {"type": "sync", "after": {"not-a-room": None}},
+           {"type": "sync", "after": {room: "zz"}},
+           {"type": "read", "peer": B, "cursor": {"$gt": ""}}]
+    for frame in bad:
+        with pytest.raises(ValidationError):
+            device_client_frame.validate_python(frame)
+    for frame in ({"type": "ready", "user": A, "protocol": 2},
+                  {"type": "presence", "user": B, "online": True, "at": 1},
+                  {"type": "read", "room": room, "cursor": "0" * 32, "unread": 0},
+                  {"type": "typing", "room": room, "sender": B,
+                   "body": {**ENV, "kind": "typing", "seq": 0}}):
+        assert device_server_frame.validate_python(frame).type == frame["type"]

@@ -1,0 +1,91 @@
+// Generated from contracts/codes.py by `python -m contracts export`: do not edit.
+export const ERRORS = {
+  "bad_json": {
+    "cause": "the frame is not JSON",
+    "code": "bad_json"
+  },
+  "binary_frame": {
+    "cause": "a binary frame (frames are JSON text)",
+    "code": "binary_frame"
+  },
+  "envelope_mismatch": {
+    "cause": "the envelope's room, sender or kind differs from the room, the token's user or the frame's kind",
+    "code": "envelope_mismatch"
+  },
+  "invalid_frame": {
+    "cause": "not an object, a missing or mistyped field, an id outside [A-Za-z0-9_-]{1,64}, an unknown kind, an envelope out of shape, a bad cursor",
+    "code": "invalid_frame"
+  },
+  "not_friends": {
+    "cause": "v2: the peer is not an accepted friend (or not a user)",
+    "code": "not_friends"
+  },
+  "publish_failed": {
+    "cause": "the broker did not confirm in time; resend the same frame (same id)",
+    "code": "publish_failed"
+  },
+  "rate_limited": {
+    "cause": "v2: typing signals faster than DUET_TYPING_PER_S; the signal was dropped",
+    "code": "rate_limited"
+  },
+  "sync_failed": {
+    "cause": "history could not be read; send `sync` again",
+    "code": "sync_failed"
+  },
+  "too_large": {
+    "cause": "the ciphertext exceeds the limit of its kind (DUET_MAX_TEXT_BYTES, DUET_MAX_IMAGE_BYTES, or 512 bytes for a receipt or typing signal)",
+    "code": "too_large"
+  },
+  "unavailable": {
+    "cause": "v2: storage did not answer (a `read` position was not kept); send it again",
+    "code": "unavailable"
+  },
+  "unknown_type": {
+    "cause": "a `type` this protocol does not have (or none)",
+    "code": "unknown_type"
+  }
+};
+export const CLOSES = {
+  "1008": {
+    "cause": "the frame rate limit, the sockets-per-address limit, or a foreign Origin",
+    "code": 1008,
+    "name": "policy",
+    "retry": "backoff"
+  },
+  "1009": {
+    "cause": "a frame over DUET_MAX_FRAME_BYTES (do not send it again)",
+    "code": 1009,
+    "name": "too_large",
+    "retry": "backoff"
+  },
+  "1011": {
+    "cause": "storage unavailable while opening",
+    "code": 1011,
+    "name": "unavailable",
+    "retry": "backoff"
+  },
+  "1012": {
+    "cause": "the gateway is shutting down: reconnect elsewhere",
+    "code": 1012,
+    "name": "restarting",
+    "retry": "now"
+  },
+  "1013": {
+    "cause": "the socket fell more than DUET_OUTBOX_FRAMES behind: reconnect and sync",
+    "code": 1013,
+    "name": "too_far_behind",
+    "retry": "backoff"
+  },
+  "4401": {
+    "cause": "no token, a bad or expired one, or one of no user",
+    "code": 4401,
+    "name": "not_authenticated",
+    "retry": "never"
+  },
+  "4403": {
+    "cause": "v1: the peer is not an accepted friend (or not a user)",
+    "code": 4403,
+    "name": "forbidden_room",
+    "retry": "never"
+  }
+};
