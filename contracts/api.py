@@ -81,6 +81,9 @@ class ReadState(BaseModel):
     room: str
     cursor: Cursor | None
     unread: int
+    newest: Cursor | None = Field(
+        None, description="The newest of the friend's messages `unread` counted (a client "
+                          "adds those it holds past it, stored after the count).")
 
 
 class LastMessage(BaseModel):
@@ -118,5 +121,7 @@ class Settings(BaseModel):
 
 
 class SettingsUpdate(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True)  # true or false, not "yes"
+
     read_receipts: bool | None = None
     hide_presence: bool | None = None

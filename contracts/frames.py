@@ -199,6 +199,7 @@ class ReadEvent(_Frame):
     room: str
     cursor: Cursor
     unread: int = Field(description="The peer's messages after `cursor` (at most 1000).")
+    newest: Cursor | None = Field(None, description="The newest message `unread` counted.")
 
 
 ServerFrame = Annotated[

@@ -50,13 +50,25 @@ _FRAME = {"_id": 0, "id": 1, "sender": 1, "room": 1, "kind": 1, "body": 1, "ts":
           "cursor": 1}
 
 
-async def unread_count(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
-                       after: str | None) -> int:
+def _unread_query(me: str, room: str, after: str | None) -> dict[str, Any]:
     query: dict[str, Any] = {"room": room, "sender": {"$ne": me},
                              "kind": {"$in": list(MESSAGE_KINDS)}}
     if after is not None:
         query["cursor"] = {"$gt": after}
-    return await db[MESSAGES].count_documents(query, limit=UNREAD_CAP)
+    return query
+
+
+async def unread_count(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
+                       after: str | None) -> int:
+    return await db[MESSAGES].count_documents(_unread_query(me, room, after),
+                                              limit=UNREAD_CAP)
+
+
+async def newest_unread(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
+                        after: str | None) -> str | None:
+    doc = await db[MESSAGES].find_one(_unread_query(me, room, after), projection={"cursor": 1},
+                                      sort=[("cursor", DESCENDING)])
+    return doc["cursor"] if doc is not None else None
 
 
 async def mark_read(svc: Services, me: str, peer: str, cursor: str) -> ReadState:
@@ -69,8 +81,10 @@ async def mark_read(svc: Services, me: str, peer: str, cursor: str) -> ReadState
                                              "at": int(time.time() * 1000)}},
         upsert=True, return_document=ReturnDocument.AFTER)
     assert doc is not None  # upserted
-    state = ReadState(room=room, cursor=doc["cursor"],
-                      unread=await unread_count(svc.db, me, room, doc["cursor"]))
+    newest = await newest_unread(svc.db, me, room, doc["cursor"])
+    state = ReadState(room=room, cursor=doc["cursor"], newest=newest,
+                      unread=await unread_count(svc.db, me, room, doc["cursor"])
+                      if newest is not None else 0)
     try:
         await svc.broker.notify(orjson.dumps({"type": "read", **state.model_dump()}),
                                 read_key(me))

@@ -43,6 +43,7 @@ const app = {
   conversation: null,
   poll: null,
   searched: null, // the user the search result is about, while it shows their status
+  run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
 };
 
 // -- session -------------------------------------------------------------------------
@@ -141,12 +142,18 @@ async function ensureDevice(api, userId) {
   });
 }
 
-async function start(session) {
+/** save: a fresh login, which every tab then shares (a resumed session is there already). */
+async function start(session, { save = true } = {}) {
+  app.run += 1;
+  const run = app.run;
+  const current = () => run === app.run;
   app.api = new Api(session.token, { onUnauthenticated: () => logout(EXPIRED) });
-  app.device = await ensureDevice(app.api, session.userId);
+  const device = await ensureDevice(app.api, session.userId);
+  if (!current()) return;
+  app.device = device;
   app.session = session;
   app.dir = new Directory(app.api);
-  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  if (save) localStorage.setItem(SESSION_KEY, JSON.stringify(session));
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = session.username;
@@ -163,28 +170,28 @@ async function start(session) {
     onOpen: (peerId) => openFriend(peerId),
     onChange: onConversationChange,
   });
-  await loadSettings();
-  await refreshFriends();
-  await refreshConversations();
-  await restorePending(me);
+  for (const step of [loadSettings, refreshFriends, refreshConversations, () => restorePending(me)]) {
+    await step();
+    if (!current()) return;
+  }
   app.socket.start();
   clearInterval(app.poll);
   app.poll = setInterval(() => {
     if (document.visibilityState === 'visible') refreshFriends();
   }, FRIENDS_POLL_MS);
   const peer = sessionStorage.getItem(PEER_KEY);
-  if (peer) await openFriend(peer);
+  if (peer && current()) await openFriend(peer);
 }
 
 /** Sends a previous page of this browser left unacknowledged go out again (same ids). */
 async function restorePending(me) {
-  for (const entry of await store.withPrefix('outbox', `${me.id}/`)) {
-    const { frame } = entry;
-    if (frame.peer) app.socket.send(frame, roomId(me.id, frame.peer));
+  for (const { frame } of await store.withPrefix('outbox', `${me.id}/`)) {
+    if (frame.peer && app.socket) app.socket.send(frame, roomId(me.id, frame.peer));
   }
 }
 
 function logout(reason = '', { everywhere = true } = {}) {
+  app.run += 1;
   clearInterval(app.poll);
   closeConversation();
   if (app.socket) app.socket.close();
@@ -194,6 +201,7 @@ function logout(reason = '', { everywhere = true } = {}) {
   Object.assign(app, { api: null, session: null, device: null, dir: null, socket: null, inbox: null, friends: [] });
   clear($('conversations'));
   clear($('requests'));
+  $('me-name').textContent = '';
   clear($('search-result'));
   document.title = 'duet';
   document.body.classList.remove('in-chat');
@@ -565,7 +573,7 @@ function init() {
 
 /** Start from the saved session; while the server cannot be reached, try again later. */
 function resume(session, delay) {
-  start(session).catch((err) => {
+  start(session, { save: false }).catch((err) => {
     if (err instanceof ApiError && (err.status === 0 || err.status >= 500)) {
       $('auth').hidden = false;
       authStatus(`${explain(err)} Trying again…`, true);

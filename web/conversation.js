@@ -450,6 +450,7 @@ export class Conversation {
     if (this.startMarked) return;
     this.startMarked = true;
     this.insertRow('', h('li', { class: 'start', text: 'Beginning of the conversation — end-to-end encrypted.' }));
+    this.renderDays();
   }
 
   // -- sending -------------------------------------------------------------------------

@@ -50,7 +50,7 @@ export class Inbox {
       const old = this.convs.get(c.room);
       const conv = old ?? {
         room: c.room, peer: { id: c.user_id, name: c.username }, marks: new Marks(),
-        typingUntil: 0, onlineAt: 0, preview: null,
+        typingUntil: 0, onlineAt: 0, preview: null, peerCursors: [],
       };
       conv.peer.name = c.username;
       conv.lastActivity = Math.max(old?.lastActivity ?? 0, c.last_activity);
@@ -60,7 +60,7 @@ export class Inbox {
       if (!old) {
         conv.online = c.online;
         if (c.last) {
-          conv.preview = { own: c.last.sender === this.me.id, text: c.last.kind === 'image' ? '📷 Photo' : '…' };
+          conv.preview = { own: c.last.sender === this.me.id, text: c.last.kind === 'image' ? 'Photo' : '…' };
           if (c.last.body) this.enqueue(() => this.previewOf(conv, { type: 'message', room: c.room, ...c.last }));
         }
         if (c.peer_receipt) this.enqueue(() => this.receipt(c.peer_receipt));
@@ -123,6 +123,10 @@ export class Inbox {
     const text = await this.previewOf(conv, frame);
     if (!own && text !== null) this.delivered(conv, frame.cursor);
     const looking = this.view.open === frame.room && this.view.visible();
+    if (!own) {
+      conv.peerCursors.push(frame.cursor);
+      if (conv.peerCursors.length > 500) conv.peerCursors.shift();
+    }
     if (!own && (!conv.counted || frame.cursor > conv.counted)) {
       conv.counted = frame.cursor;
       if (!looking && (!conv.read || frame.cursor > conv.read)) {
@@ -140,7 +144,7 @@ export class Inbox {
     if (alert) {
       conv.preview = { own: false, text: '⚠ a message failed verification', alert: true };
     } else {
-      text = frame.kind === 'image' ? '📷 Photo' : fromUtf8(content.data).replace(/\s+/g, ' ').slice(0, PREVIEW_CHARS);
+      text = frame.kind === 'image' ? 'Photo' : fromUtf8(content.data).replace(/\s+/g, ' ').slice(0, PREVIEW_CHARS);
       if (!conv.previewCursor || frame.cursor >= conv.previewCursor) {
         conv.preview = { own: frame.sender === this.me.id, text };
         conv.previewCursor = frame.cursor;
@@ -205,11 +209,17 @@ export class Inbox {
     this.onChange(conv.room, { online: conv.online });
   }
 
+  /** The user's read position moved (here or on another device). The server counted
+   * the friend's messages stored by then, up to `newest`; those this tab holds past it
+   * (delivered live, stored after the count) are added. */
   readEvent(frame) {
     const conv = this.convs.get(frame.room);
     if (!conv) return;
     conv.read = later(conv.read, frame.cursor);
-    if (conv.read === frame.cursor) conv.unread = frame.unread;
+    if (conv.read === frame.cursor) {
+      const counted = later(frame.cursor, frame.newest ?? null);
+      conv.unread = frame.unread + conv.peerCursors.filter((c) => c > counted).length;
+    }
     this.render();
   }
 

@@ -188,12 +188,12 @@ async def test_reading_on_one_device_clears_unread_on_the_other_within_a_second(
         await d2.send({"type": "read", "peer": bob.user_id, "cursor": got[0]["cursor"]})
         event = await d1.recv_type("read", timeout=5)
         assert event == {"type": "read", "room": conv["room"], "cursor": got[0]["cursor"],
-                         "unread": 2}
+                         "unread": 2, "newest": last}
         started = time.monotonic()
         await d2.send({"type": "read", "peer": bob.user_id, "cursor": last})
         event = await d1.recv_type("read", timeout=1)
         assert time.monotonic() - started < 1.0
-        assert event["unread"] == 0 and event["cursor"] == last
+        assert event["unread"] == 0 and event["cursor"] == last and event["newest"] is None
         # Positions never move back.
         await d2.send({"type": "read", "peer": bob.user_id, "cursor": got[0]["cursor"]})
         assert (await d1.recv_type("read", timeout=5))["cursor"] == last

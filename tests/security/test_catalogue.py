@@ -1,5 +1,5 @@
 """The bad-input catalogue: each hostile input gets its documented answer while an honest
-conversation runs beside it and loses nothing. The README lists the same catalogue."""
+conversation runs beside it and loses nothing. docs/protocol.md lists the same catalogue."""
 
 from __future__ import annotations
 
@@ -13,20 +13,31 @@ import httpx
 import jwt
 import pytest
 from reliability import record
-from support import TOKEN_SECRET, Gateway, User, befriend, envelope, open_socket, signup, stream
+from support import (
+    TOKEN_SECRET,
+    Gateway,
+    User,
+    befriend,
+    device_send,
+    envelope,
+    open_device,
+    open_socket,
+    signup,
+    stream,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+CATALOGUE = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    answer: str  # as the README's catalogue states it
+    answer: str  # as docs/protocol.md's catalogue states it
 
     def __post_init__(self) -> None:
-        assert f"| {self.name} | {self.answer} |" in README, f"README's catalogue lacks {self}"
+        assert f"| {self.name} | {self.answer} |" in CATALOGUE, f"the catalogue lacks {self}"
 
 
 def token(user: User, **claims: Any) -> str:
@@ -98,6 +109,86 @@ async def test_bad_frames_answered_and_honest_conversation_unaffected(gw: Gatewa
     assert [m["id"] for m in got] == result.acked
 
 
+# --- frames on a device socket (v2) ----------------------------------------------------
+def device_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
+    room = f"{min(a.user_id, b.user_id)}.{max(a.user_id, b.user_id)}"
+    text = device_send(a, b, "x")
+    receipt = device_send(a, b, "r", kind="receipt")
+    typing = envelope(a, b, kind="typing", size=40)
+    return [
+        (Case("v2: unknown frame type", "error unknown_type"), {"type": "shout"}),
+        (Case("v2: send without a peer", "error invalid_frame"),
+         {k: v for k, v in text.items() if k != "peer"}),
+        (Case("v2: send to a peer that is not a user id", "error invalid_frame"),
+         {**text, "peer": "../admin"}),
+        (Case("v2: send to a non-friend", "error not_friends"), {**text, "peer": c.user_id}),
+        (Case("v2: send to oneself", "error not_friends"), {**text, "peer": a.user_id}),
+        (Case("v2: send of kind typing", "error invalid_frame"),
+         {**text, "kind": "typing", "body": typing}),
+        (Case("v2: receipt inside the message chain", "error invalid_frame"),
+         {**receipt, "body": {**receipt["body"], "seq": 1}}),
+        (Case("v2: message outside the message chain", "error invalid_frame"),
+         {**text, "body": {**text["body"], "seq": 0}}),
+        (Case("v2: receipt over its size limit", "error too_large"),
+         {**receipt, "body": envelope(a, b, kind="receipt", size=5000)}),
+        (Case("v2: envelope for another room", "error envelope_mismatch"),
+         {**text, "body": envelope(a, c)}),
+        (Case("v2: sync with a malformed room", "error invalid_frame"),
+         {"type": "sync", "after": {"room.*": None}}),
+        (Case("v2: sync with an operator object as cursor", "error invalid_frame"),
+         {"type": "sync", "after": {room: {"$gt": ""}}}),
+        (Case("v2: sync naming over 10,000 rooms", "error invalid_frame"),
+         {"type": "sync", "after": {f"{i:024x}.{i + 1:024x}": None for i in range(10_001)}}),
+        (Case("v2: typing to a non-friend", "error not_friends"),
+         {"type": "typing", "peer": c.user_id, "body": typing}),
+        (Case("v2: typing whose envelope is a message", "error envelope_mismatch"),
+         {"type": "typing", "peer": b.user_id, "body": text["body"]}),
+        (Case("v2: read with a malformed cursor", "error invalid_frame"),
+         {"type": "read", "peer": b.user_id, "cursor": "zzz"}),
+        (Case("v2: read in a non-friend's room", "error not_friends"),
+         {"type": "read", "peer": c.user_id, "cursor": "0" * 32}),
+    ]
+
+
+async def test_bad_device_frames_answered_and_honest_devices_unaffected(gw: Gateway) -> None:
+    """Every bad v2 frame gets its error frame on the same device socket, which keeps
+    working, while an honest pair on device sockets loses nothing; typing past its limit
+    is refused without closing anything."""
+    async with httpx.AsyncClient() as http:
+        a, b, c, d = [await signup(http, gw.http) for _ in range(4)]
+        await befriend(http, gw.http, a, b)
+        await befriend(http, gw.http, c, d)
+    async with open_device(gw, c) as sc, open_device(gw, d) as sd:
+        async def honest() -> list[str]:
+            acked = []
+            for i in range(60):
+                await sc.send(device_send(c, d, f"h{i}", i))
+                acked.append((await sc.recv_type("ack", 30))["id"])
+                await asyncio.sleep(0.06)
+            return acked
+        task = asyncio.create_task(honest())
+        async with open_device(gw, a) as sa:
+            for case, raw in device_cases(a, b, c):
+                await sa.send(raw)
+                error = await sa.recv_type("error")
+                assert f"error {error['code']}" == case.answer, (case, error)
+                record("test_bad_device_frames_answered_and_honest_devices_unaffected",
+                       case.name, case.answer + "; the socket stays open")
+            flood = Case("v2: typing faster than DUET_TYPING_PER_S", "error rate_limited")
+            for _ in range(6):
+                await sa.send({"type": "typing", "peer": b.user_id,
+                               "body": envelope(a, b, kind="typing", size=40)})
+            assert f"error {(await sa.recv_type('error'))['code']}" == flood.answer
+            record("test_bad_device_frames_answered_and_honest_devices_unaffected",
+                   flood.name, flood.answer + "; the socket stays open")
+            await sa.send(device_send(a, b, "still-fine"))
+            assert (await sa.recv_type("ack"))["id"] == "still-fine"
+        acked = await task
+        got = await sd.collect("message", 60)
+    assert acked == [f"h{i}" for i in range(60)]
+    assert [m["id"] for m in got] == acked
+
+
 # --- sockets refused or closed --------------------------------------------------------
 async def closed_with(url: str, **kwargs: Any) -> int | None:
     async with connect(url, max_size=None, **kwargs) as ws:
@@ -131,6 +222,13 @@ async def test_bad_sockets_closed_with_documented_codes(gw: Gateway) -> None:
          f"{gw.ws}/ws/not-a-user", {"additional_headers": a.auth}),
         (Case("foreign Origin", "close 1008"),
          url, {"additional_headers": a.auth, "origin": "http://evil.example"}),
+        (Case("v2: no token", "close 4401"), f"{gw.ws}/ws", {}),
+        (Case("v2: forged token", "close 4401"),
+         f"{gw.ws}/ws", {"additional_headers": {"Authorization": f"Bearer {forged}"}}),
+        (Case("v2: token in the URL (ignored)", "close 4401"),
+         f"{gw.ws}/ws?token={a.token}", {}),
+        (Case("v2: foreign Origin", "close 1008"),
+         f"{gw.ws}/ws", {"additional_headers": a.auth, "origin": "http://evil.example"}),
     ]
     for case, target, kwargs in cases:
         code = await closed_with(target, **kwargs)
@@ -199,6 +297,19 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
                                                    "headers": a.auth}),
             (Case("history with a malformed cursor", "422"), "GET",
              f"/api/rooms/{b.user_id}/messages?after=zzz", {"headers": a.auth}),
+            (Case("conversations without a token", "401"), "GET", "/api/conversations", {}),
+            (Case("read position in a room one is not in", "403"), "POST",
+             f"/api/conversations/{c.user_id}/read",
+             {"json": {"cursor": "0" * 32}, "headers": a.auth}),
+            (Case("read position with an operator object as cursor", "422"), "POST",
+             f"/api/conversations/{b.user_id}/read",
+             {"json": {"cursor": {"$gt": ""}}, "headers": a.auth}),
+            (Case("settings with a value that is not true or false", "422"), "PUT",
+             "/api/settings", {"json": {"hide_presence": "yes please"}, "headers": a.auth}),
+            (Case("settings with an unknown field", "422"), "PUT", "/api/settings",
+             {"json": {"is_admin": True}, "headers": a.auth}),
+            (Case("history of kinds that do not exist", "422"), "GET",
+             f"/api/rooms/{b.user_id}/messages?kinds=typing", {"headers": a.auth}),
             (Case("a 1024-bit RSA key upload", "422"), "PUT", "/api/keys",
              {"json": {"keys": [{"enc": "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC",
                                  "sig": "AAAA"}]}, "headers": a.auth}),
