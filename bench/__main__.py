@@ -2,8 +2,9 @@
 run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
-e → a → b → f → c → d, writes bench/results/latest.json and latest.md (also after a failure,
-with what was measured), and cleans up everything it started, also on Ctrl-C or SIGTERM.
+e → a (v1 room sockets, then v2 device sockets) → b → f → c (v1, then v2) → d, writes
+bench/results/latest.json and latest.md (also after a failure, with what was measured),
+and cleans up everything it started, also on Ctrl-C or SIGTERM.
 A scenario that fails is reported and the next one still runs.
 """
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import brokercost, drain, idle, profile, report, scenarios
+from . import bindings, brokercost, drain, idle, profile, report, scenarios
 from .envelopes import SendFrames
 from .plan import FULL, QUICK, Plan
 from .procs import machine, wait_quiet
@@ -42,10 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=1, metavar="N",
                    help="with --profile persister: frames per queued broker message")
     p.add_argument("--profile", nargs="?", const="gateway",
-                   choices=("gateway", "persister", "broker"),
+                   choices=("gateway", "persister", "broker", "bindings"),
                    help="instead: py-spy on gateway-0 during a 10-pair throughput run, or on "
                         "the persister while it drains (d)'s backlog; or the broker's CPU "
-                        "per published message for each part of the topology")
+                        "per published message for each part of the topology; or gateway "
+                        "bindings per room against per user")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -111,6 +113,8 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
                 relay_rate = relays[0]["delivered_msgs_s"] if relays else None
             if "a" in only:
                 runs = await _step(results, "throughput", lambda: scenarios.throughput(ctx), wait_s)
+                await _step(results, "throughput_v2",
+                            lambda: scenarios.throughput(ctx, protocol=2), wait_s)
                 if runs and "b" in only:
                     best = max(runs, key=lambda r: r["delivered_msgs_s"])
                     await _step(results, "latency",
@@ -119,6 +123,8 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
                 await _step(results, "socketio", lambda: scenarios.socketio(ctx), wait_s)
             if "c" in only:
                 await _step(results, "idle", lambda: idle.idle_sockets(ctx), wait_s)
+                await _step(results, "idle_v2", lambda: idle.idle_sockets(ctx, protocol=2),
+                            wait_s)
             if "d" in only:
                 await _step(results, "drain", lambda: drain.drain(ctx), wait_s)
     finally:
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.profile == "broker":
                 return runner.run(brokercost.run(args.out))
+            if args.profile == "bindings":
+                return runner.run(bindings.run(args.out))
             if args.profile == "persister":
                 return runner.run(profile.run_persister(plan, args.out, args.keep_logs,
                                                         args.frames))

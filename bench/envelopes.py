@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from contracts import SendFrame, room_id
+from contracts import DeviceSendFrame, SendFrame, room_id
 
 CT_BYTES = 256  # "256-byte ciphertext bodies"
 RSA_BYTES = 256  # an RSA-2048 OAEP-wrapped content key
@@ -50,20 +50,24 @@ class SendFrames:
     """
 
     def __init__(self, sender: str, peer: str, *, kind: str = "text",
-                 ct_bytes: int = CT_BYTES) -> None:
+                 ct_bytes: int = CT_BYTES, protocol: int = 1) -> None:
         self.ct_bytes = ct_bytes
         env = envelope(sender, peer, 2, kind=kind, ct_bytes=ct_bytes)
         env["seq"] = _SEQ_MARK
         # "@" is in no base64url or hex field, so the marks cannot occur anywhere else.
         id_mark, ct_mark = "@id@", "@ct@"
         env["ct"] = ct_mark
-        text = orjson.dumps({"type": "send", "id": id_mark, "kind": kind, "body": env}).decode()
+        frame: dict[str, Any] = {"type": "send", "id": id_mark, "kind": kind, "body": env}
+        if protocol == 2:  # the device socket: the frame names the peer
+            frame["peer"] = peer
+        text = orjson.dumps(frame).decode()
         head, _, rest = text.partition(id_mark)
         mid, _, rest = rest.partition(str(_SEQ_MARK))
         tail_a, _, tail_b = rest.partition(ct_mark)
         self._parts = (head, mid, tail_a, tail_b)
         # Refuse to run with frames the gateway would reject.
-        SendFrame.model_validate_json(self.frame("m1", 1))
+        (DeviceSendFrame if protocol == 2 else SendFrame).model_validate_json(
+            self.frame("m1", 1))
 
     def frame(self, message_id: str, seq: int) -> str:
         head, mid, tail_a, tail_b = self._parts

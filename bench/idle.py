@@ -32,9 +32,10 @@ def _targets(ctx: Context, count: int) -> list[tuple[User, User]]:
     return [ends[i % len(ends)] for i in range(count)]
 
 
-async def idle_sockets(ctx: Context) -> dict[str, Any]:
+async def idle_sockets(ctx: Context, protocol: int = 1) -> dict[str, Any]:
+    """v1 room sockets, or (protocol 2) device sockets: the same users, as many sockets."""
     plan = ctx.plan
-    gw = await ctx.stack.gateway("gateway-idle")
+    gw = await ctx.stack.gateway(f"gateway-idle-v{protocol}")
     sockets: list[ClientConnection] = []
     try:
         targets = _targets(ctx, plan.idle_sockets)
@@ -50,7 +51,8 @@ async def idle_sockets(ctx: Context) -> dict[str, Any]:
             async with gate:
                 t = time.monotonic_ns()
                 try:
-                    sockets.append(await open_socket(gw.ws, user, peer, early=early))
+                    sockets.append(await open_socket(gw.ws, user, peer, early=early,
+                                                     protocol=protocol))
                 except Exception as exc:
                     failures.append(f"{type(exc).__name__}: {exc}"[:200])
                     return
@@ -75,6 +77,7 @@ async def idle_sockets(ctx: Context) -> dict[str, Any]:
         rss_gw2 = rss_bytes(gw.pid)
         connect_cpu = meter.delta(cpu0, cpu1)
         return {
+            "protocol": protocol,
             "sockets": plan.idle_sockets,
             "opened": opened,
             "failed": len(failures),
@@ -93,7 +96,7 @@ async def idle_sockets(ctx: Context) -> dict[str, Any]:
             "loadgen_kib_per_socket": round((rss_me1 - rss_me0) / 1024 / max(opened, 1), 1),
             "connect_cpu_s": connect_cpu,
             "gateway_cpu_us_per_connect": round(
-                connect_cpu.get("gateway-idle", 0) * 1e6 / max(opened, 1), 1),
+                connect_cpu.get(gw.name, 0) * 1e6 / max(opened, 1), 1),
             "idle_s": plan.idle_hold_s,
             "idle_cpu_s": meter.delta(cpu2, cpu3),
             "close_s": round(t3 - t2, 2),

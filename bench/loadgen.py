@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from .accounts import Pair, User
 from .envelopes import SendFrames
@@ -156,14 +157,18 @@ class Load:
     """
 
     def __init__(self, placed: Sequence[tuple[str, str, Pair]], *, window: int = 1,
-                 needs_ack: bool = True, connect_concurrency: int = 64) -> None:
+                 needs_ack: bool = True, connect_concurrency: int = 64,
+                 protocol: int = 1) -> None:
         self.tag = uuid.uuid4().hex[:6]
         self.needs_ack = needs_ack
+        self.protocol = protocol  # 1: /ws/{peer}; 2: the device socket /ws
         self.sockets: list[Socket] = []
         self.lanes: list[Lane] = []
         for url_a, url_b, pair in placed:
-            ab = Lane(SendFrames(pair.a.user_id, pair.b.user_id), window, needs_ack)
-            ba = Lane(SendFrames(pair.b.user_id, pair.a.user_id), window, needs_ack)
+            ab = Lane(SendFrames(pair.a.user_id, pair.b.user_id, protocol=protocol), window,
+                      needs_ack)
+            ba = Lane(SendFrames(pair.b.user_id, pair.a.user_id, protocol=protocol), window,
+                      needs_ack)
             self.lanes += [ab, ba]
             self.sockets += [Socket(url_a, pair.a, pair.b, ab, ba),
                              Socket(url_b, pair.b, pair.a, ba, ab)]
@@ -202,7 +207,8 @@ class Load:
 
     # -- the wire (SioLoad speaks Socket.IO instead) -----------------------------------
     async def _open(self, sock: Socket) -> ClientConnection:
-        return await open_socket(sock.url, sock.user, sock.peer, early=self.before_ready)
+        return await open_socket(sock.url, sock.user, sock.peer, early=self.before_ready,
+                                 protocol=self.protocol)
 
     def _encode(self, frame: str) -> str:
         return frame
@@ -418,14 +424,18 @@ class SioLoad(Load):
 
 
 async def open_socket(url: str, user: User, peer: User, *, timeout: float = 30.0,
-                      early: list[dict[str, Any]] | None = None) -> ClientConnection:
-    """Connect to /ws/{peer} with the Bearer header and wait for the `ready` frame.
+                      early: list[dict[str, Any]] | None = None,
+                      protocol: int = 1) -> ClientConnection:
+    """Connect to /ws/{peer} (protocol 2: the device socket /ws) with the Bearer header
+    and wait for the `ready` frame.
 
     Frames that come before `ready` break the contract ("the first server frame is
     ready"); up to 100 are tolerated and appended to `early` so the run reports them.
     """
-    ws = await connect(f"{url}/ws/{peer.user_id}",
+    path = f"/ws/{peer.user_id}" if protocol == 1 else "/ws"
+    ws = await connect(f"{url}{path}",
                        additional_headers={"Authorization": f"Bearer {user.token}"},
+                       subprotocols=[Subprotocol(f"duet.v{protocol}")],
                        compression=None, max_size=None, open_timeout=timeout)
     try:
         deadline = time.monotonic() + timeout

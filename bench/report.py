@@ -92,20 +92,24 @@ def markdown(res: dict[str, Any]) -> str:
     if warning := _disturbed(res):
         out += [warning, ""]
 
-    if runs := res.get("throughput"):
+    if runs := [*(res.get("throughput") or []), *(res.get("throughput_v2") or [])]:
         procs = _present(runs)
         out += ["## (a) Throughput: closed loop, persister on", "",
                 f"Both members of each pair send, {plan.get('window')} messages in flight per "
                 f"sender; {plan.get('duration_s')} s measured after {plan.get('warmup_s')} s "
-                "warm-up. Latency: send → peer receives.", "",
-                _table(["pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                        "stored/acked", "checks", "server CPU µs/msg", "msgs per publish"],
-                       [[r["pairs"], r["delivered_msgs_s"], *_lat(r),
-                         f"{r['stored']}/{r['acked']}", _checks(r),
+                "warm-up. Latency: send → peer receives. Socket: v1 `/ws/{peer}` (one per "
+                "conversation) or v2 `/ws` (the device socket), the same users.", "",
+                _table(["socket", "pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms",
+                        "max ms", "stored/acked", "checks", "server CPU µs/msg",
+                        "msgs per publish"],
+                       [[f"v{r.get('protocol', 1)}", r["pairs"], r["delivered_msgs_s"],
+                         *_lat(r), f"{r['stored']}/{r['acked']}", _checks(r),
                          r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish")]
                         for r in runs]), "",
                 "CPU seconds in the window (µs per delivered message):", "",
-                _table(["pairs", *procs], [[r["pairs"], *_cpu_cells(r, procs)] for r in runs]),
+                _table(["socket", "pairs", *procs],
+                       [[f"v{r.get('protocol', 1)}", r["pairs"], *_cpu_cells(r, procs)]
+                        for r in runs]),
                 ""]
     if runs := res.get("latency"):
         procs = _present(runs)
@@ -144,21 +148,27 @@ def markdown(res: dict[str, Any]) -> str:
                         for r in runs]), "",
                 _table(["pairs", *procs], [[r["pairs"], *_cpu_cells(r, procs)] for r in runs]),
                 ""]
-    if idle := res.get("idle"):
-        rss, lat = idle["gateway_rss_mib"], idle["connect_latency"]
+    if idles := [i for i in (res.get("idle"), res.get("idle_v2")) if i]:
         out += ["## (c) Idle authenticated sockets on one gateway", "",
-                _table(["sockets open", "rooms", "connect rate /s", "connect p50/p99 ms",
-                        "gateway RSS MiB before → open → closed", "gateway KiB/socket",
-                        "gateway CPU µs/connect", f"idle CPU s over {idle['idle_s']} s",
-                        "loadgen KiB/socket"],
-                       [[f"{idle['opened']}/{idle['sockets']}"
+                "Each on a fresh gateway: v1 room sockets, then v2 device sockets of the same "
+                "users.", "",
+                _table(["socket", "sockets open", "rooms", "connect rate /s",
+                        "connect p50/p99 ms", "gateway RSS MiB before → open → closed",
+                        "gateway KiB/socket", "gateway CPU µs/connect",
+                        f"idle CPU s over {idles[0]['idle_s']} s", "loadgen KiB/socket"],
+                       [[f"v{idle.get('protocol', 1)}",
+                         f"{idle['opened']}/{idle['sockets']}"
                          + (f" ({idle['frames_before_ready']} frames before ready)"
                             if idle.get("frames_before_ready") else ""), idle["rooms"],
-                         idle["connect_rate_s"], f"{lat.get('p50_ms')}/{lat.get('p99_ms')}",
-                         f"{rss['before']} → {rss['open']} → {rss['after_close']}",
+                         idle["connect_rate_s"],
+                         f"{idle['connect_latency'].get('p50_ms')}/"
+                         f"{idle['connect_latency'].get('p99_ms')}",
+                         f"{idle['gateway_rss_mib']['before']} → "
+                         f"{idle['gateway_rss_mib']['open']} → "
+                         f"{idle['gateway_rss_mib']['after_close']}",
                          idle["gateway_kib_per_socket"], idle["gateway_cpu_us_per_connect"],
                          ", ".join(f"{k} {v}" for k, v in idle["idle_cpu_s"].items()),
-                         idle["loadgen_kib_per_socket"]]]), ""]
+                         idle["loadgen_kib_per_socket"]] for idle in idles]), ""]
     if d := res.get("drain"):
         ps = d["persister_settings"]
         out += ["## (d) Persister drain", "",

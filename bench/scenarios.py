@@ -85,20 +85,23 @@ def _summary(label: str, r: dict[str, Any]) -> None:
              r["duplicates"], r["reordered"])
 
 
-async def throughput(ctx: Context) -> list[dict[str, Any]]:
-    """(a) Closed loop, W in flight per sender, through the gateways, broker and persister."""
+async def throughput(ctx: Context, protocol: int = 1) -> list[dict[str, Any]]:
+    """(a) Closed loop, W in flight per sender, through the gateways, broker and persister;
+    on v1 room sockets or (protocol 2) on device sockets."""
     plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
     results = []
     for n in plan.pairs:
+        await ctx.stack.wait_persisted()
         m0, b0 = await publish_batches(ctx.gateways)
-        async with Load(placed(ctx.pairs[:n], urls), window=plan.window) as load:
+        async with Load(placed(ctx.pairs[:n], urls), window=plan.window,
+                        protocol=protocol) as load:
             r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
                                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                        wait_stored=True)
         m1, b1 = await publish_batches(ctx.gateways)
-        r.update(pairs=n, window=plan.window, gateways=len(urls),
+        r.update(pairs=n, window=plan.window, gateways=len(urls), protocol=protocol,
                  messages_per_publish=round((m1 - m0) / max(b1 - b0, 1), 2))
-        _summary(f"(a) {n} pairs", r)
+        _summary(f"(a) v{protocol} {n} pairs", r)
         results.append(r)
     return results
 

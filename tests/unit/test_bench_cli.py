@@ -18,11 +18,12 @@ thread (0x2);_bootstrap (threading.py:1002);wait (threading.py:327) 99
 """
 
 
-def test_profile_target_defaults_to_the_gateway_and_takes_persister_and_broker() -> None:
+def test_profile_target_defaults_to_the_gateway_and_takes_the_others() -> None:
     assert parse_args(["--profile"]).profile == "gateway"
     args = parse_args(["--profile", "persister", "--frames", "8"])
     assert (args.profile, args.frames) == ("persister", 8)
     assert parse_args(["--profile", "broker"]).profile == "broker"
+    assert parse_args(["--profile", "bindings"]).profile == "bindings"
     assert parse_args([]).profile is None
     with pytest.raises(SystemExit):
         parse_args(["--profile", "mongod"])
