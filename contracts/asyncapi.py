@@ -23,27 +23,28 @@ ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.json"
 _REF = "#/components/schemas/{model}"
 
 # (message name, model, summary): what a client sends, then what it is sent.
-_V1_IN = [("send", frames.SendFrame, "Send one message to the room's other member."),
+Entry = tuple[str, type[BaseModel], str]
+_V1_IN: list[Entry] = [("send", frames.SendFrame, "Send one message to the room's other member."),
           ("sync", frames.SyncFrame, "Replay stored messages after a cursor, then live.")]
-_V2_IN = [("deviceSend", frames.DeviceSendFrame, "Send a message or receipt to a friend."),
+_V2_IN: list[Entry] = [("deviceSend", frames.DeviceSendFrame, "Send a message or receipt to a friend."),
           ("deviceSync", frames.DeviceSyncFrame, "Replay every room after its cursor."),
           ("typing", frames.TypingFrame, "An encrypted typing signal; never stored."),
           ("read", frames.ReadFrame, "This user read the room up to a cursor.")]
-_COMMON_OUT = [
+_COMMON_OUT: list[Entry] = [
     ("ack", frames.AckFrame, "The broker confirmed the publish: the message is durable."),
     ("message", frames.MessageFrame, "A message (v2: or a receipt) of a room."),
     ("stored", frames.StoredFrame, "The persister wrote the sender's message to MongoDB."),
     ("synced", frames.SyncedFrame, "The end of a sync replay."),
     ("error", frames.ErrorFrame, "A frame was refused; the socket stays open."),
 ]
-_V1_OUT = [("ready", frames.ReadyFrame, "v1: joined the room; live from now on."),
+_V1_OUT: list[Entry] = [("ready", frames.ReadyFrame, "v1: joined the room; live from now on."),
            *_COMMON_OUT]
-_V2_OUT = [("deviceReady", frames.DeviceReadyFrame, "Every room of the user, live from now."),
+_V2_OUT: list[Entry] = [("deviceReady", frames.DeviceReadyFrame, "Every room of the user, live from now."),
            *_COMMON_OUT,
            ("typingEvent", frames.TypingEvent, "A friend's typing signal."),
            ("presence", frames.PresenceEvent, "A friend went online or offline."),
            ("readEvent", frames.ReadEvent, "This user's read position moved.")]
-_BROKER = [
+_BROKER: list[tuple[str, str, type[BaseModel], str]] = [
     ("roomMessages", "room.{lo}.{hi}", events.RoomMessage,
      "Chat messages and receipts, persistent and confirmed: one `message` frame per line, "
      "headers x-duet-origin and x-duet-cursor (one line per frame), several rooms' keys in "
@@ -79,8 +80,8 @@ def _message(schemas: _Schemas, name: str, model: type[BaseModel], summary: str
             "contentType": "application/json", "payload": schemas.ref(model)}
 
 
-def _socket(address: str, title: str, description: str,
-            messages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _socket(address: str, title: str, description: str, messages: list[str]
+            ) -> dict[str, Any]:
     return {"address": address, "title": title, "description": description,
             "servers": [{"$ref": "#/servers/gateway"}],
             "messages": {n: {"$ref": f"#/components/messages/{n}"} for n in messages}}
@@ -99,12 +100,12 @@ def document() -> dict[str, Any]:
         "roomSocket": {
             **_socket("/ws/{peerId}", "Room socket (protocol v1)",
                       auth.format(proto="duet.v1"),
-                      {n: None for n, _, _ in [*_V1_IN, *_V1_OUT]}),
+                      [n for n, _, _ in [*_V1_IN, *_V1_OUT]]),
             "parameters": {"peerId": {"description": "The accepted friend's user id."}},
         },
         "deviceSocket": _socket("/ws", "Device socket (protocol v2)",
                                 auth.format(proto="duet.v2"),
-                                {n: None for n, _, _ in [*_V2_IN, *_V2_OUT]}),
+                                [n for n, _, _ in [*_V2_IN, *_V2_OUT]]),
     }
     operations: dict[str, Any] = {}
     for channel, ins, outs in (("roomSocket", _V1_IN, _V1_OUT),

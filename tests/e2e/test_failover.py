@@ -10,8 +10,8 @@ import pytest
 from playwright.async_api import Browser, expect
 from support import Gateway, Stack, unique_name
 from webclient import (
-    STORED,
     PASSWORD,
+    STORED,
     Inbox,
     Relay,
     accept_friend,

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, expect
 from support import Gateway, unique_name
 from webclient import (
-    STORED,
     PASSWORD,
+    STORED,
     Inbox,
     accept_friend,
     image_loaded,

@@ -12,9 +12,9 @@ import pytest
 from playwright.async_api import Browser, expect
 from support import Gateway, befriend, signup, unique_name
 from webclient import (
-    STORED,
     PASSWORD,
     ROOT,
+    STORED,
     accept_friend,
     message,
     open_chat,
