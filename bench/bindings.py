@@ -34,7 +34,7 @@ from aio_pika.abc import AbstractChannel, DeliveryMode
 from broker.topology import declare_exchange, declare_gateway_queue
 from contracts import Names, room_id, user_bindings
 
-from .stack import DEFAULT_AMQP_URL, BenchError, broker_pid, delete_broker_names
+from .stack import delete_broker_names, local_broker
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,7 @@ async def _one(url: str, broker: psutil.Process, scheme: str) -> dict[str, Any]:
 
 
 async def run(out: Path) -> int:
-    url = os.environ.get("DUET_AMQP_URL", DEFAULT_AMQP_URL)
-    pid = broker_pid(url)
-    if pid is None:
-        raise BenchError("no broker process of this machine listens at DUET_AMQP_URL")
-    broker = psutil.Process(pid)
+    url, broker = local_broker()
     rows = []
     for scheme in ("per room", "per user", "per room", "per user"):
         r = await _one(url, broker, scheme)

@@ -34,7 +34,7 @@ from broker.topology import (
 from contracts import Names
 from contracts.routing import message_key
 
-from .stack import DEFAULT_AMQP_URL, BenchError, broker_pid, delete_broker_names
+from .stack import delete_broker_names, local_broker
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,7 @@ async def _one(url: str, broker: psutil.Process, part: str, rate: float) -> dict
 
 
 async def run(out: Path) -> int:
-    url = os.environ.get("DUET_AMQP_URL", DEFAULT_AMQP_URL)
-    pid = broker_pid(url)
-    if pid is None:
-        raise BenchError("no broker process of this machine listens at DUET_AMQP_URL")
-    broker = psutil.Process(pid)
+    url, broker = local_broker()
     rows = []
     for part in PARTS:
         for rate in RATES:

@@ -29,6 +29,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import psutil
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -324,6 +325,15 @@ def broker_pid(amqp_url: str) -> int | None:
     """The PID of this machine's broker listening at amqp_url, if it is one of ours to see."""
     host, port = amqp_address(amqp_url)
     return listening_pid(port, host if host != "localhost" else "127.0.0.1")
+
+
+def local_broker() -> tuple[str, psutil.Process]:
+    """DUET_AMQP_URL and its broker's process, for measuring the node's CPU."""
+    url = os.environ.get("DUET_AMQP_URL", DEFAULT_AMQP_URL)
+    pid = broker_pid(url)
+    if pid is None:
+        raise BenchError("no broker process of this machine listens at DUET_AMQP_URL")
+    return url, psutil.Process(pid)
 
 
 async def delete_broker_names(amqp: AbstractConnection, names: Names) -> None:
