@@ -10,6 +10,7 @@ RUN python -m venv /opt/duet
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
+COPY service ./service
 COPY broker ./broker
 COPY gateway ./gateway
 COPY persister ./persister

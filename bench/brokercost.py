@@ -24,7 +24,6 @@ import aio_pika
 import psutil
 from aio_pika.abc import AbstractChannel, DeliveryMode
 
-from broker.settings import ServiceSettings
 from broker.topology import (
     declare_audit_stream,
     declare_exchange,
@@ -33,6 +32,7 @@ from broker.topology import (
 )
 from contracts import Names
 from contracts.routing import message_key
+from service.settings import ServiceSettings
 
 from .stack import delete_broker_names, local_broker
 

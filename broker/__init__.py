@@ -2,6 +2,5 @@
 
 from .connection import Broker
 from .errors import BrokerError, PublishError
-from .settings import ServiceSettings
 
-__all__ = ["Broker", "BrokerError", "PublishError", "ServiceSettings"]
+__all__ = ["Broker", "BrokerError", "PublishError"]

@@ -18,8 +18,9 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import AMQPError
 
+from service.settings import ServiceSettings
+
 from .errors import PublishError
-from .settings import ServiceSettings
 from .topology import (
     REDECLARE_AFTER_S,
     declare_audit_stream,

@@ -26,7 +26,8 @@ _REF = "#/components/schemas/{model}"
 Entry = tuple[str, type[BaseModel], str]
 _V1_IN: list[Entry] = [("send", frames.SendFrame, "Send one message to the room's other member."),
           ("sync", frames.SyncFrame, "Replay stored messages after a cursor, then live.")]
-_V2_IN: list[Entry] = [("deviceSend", frames.DeviceSendFrame, "Send a message or receipt to a friend."),
+_V2_IN: list[Entry] = [
+          ("deviceSend", frames.DeviceSendFrame, "Send a message or receipt to a friend."),
           ("deviceSync", frames.DeviceSyncFrame, "Replay every room after its cursor."),
           ("typing", frames.TypingFrame, "An encrypted typing signal; never stored."),
           ("read", frames.ReadFrame, "This user read the room up to a cursor.")]
@@ -39,7 +40,8 @@ _COMMON_OUT: list[Entry] = [
 ]
 _V1_OUT: list[Entry] = [("ready", frames.ReadyFrame, "v1: joined the room; live from now on."),
            *_COMMON_OUT]
-_V2_OUT: list[Entry] = [("deviceReady", frames.DeviceReadyFrame, "Every room of the user, live from now."),
+_V2_OUT: list[Entry] = [
+           ("deviceReady", frames.DeviceReadyFrame, "Every room of the user, live from now."),
            *_COMMON_OUT,
            ("typingEvent", frames.TypingEvent, "A friend's typing signal."),
            ("presence", frames.PresenceEvent, "A friend went online or offline."),

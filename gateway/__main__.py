@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
-from broker.logs import configure
-from broker.runtime import tune_gc
+from service.logs import configure
+from service.runtime import tune_gc
 
 from .app import create_app
 from .handshake import DeadlineHttpProtocol
@@ -31,7 +31,7 @@ def main() -> None:
         # Ciphertext does not compress; deflate would only cost CPU and memory per socket.
         ws_per_message_deflate=False,
         log_level=settings.log_level.lower(),
-        log_config=None,  # our handlers (broker.logs) format uvicorn's lines too
+        log_config=None,  # our handlers (service.logs) format uvicorn's lines too
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,

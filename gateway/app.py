@@ -29,10 +29,10 @@ from contracts.envelope import MAX_SIGNAL_BYTES, ct_limit
 
 from . import accounts, conversations, errors, friends, history, keys, socket
 from .auth import Passwords, Tokens
+from .body_limit import BodyLimit
 from .cursors import CursorClock
 from .deps import Services
 from .hub import Hub
-from .limits import BodyLimit
 from .metrics import GatewayMetrics
 from .presence import Presence
 from .publisher import Publisher

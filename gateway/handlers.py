@@ -1,5 +1,5 @@
 """What each client frame does, for both protocols: `send`, `sync`, and on v2 `typing`
-and `read`. Answers go to the socket's outbox (gateway.connection); the codes are
+and `read`. Answers go to the socket's outbox (gateway.outbox); the codes are
 contracts.codes'.
 """
 
@@ -28,11 +28,11 @@ from contracts.codes import ERRORS
 from contracts.envelope import MESSAGE_KINDS, Envelope
 from contracts.routing import typing_key
 
-from .connection import Connection
 from .conversations import mark_read
 from .deps import Services
 from .friendship import accepted_friends, are_friends
 from .history import read_after_rooms
+from .outbox import Connection
 from .publisher import Outgoing
 from .throttle import TokenBucket
 

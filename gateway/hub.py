@@ -38,8 +38,8 @@ from contracts.events import (
 )
 from contracts.routing import MESSAGE_NS, PRESENCE_NS, STORED_KEY, TYPING_NS, USER_NS
 
-from .connection import Connection
 from .metrics import GatewayMetrics
+from .outbox import Connection
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The gapless-resume rule: what one socket remembers so that a `sync` brings every message
 it missed, then live ones, with nothing twice — messages in flight during the resume
-included. No I/O: the socket (gateway.connection) and the fan-out (gateway.hub) call it.
+included. No I/O: the socket (gateway.outbox) and the fan-out (gateway.hub) call it.
 
 How a resume goes. The socket's user is bound on this gateway's queue before `ready`, so
 every message published from then on reaches the socket live. On `sync` the live frames

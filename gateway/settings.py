@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from broker.settings import ServiceSettings
+from service.settings import ServiceSettings
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "changethis", "please-change-me"}
 

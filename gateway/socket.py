@@ -23,11 +23,11 @@ from starlette.websockets import WebSocketDisconnect
 from contracts import room_id
 from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, POLICY, TOO_LARGE, UNAVAILABLE
 
-from .connection import Connection
 from .deps import Services
 from .errors import Unauthenticated
 from .friendship import accepted_friends, are_friends
 from .handlers import error, handle
+from .outbox import Connection
 from .presence import now_ms
 from .throttle import TokenBucket
 

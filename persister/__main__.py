@@ -12,8 +12,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from broker import Broker
-from broker.logs import configure
-from broker.runtime import tune_gc
+from service.logs import configure
+from service.runtime import tune_gc
 
 from .health import health_app, health_server
 from .metrics import PersisterMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from broker.settings import ServiceSettings
+from service.settings import ServiceSettings
 
 
 class PersisterSettings(ServiceSettings):

@@ -20,16 +20,16 @@ from support import Stack
 
 from broker import Broker
 from broker.consumer import Consumer, Delivery, ack
-from broker.settings import ServiceSettings
 from broker.topology import declare_persist_queue
 from contracts import room_id
 from contracts.routing import STORED_KEY, message_key
-from gateway.connection import Connection
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
+from gateway.outbox import Connection
 from persister.metrics import PersisterMetrics
 from persister.service import Persister
 from persister.settings import PersisterSettings
+from service.settings import ServiceSettings
 
 # What aiormq announces, but without consumer_cancel_notify: the broker then drops the
 # consumer of a deleted queue silently, as when its basic.cancel is lost.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from broker.logs import Redact
+from service.logs import Redact
 
 
 def test_redact_removes_jwt_and_uvicorn_query_strings() -> None:

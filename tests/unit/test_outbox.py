@@ -11,7 +11,6 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from broker.runtime import GC_YOUNG_THRESHOLD, tune_gc
 from client.audit import from_delivery
 from contracts.codes import TRY_AGAIN_LATER
 from contracts.events import (
@@ -22,8 +21,9 @@ from contracts.events import (
     split_frames,
     storable_frames,
 )
-from gateway.connection import Connection
 from gateway.metrics import GatewayMetrics
+from gateway.outbox import Connection
+from service.runtime import GC_YOUNG_THRESHOLD, tune_gc
 
 
 def connection(**kwargs: Any) -> Connection:
