@@ -8,6 +8,9 @@ FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/duet
 WORKDIR /src
+COPY requirements/runtime.lock ./requirements/
+# The exact versions and hashes of requirements/runtime.lock, then duet alone.
+RUN /opt/duet/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY service ./service
@@ -16,7 +19,7 @@ COPY gateway ./gateway
 COPY persister ./persister
 COPY client ./client
 # Not editable: the runtime stage gets the venv alone, without /src.
-RUN /opt/duet/bin/pip install .
+RUN /opt/duet/bin/pip install --no-deps .
 
 # --- runtime: the venv, a non-root user, nothing else ----------------------------------
 FROM python:3.11.13-slim-bookworm AS runtime

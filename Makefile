@@ -3,13 +3,18 @@
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: deps install run test lint schemas vectors bench bench-quick bench-profile reliability
+.PHONY: lock deps install run test lint schemas vectors bench bench-quick bench-profile reliability
 
 deps:  ## Debian and Python packages, only what is missing
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh
 
+lock:  ## pin every dependency with its hashes: requirements/{runtime,dev}.lock (Linux, CPython 3.11)
+	$(PYTHON) -m pip install -q pip-tools
+	$(PYTHON) -m piptools compile -q --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements/runtime.lock pyproject.toml
+	$(PYTHON) -m piptools compile -q --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links --extra dev -o requirements/dev.lock pyproject.toml
+
 install:  ## install duet and its dev tools into the current environment
-	$(PYTHON) -m pip install -e '.[dev]'
+	$(PYTHON) -m pip install --require-hashes -r requirements/dev.lock && $(PYTHON) -m pip install --no-deps -e .
 
 run:  ## start RabbitMQ/mongod if needed, a persister and a gateway; make run ARGS="--gateways 2"
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh --with-rabbitmq

