@@ -44,7 +44,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 
 from contracts import MESSAGES, Names, is_user_id, message_doc_id, room_id
-from contracts.events import split_frames
+from contracts.batch import split_frames
 
 from .crypto import canonical
 from .errors import DuetError

@@ -26,16 +26,7 @@ from broker import Broker
 from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
-from contracts.events import (
-    CURSOR_HEADER,
-    ORIGIN_HEADER,
-    ROOM_HEADER,
-    header_list,
-    line_kinds,
-    line_rooms,
-    routed_rooms,
-    split_frames,
-)
+from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
 from contracts.routing import MESSAGE_NS, PRESENCE_NS, STORED_KEY, TYPING_NS, USER_NS
 
 from .metrics import GatewayMetrics
@@ -206,14 +197,15 @@ class Hub:
         if ROOM_HEADER not in props and not any(u in self._users
                                                 for u in room_members(key_room)):
             return  # all of one room, whose users have no socket here
-        origins = header_list(props.get(ORIGIN_HEADER))
-        cursors = header_list(props.get(CURSOR_HEADER))
-        frames = split_frames(message.body) if len(cursors) > 1 else [message.body]
-        kinds = line_kinds(props, len(frames))
+        try:
+            batch = decode(key_room, message.body, props)
+        except BatchError as exc:  # not a gateway's: the persister dead-letters it
+            log.warning("unreadable broker message %s: %s", message_id(message), exc)
+            return
+        kinds = batch.kinds
         pushed = 0
         for i, (frame, cursor, origin, room) in enumerate(zip(
-                frames, cursors, origins, line_rooms(key_room, props, len(frames)),
-                strict=True)):
+                batch.frames, batch.cursors, batch.origins, batch.rooms, strict=True)):
             kind = kinds[i] if kinds is not None else None
             text: str | None = None
             for user in room_members(room):

@@ -34,8 +34,8 @@ from pymongo.errors import PyMongoError
 
 from broker import Broker, PublishError
 from contracts import PRESENCE, USERS, room_id
+from contracts.batch import CC_HEADER
 from contracts.documents import presence_doc_id
-from contracts.events import CC_HEADER
 from contracts.routing import presence_key
 
 from .friendship import accepted_friends

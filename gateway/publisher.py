@@ -4,7 +4,7 @@ A socket's read loop hands each checked message to `Publisher.submit` and goes o
 it does not wait for the broker. At most `in_flight` broker messages of this replica await
 their confirm at once, and two publishes start at least `interval_s` apart; what is
 submitted meanwhile, for any room, waits and leaves as the next broker message
-(contracts.events: one `message` frame per line). So an idle gateway publishes a message
+(contracts.batch: one `message` frame per line). So an idle gateway publishes a message
 at once, and a busy one sends fewer, larger broker messages, which
 the broker routes, appends to the quorum queue and the audit stream, and confirms once for
 the lot: its work per chat message falls as the load rises. A broker message with frames
@@ -23,17 +23,7 @@ from collections import deque
 from typing import Protocol
 
 from broker import Broker, PublishError
-from contracts.envelope import MESSAGE_KINDS
-from contracts.events import (
-    CC_HEADER,
-    CURSOR_HEADER,
-    KIND_HEADER,
-    ORIGIN_HEADER,
-    ROOM_HEADER,
-    join_frames,
-    join_lines,
-)
-from contracts.routing import message_key
+from contracts.batch import Line, encode
 
 from .metrics import GatewayMetrics
 
@@ -139,22 +129,14 @@ class Publisher:
 
     async def _publish(self, batch: list[Outgoing]) -> None:
         started = time.perf_counter()
-        rooms = list(dict.fromkeys(m.room for m in batch))
-        headers: dict[str, object] = {ORIGIN_HEADER: join_lines([m.sender.id for m in batch]),
-                                      CURSOR_HEADER: join_lines([m.cursor for m in batch])}
-        if len(rooms) > 1:
-            headers[ROOM_HEADER] = join_lines([m.room for m in batch])
-            headers[CC_HEADER] = [message_key(r) for r in rooms[1:]]
-        if any(m.kind not in MESSAGE_KINDS for m in batch):
-            headers[KIND_HEADER] = join_lines([m.kind for m in batch])
+        message = encode([Line(m.frame, m.room, m.sender.id, m.cursor, m.kind) for m in batch])
         remaining = batch[0].deadline - asyncio.get_running_loop().time()
         try:
-            await self._broker.publish(join_frames([m.frame for m in batch]),
-                                       message_key(rooms[0]), headers=headers,
-                                       timeout=remaining)
+            await self._broker.publish(message.body, message.routing_key,
+                                       headers=message.headers, timeout=remaining)
         except PublishError as exc:
             log.warning("publish of %s messages failed: %s", len(batch), exc.reason,
-                        extra={"room": rooms[0]})
+                        extra={"key": message.routing_key})
             for m in batch:
                 m.sender.failed(m.frame_id)
             return

@@ -19,14 +19,8 @@ from broker import Broker, PublishError, consumer
 from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_persist_queue
 from contracts import message_doc_id, room_members
-from contracts.events import (
-    ORIGIN_HEADER,
-    frame_count,
-    header_list,
-    line_rooms,
-    routed_rooms,
-    storable_frames,
-)
+from contracts.batch import BatchError, decode_headers, frame_count
+from contracts.events import storable_frames
 from contracts.routing import MESSAGE_NS, STORED_KEY
 
 from .metrics import PersisterMetrics
@@ -244,12 +238,10 @@ def _documents(message: Delivery, lines: int,
     ns, _, room = routing_key(message).partition(".")
     if ns != MESSAGE_NS:
         return None
-    props = headers(message)
-    rooms = routed_rooms(room, props)
-    origins = header_list(props.get(ORIGIN_HEADER))
-    # Each line's room: one the message was routed under, and where it was pushed live.
-    pushed_to = line_rooms(room, props, lines)
-    if len(pushed_to) != lines or not rooms.issuperset(pushed_to):
+    try:
+        # Each line's room: one the message was routed under, and where it was pushed live.
+        pushed_to, origins, _, _ = decode_headers(room, headers(message), lines)
+    except BatchError:
         return None
     try:
         frames = storable_frames(message.body, lines)
@@ -264,5 +256,5 @@ def _documents(message: Delivery, lines: int,
         del doc["type"]
         doc["_id"] = message_doc_id(frame["sender"], frame["id"])
         doc["stored_at"] = stored_at
-        docs.append((doc, origins[i] if i < len(origins) else ""))
+        docs.append((doc, origins[i]))
     return docs

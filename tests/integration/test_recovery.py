@@ -22,7 +22,8 @@ from broker import Broker
 from broker.consumer import Consumer, Delivery, ack
 from broker.topology import declare_persist_queue
 from contracts import room_id
-from contracts.routing import STORED_KEY, message_key
+from contracts.batch import Line, encode
+from contracts.routing import STORED_KEY
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Connection
@@ -259,7 +260,8 @@ async def test_persister_leaves_out_deliveries_of_a_closed_channel(amqp_url: str
                                                   auto_delete=True)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(exchange, "#")
-        await exchange.publish(aio_pika.Message(frame), routing_key=message_key(room))
+        m = encode([Line(frame, room, "x", "0" * 32)])
+        await exchange.publish(aio_pika.Message(m.body, headers=m.headers), m.routing_key)
         amqp = await channel.get_underlay_channel()
         delivery = None
         while delivery is None or delivery.delivery_tag is None:

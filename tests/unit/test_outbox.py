@@ -12,15 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from client.audit import from_delivery
+from contracts.batch import frame_count, header_list, join_frames, join_lines, split_frames
 from contracts.codes import TRY_AGAIN_LATER
-from contracts.events import (
-    frame_count,
-    header_list,
-    join_frames,
-    join_lines,
-    split_frames,
-    storable_frames,
-)
+from contracts.events import storable_frames
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Connection
 from service.runtime import GC_YOUNG_THRESHOLD, tune_gc
@@ -146,6 +140,9 @@ def test_persister_refuses_a_line_pushed_to_another_room_than_its_own() -> None:
                                header=SimpleNamespace(properties=SimpleNamespace(
                                    headers=props, message_id=None)))
 
-    assert _documents(delivery({}), 1, 1) is not None
-    assert _documents(delivery({"x-duet-room": room}), 1, 1) is not None
-    assert _documents(delivery({"x-duet-room": room2, "CC": [f"room.{room2}"]}), 1, 1) is None
+    honest = {"x-duet-origin": "conn", "x-duet-cursor": "0" * 32}
+    assert _documents(delivery(honest), 1, 1) is not None
+    assert _documents(delivery({**honest, "x-duet-room": room}), 1, 1) is not None
+    assert _documents(delivery({**honest, "x-duet-room": room2, "CC": [f"room.{room2}"]}),
+                      1, 1) is None
+    assert _documents(delivery({}), 1, 1) is None  # headers that do not describe the body

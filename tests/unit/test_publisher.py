@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from broker import PublishError
-from contracts.events import CC_HEADER, CURSOR_HEADER, ROOM_HEADER, header_list, split_frames
+from contracts.batch import CC_HEADER, CURSOR_HEADER, ROOM_HEADER, header_list, split_frames
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Outgoing, Publisher
 
