@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -21,12 +20,7 @@ from aiormq.exceptions import AMQPError
 from service.settings import ServiceSettings
 
 from .errors import PublishError
-from .topology import (
-    REDECLARE_AFTER_S,
-    declare_audit_stream,
-    declare_exchange,
-    declare_persist_queue,
-)
+from .topology import declare_audit_stream, declare_exchange, declare_persist_queue
 
 log = logging.getLogger(__name__)
 _NOTICE = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=1)
@@ -42,7 +36,6 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self.topology_ok = False
         self._notices: AbstractChannel | None = None
 
     async def __aenter__(self) -> Broker:
@@ -61,57 +54,20 @@ class Broker:
         self._channel = await self._connection.channel(publisher_confirms=True,
                                                        on_return_raises=True)
         self._exchange = await declare_exchange(self._channel, self.names)
-        # Both services declare the durable path, so no publish is ever routed nowhere.
-        await self.declare_topology(check=False)  # a first start finds nothing yet
-        log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
-
-    async def declare_topology(self, *, check: bool = True) -> Any:
-        """Declare the durable path again (idempotent): heals a queue deleted by hand.
-        Returns duet.persist's declare-ok (message and consumer counts).
-
-        On a channel of its own that aio-pika does not restore: a robust channel holding
-        these declarations would make them again the moment it reopened, so a check that
-        failed because duet.persist was just deleted re-created it within milliseconds
-        (see REDECLARE_AFTER_S)."""
-        if check and not await self._queue_exists(self.names.persist_queue):
-            log.warning("%s is missing: declaring it again in %.1f s",
-                        self.names.persist_queue, REDECLARE_AFTER_S)
-            await asyncio.sleep(REDECLARE_AFTER_S)
-        async with aio_pika.Channel(self.connection) as channel:
-            persist = await declare_persist_queue(channel, self.names,
-                                                  self.settings.delivery_limit)
+        # Both services declare the durable path at start (idempotent), so no publish is
+        # ever routed nowhere. Only at start: see service.crash.
+        async with aio_pika.Channel(self._connection) as channel:
+            await declare_persist_queue(channel, self.names, self.settings.delivery_limit)
             await declare_audit_stream(channel, self.names, self.settings.audit_max_age,
                                        self.settings.audit_max_bytes)
-        self.topology_ok = True
-        return persist.declaration_result
+        log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
-    async def _queue_exists(self, name: str) -> bool:
-        """A passive declare on a plain channel of its own (a missing queue closes it)."""
-        try:
-            async with aio_pika.Channel(self.connection) as probe:
-                await probe.declare_queue(name, passive=True)
-            return True
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return False
-
-    async def watch_topology(
-            self, every_s: float,
-            checked: Callable[[Any], Awaitable[None]] | None = None) -> None:
-        """Re-declare the topology every `every_s` seconds, until cancelled; `checked` is
-        told duet.persist's counts each time."""
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                result = await self.declare_topology()
-            except Exception as exc:  # a broker blip: the robust connection recovers
-                self.topology_ok = False
-                log.warning("topology check failed: %s", type(exc).__name__)
-                continue
-            if checked is not None and result is not None:
-                try:
-                    await checked(result)
-                except Exception as exc:  # say a channel mid-reopen: the next check retries
-                    log.warning("consumer check failed: %s", type(exc).__name__)
+    async def queue_depth(self, name: str) -> int:
+        """Messages ready in a queue (a passive declare, on a channel of its own: a missing
+        queue closes the channel it is asked on)."""
+        async with aio_pika.Channel(self.connection) as probe:
+            queue = await probe.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
 
     @property
     def connection(self) -> AbstractRobustConnection:

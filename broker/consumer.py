@@ -4,21 +4,19 @@ aio-pika builds an IncomingMessage (every property set through a checked __setat
 a second task per delivery: in the persister's drain profile that was a third of its CPU.
 Here the callback gets aiormq's DeliveredMessage as read off the wire. The robust channel
 still re-declares the queue and its bindings after a reconnect; we then consume again.
+A consumer the broker cancels (its queue was deleted) is not healed in place: `on_lost`
+is told, and the services crash for a restart (service.crash).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustQueue
-from aiormq.abc import AbstractChannel as AmqpChannel
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPError
-
-from .topology import REDECLARE_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -45,97 +43,63 @@ def message_id(delivery: Delivery) -> str | None:
 
 
 class Consumer:
-    """`await Consumer(channel, queue, on_delivery).start()`; `await consumer.cancel()`.
+    """`await Consumer(channel, queue, on_delivery, on_lost).start()`; `await .cancel()`.
 
     on_delivery must be a coroutine function: aiormq runs it as a task per delivery, in
     delivery order. With no_ack=False, settle through `ack` / `reject`, which use the
     channel the delivery came on (a tag means nothing on the channel after a reconnect).
-    Consumes again after the channel reopens, and after the broker cancelled it (the queue
-    was deleted): the queue is declared and bound again first, as aio-pika would.
+    Consumes again after the channel reopens (a reconnect); calls on_lost(reason) when the
+    broker cancels it (the queue was deleted) or it cannot consume after a reopen.
     """
 
     def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue,
-                 on_delivery: OnDelivery, *, no_ack: bool = False) -> None:
+                 on_delivery: OnDelivery, on_lost: Callable[[str], None], *,
+                 no_ack: bool = False) -> None:
         self._channel = channel
         self._queue = queue
         self._on_delivery = on_delivery
+        self._on_lost = on_lost
         self._no_ack = no_ack
-        self._amqp: AmqpChannel | None = None
-        self._lock = asyncio.Lock()  # one consume at a time: reopen, recovery and resume race
-        self._recovery: asyncio.Task[None] | None = None
         self._stopped = False
         self.tag: str | None = None
 
     async def start(self) -> None:
         self._channel.reopen_callbacks.add(self._reopened)
-        await self.resume()
+        await self._consume()
 
-    async def resume(self, *, stale: bool = False) -> None:
-        """Consume, unless this channel already delivers to us. stale: the broker counts
-        no consumer on the queue, so the tag we hold is dead (its cancel never reached us:
-        lost, or never sent); drop it and consume afresh."""
-        if self._channel.is_closed and not self._stopped:
-            # Its reopen failed (a re-declare the broker refused) or is under way: try
-            # again; once open, _reopened consumes (outside the lock: it takes it).
-            await self._channel.restore()
-            return
-        async with self._lock:
-            if self._stopped:
-                return
-            amqp = await self._channel.get_underlay_channel()
-            if amqp is self._amqp and self.tag in amqp.consumers:  # type: ignore[attr-defined]
-                if not stale:
-                    return
-                # The broker may still hold deliveries for the dead tag (RabbitMQ keeps a
-                # ghost of a deleted quorum queue's consumer): a new channel frees them,
-                # and its reopen consumes again.
-                log.warning("no consumer of %s on the broker: reopening the channel",
-                            self._queue.name)
-                await amqp.close()
-                return
-            if amqp is not self._amqp:
-                amqp.on_consumer_cancel_callbacks.add(self._cancelled)
-            ok = await amqp.basic_consume(self._queue.name, self._on_delivery,
-                                          no_ack=self._no_ack)
-            self._amqp, self.tag = amqp, ok.consumer_tag
+    async def _consume(self) -> None:
+        amqp = await self._channel.get_underlay_channel()
+        amqp.on_consumer_cancel_callbacks.add(self._cancelled)
+        ok = await amqp.basic_consume(self._queue.name, self._on_delivery,
+                                      no_ack=self._no_ack)
+        self.tag = ok.consumer_tag
 
     async def _reopened(self, _channel: Any) -> None:
+        if self._stopped:
+            return
         try:
-            await self.resume()
+            await self._consume()
             log.info("consuming %s again after the channel reopened", self._queue.name)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
-            # The connection dropped again: the next reopen calls us again.
-            log.warning("could not consume %s after reopen: %s", self._queue.name,
-                        type(exc).__name__)
+            self._on_lost(f"cannot consume {self._queue.name} after a reconnect "
+                          f"({type(exc).__name__})")
 
     def _cancelled(self, frame: Any) -> None:
-        # Called from the channel's reader: the recovery's RPCs need that reader, so they
-        # run in a task of their own.
         if frame.consumer_tag == self.tag and not self._stopped:
-            self._recovery = asyncio.create_task(self._recover())
-
-    async def _recover(self) -> None:
-        try:
-            if isinstance(self._queue, AbstractRobustQueue):  # declare and bind again
-                await asyncio.sleep(REDECLARE_AFTER_S)  # the other consumers' cancels first
-                await self._queue.restore()
-            await self.resume()
-            log.warning("the broker cancelled our consumer of %s: declared it again and "
-                        "consuming", self._queue.name)
-        except (AMQPError, ConnectionError, RuntimeError) as exc:
-            log.warning("could not consume %s again: %s", self._queue.name, type(exc).__name__)
+            self._on_lost(f"the broker cancelled our consumer of {self._queue.name} "
+                          "(was it deleted?)")
 
     async def cancel(self) -> None:
         """Stop deliveries (those unacked are requeued when the channel closes)."""
         self._stopped = True
         self._channel.reopen_callbacks.discard(self._reopened)
-        async with self._lock:
-            amqp, tag = self._amqp, self.tag
-            if amqp is not None and tag is not None and not amqp.is_closed:
-                try:
-                    await amqp.basic_cancel(tag)
-                except (AMQPError, ConnectionError, RuntimeError) as exc:
-                    log.info("cancel of %s failed: %s", tag, type(exc).__name__)
+        if self.tag is None or self._channel.is_closed:
+            return
+        try:
+            amqp = await self._channel.get_underlay_channel()
+            await amqp.basic_cancel(self.tag)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            log.info("cancel of %s failed: %s", self.tag, type(exc).__name__)
 
 
 async def ack(delivery: Delivery, *, multiple: bool = False) -> None:

@@ -11,11 +11,6 @@ from contracts import Names
 from contracts.routing import MESSAGE_NS
 
 log = logging.getLogger(__name__)
-# RabbitMQ (3.10) sends no cancel to the consumers of a quorum queue deleted and declared
-# again within some milliseconds: they stay registered, take messages and never deliver
-# them. A queue seen gone is declared again only this long after (50 ms sufficed here),
-# so that every channel has cancelled its consumers first.
-REDECLARE_AFTER_S = 0.5
 
 
 async def declare_exchange(channel: AbstractChannel, names: Names) -> AbstractExchange:
@@ -46,7 +41,7 @@ async def declare_persist_queue(
         },
     )
     await queue.bind(exchange, f"{MESSAGE_NS}.#")
-    log.info("declared %s -> %s (delivery limit %s)", names.exchange, names.persist_queue,
+    log.debug("declared %s -> %s (delivery limit %s)", names.exchange, names.persist_queue,
              delivery_limit)
     return queue
 
@@ -64,7 +59,7 @@ async def declare_audit_stream(channel: AbstractChannel, names: Names, max_age: 
 
 
 async def declare_gateway_queue(channel: AbstractChannel, names: Names, node: str) -> AbstractQueue:
-    """This replica's own queue; bound per live room by gateway.rooms."""
+    """This replica's own queue; bound per connected user by gateway.hub."""
     return await channel.declare_queue(
         names.gateway_queue(node), exclusive=True, auto_delete=True
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
+from service.crash import exit_status, stop_with
 from service.logs import configure
 from service.runtime import tune_gc
 
@@ -19,7 +22,7 @@ def main() -> None:
     DeadlineHttpProtocol.deadline_s = settings.handshake_timeout_s
     app = create_app(settings)
     tune_gc()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         http=DeadlineHttpProtocol,
         host=settings.host,
@@ -37,6 +40,10 @@ def main() -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
+    server = uvicorn.Server(config)
+    stop_with(lambda: setattr(server, "should_exit", True))
+    server.run()
+    sys.exit(exit_status())
 
 
 if __name__ == "__main__":

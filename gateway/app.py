@@ -98,11 +98,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
                 connections=ConnectionCounter(settings.max_connections_per_ip),
                 metrics=metrics)
-            watchdog = asyncio.create_task(broker.watch_topology(
-                settings.topology_check_s, lambda _persist: hub.check()))
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
-            watchdog.cancel()
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
             for conn in hub.connections():
                 conn.close(RESTARTING, "gateway restarting")
@@ -144,7 +141,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         svc: Services = app.state.services
-        checks = {"broker": svc.broker.ready and svc.broker.topology_ok, "mongo": True}
+        checks = {"broker": svc.broker.ready, "mongo": True}
         try:
             await asyncio.wait_for(svc.db.command("ping"), READY_TIMEOUT_S)
         except (PyMongoError, TimeoutError):

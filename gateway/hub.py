@@ -28,6 +28,7 @@ from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
 from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
 from contracts.routing import MESSAGE_NS, PRESENCE_NS, STORED_KEY, TYPING_NS, USER_NS
+from service.crash import crash
 
 from .metrics import GatewayMetrics
 from .outbox import Connection
@@ -58,8 +59,9 @@ class _User:
 
 class Hub:
     def __init__(self, broker: Broker, node: str, fetch: Fetch, metrics: GatewayMetrics,
-                 prefetch: int = 1024) -> None:
+                 prefetch: int = 1024, on_lost: Callable[[str], None] = crash) -> None:
         self._broker = broker
+        self._on_lost = on_lost
         self._metrics = metrics
         metrics.users.set_function(lambda: self.bound_users)
         self._fetch = fetch
@@ -76,18 +78,10 @@ class Hub:
         self._queue = await declare_gateway_queue(channel, self._broker.names, self._node)
         # No acks: what this queue holds is only live push; durability lives in duet.persist.
         await self._queue.bind(self._broker.exchange, STORED_KEY)
-        self._consumer = Consumer(channel, self._queue, self._on_delivery, no_ack=True)
+        self._consumer = Consumer(channel, self._queue, self._on_delivery, self._on_lost,
+                                  no_ack=True)
         await self._consumer.start()
         log.info("gateway queue %s consuming", self._queue.name)
-
-    async def check(self) -> None:
-        """Declare our queue again and consume again if the broker counts no consumer on
-        it (ours is its only one): a cancel that never reached us would otherwise end
-        live push here for good."""
-        assert self._queue is not None and self._consumer is not None, "hub not started"
-        declared = await self._queue.declare()
-        if declared.consumer_count == 0:
-            await self._consumer.resume(stale=True)
 
     @property
     def bound_users(self) -> int:

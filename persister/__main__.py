@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from typing import Any
 
 import uvicorn
@@ -12,6 +13,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from broker import Broker
+from service.crash import exit_status, stop_with
 from service.logs import configure
 from service.runtime import tune_gc
 
@@ -38,6 +40,7 @@ async def serve(settings: PersisterSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    stop_with(stop.set)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url, serverSelectionTimeoutMS=5000)
     metrics = PersisterMetrics()
@@ -50,7 +53,7 @@ async def serve(settings: PersisterSettings) -> None:
             persister = Persister(settings, broker, store, metrics)
 
             async def readiness() -> dict[str, bool]:
-                checks = {"broker": broker.ready and broker.topology_ok,
+                checks = {"broker": broker.ready,
                           "consuming": persister.consuming, "mongo": True}
                 try:
                     await asyncio.wait_for(db.command("ping"), 1.5)
@@ -80,6 +83,7 @@ def main() -> None:
         asyncio.run(serve(settings))
     else:
         uvloop.run(serve(settings))
+    sys.exit(exit_status())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from contracts import message_doc_id, room_members
 from contracts.batch import BatchError, decode_headers, frame_count
 from contracts.events import storable_frames
 from contracts.routing import MESSAGE_NS, STORED_KEY
+from service.crash import crash
 
 from .metrics import PersisterMetrics
 from .settings import PersisterSettings
@@ -59,8 +60,7 @@ class Persister:
         self.consuming = True
         log.info("persister consuming %s", self._broker.names.persist_queue)
         writer = asyncio.create_task(self._write_loop())
-        watchdog = asyncio.create_task(self._broker.watch_topology(
-            self._settings.topology_check_s, self._checked))
+        watchdog = asyncio.create_task(self._watch_lag())
         await stop.wait()
         watchdog.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
@@ -71,19 +71,20 @@ class Persister:
         await asyncio.gather(writer, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
 
-    async def _checked(self, persist: Any) -> None:
-        """After each topology check (which declared duet.persist): report the lag, and
-        consume again if the broker counts no consumer on it (a missed cancel). The count
-        is every persister's: one replica's dead consumer beside a live one goes unseen."""
-        self.metrics.lag.set(persist.message_count or 0)
-        if persist.consumer_count == 0 and self._consumer is not None:
-            await self._consumer.resume(stale=True)
-            log.warning("duet.persist had no consumer: consuming again")
+    async def _watch_lag(self) -> None:
+        """Report duet.persist's backlog every lag_check_s (the `lag` gauge)."""
+        queue = self._broker.names.persist_queue
+        while True:
+            await asyncio.sleep(self._settings.lag_check_s)
+            try:
+                self.metrics.lag.set(await self._broker.queue_depth(queue))
+            except (AMQPError, ConnectionError, RuntimeError) as exc:
+                log.info("could not read the depth of %s: %s", queue, type(exc).__name__)
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
         queue = await declare_persist_queue(channel, self._broker.names,
                                             self._settings.delivery_limit)
-        self._consumer = Consumer(channel, queue, self._inbox.put)
+        self._consumer = Consumer(channel, queue, self._inbox.put, crash)
         await self._consumer.start()
 
     async def _next_batch(self) -> list[tuple[Delivery, int]]:

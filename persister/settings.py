@@ -14,4 +14,6 @@ class PersisterSettings(ServiceSettings):
     batch_size: int = Field(1024, ge=1, description=(
         "Documents per insert_many; whole broker messages, so one may carry it past."))
     batch_ms: float = Field(20.0, ge=0, description="How long a batch waits to fill.")
+    lag_check_s: float = Field(5.0, gt=0, description="How often duet.persist's backlog is "
+                                                      "read for the `lag` gauge.")
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off while MongoDB is down.")

@@ -30,6 +30,16 @@ class Redact(logging.Filter):
         return True
 
 
+class UvicornName(logging.Filter):
+    """uvicorn logs its ordinary lines (started, shutting down) under `uvicorn.error`;
+    they are labelled `uvicorn`, so that a logger named error means an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error":
+            record.name = "uvicorn"
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -50,6 +60,7 @@ def configure(level: str, fmt: str = "json") -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(Redact())
+    handler.addFilter(UvicornName())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

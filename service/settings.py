@@ -20,9 +20,6 @@ class ServiceSettings(BaseSettings):
         5, ge=1, description="Deliveries before a message is dead-lettered.")
     audit_max_age: str = Field("30D", description="Audit stream retention (RabbitMQ x-max-age).")
     audit_max_bytes: int = Field(20 * 1024**3, ge=1, description="Audit stream size cap.")
-    topology_check_s: float = Field(
-        5.0, gt=0, description="How often duet.persist, duet.audit and a gateway's own "
-                               "queue are declared again (and consumed again if need be).")
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
 

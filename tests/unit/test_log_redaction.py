@@ -18,3 +18,12 @@ def test_redact_removes_jwt_and_uvicorn_query_strings() -> None:
         assert Redact().filter(record)
         assert token not in record.getMessage()
     assert "?<redacted>" in r1.getMessage() and "/ws/abc" in r1.getMessage()
+
+
+def test_uvicorn_ordinary_lines_are_not_labelled_error() -> None:
+    """uvicorn's `uvicorn.error` logger carries its startup lines; they read `uvicorn`."""
+    from service.logs import UvicornName
+
+    record = logging.makeLogRecord({"name": "uvicorn.error", "msg": "Application startup",
+                                    "levelno": logging.INFO})
+    assert UvicornName().filter(record) and record.name == "uvicorn"
