@@ -17,7 +17,7 @@ import { DeviceSocket } from './device.js';
 import { Directory } from './directory.js';
 import { $, clear, h } from './dom.js';
 import { Inbox } from './inbox.js';
-import { roomId } from './outgoing.js';
+import { Outbox } from './outbox.js';
 import * as store from './store.js';
 
 const SESSION_KEY = 'duet.session';
@@ -38,6 +38,7 @@ const app = {
   device: null,
   dir: null,
   socket: null,
+  outbox: null,
   inbox: null,
   friends: [],
   conversation: null,
@@ -159,18 +160,21 @@ async function start(session, { save = true } = {}) {
   $('me-name').textContent = session.username;
   $('me-device').textContent = `device ${app.device.kid.slice(0, 8)}`;
   const me = { id: session.userId, name: session.username };
-  app.socket = new DeviceSocket(session.token, {
+  const socket = new DeviceSocket(session.token, {
     onFrame: onFrame,
     onReady: () => app.inbox.onReady(),
+    onConnected: () => app.outbox.resendAll(),
     onState: setConnState,
   });
+  app.socket = socket;
+  app.outbox = new Outbox(session.userId, (frame) => socket.post(frame));
   app.inbox = new Inbox({
-    me, device: app.device, dir: app.dir, socket: app.socket, list: $('conversations'),
+    me, device: app.device, dir: app.dir, socket: app.socket, outbox: app.outbox, list: $('conversations'),
     view: { get open() { return app.conversation ? app.conversation.room : null; }, visible: looking },
     onOpen: (peerId) => openFriend(peerId),
     onChange: onConversationChange,
   });
-  for (const step of [loadSettings, refreshFriends, refreshConversations, () => restorePending(me)]) {
+  for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
     if (!current()) return;
   }
@@ -183,22 +187,18 @@ async function start(session, { save = true } = {}) {
   if (peer && current()) await openFriend(peer);
 }
 
-/** Sends a previous page of this browser left unacknowledged go out again (same ids). */
-async function restorePending(me) {
-  for (const { frame } of await store.withPrefix('outbox', `${me.id}/`)) {
-    if (frame.peer && app.socket) app.socket.send(frame, roomId(me.id, frame.peer));
-  }
-}
-
 function logout(reason = '', { everywhere = true } = {}) {
   app.run += 1;
   clearInterval(app.poll);
   closeConversation();
   if (app.socket) app.socket.close();
+  if (app.outbox) app.outbox.close();
   if (app.inbox) app.inbox.close();
   if (everywhere) localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PEER_KEY);
-  Object.assign(app, { api: null, session: null, device: null, dir: null, socket: null, inbox: null, friends: [] });
+  Object.assign(app, {
+    api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: [],
+  });
   clear($('conversations'));
   clear($('requests'));
   $('me-name').textContent = '';
@@ -226,16 +226,14 @@ function onFrame(frame) {
   const open = app.conversation;
   if (!open) return;
   let room = frame.room ?? null;
-  if (!room && frame.type === 'error' && frame.id) room = app.socket.roomOf(frame.id);
+  if (!room && frame.type === 'error' && frame.id) room = app.outbox.roomOf(frame.id);
   if (room === open.room && ['message', 'ack', 'stored', 'error'].includes(frame.type)) open.onFrame(frame);
   else if (frame.type === 'ack' || frame.type === 'stored') settleElsewhere(frame);
 }
 
 /** An ack for a conversation that is not open: the outbox entry can go. */
 async function settleElsewhere(frame) {
-  const room = frame.room ?? app.socket.roomOf(frame.id);
-  app.socket.settle(frame.id);
-  if (room && app.session) await store.remove('outbox', `${app.session.userId}/${room}/${frame.id}`);
+  await app.outbox.settle(frame.room ?? app.outbox.roomOf(frame.id), frame.id);
 }
 
 function onConversationChange(room, change) {
@@ -419,6 +417,7 @@ async function openFriend(peerId) {
     peer: { id: conv.peer.id, name: conv.peer.name },
     dir: app.dir,
     socket: app.socket,
+    outbox: app.outbox,
     inbox: app.inbox,
     els: {
       list: $('messages'), banner: $('banner'), bannerText: $('banner-text'),

@@ -1,31 +1,31 @@
 // This tab's one WebSocket (protocol v2, `/ws`): every conversation of the user over it.
 // Authenticates with subprotocols (`duet.v2`, `bearer.<token>`: never a token in a URL),
-// resumes every room from its last cursor after each `ready`, resends what was not
-// acknowledged, and reconnects with jittered exponential back-off. What a close code
-// means (give up, back off, reconnect at once) comes from codes.js, the one table.
+// resumes every room from its last cursor after each `ready` (then the outbox sends again
+// what was not settled: outbox.js), and reconnects with jittered exponential back-off.
+// What a close code means (give up, back off, reconnect at once) comes from codes.js, the
+// one table.
 //
 // States: connecting → connected → lost (reconnecting…) → connected …, or error.
 
-import { CLOSES } from './codes.js';
+import { CLOSES, ERRORS } from './codes.js';
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 const READY_TIMEOUT_MS = 10_000;
-const RESEND_DELAY_MS = 500;
 
 export class DeviceSocket {
   /**
    * onFrame(frame): every frame after `ready`; onReady(): a new `ready` (before the sync);
-   * onState(state, detail).
+   * onConnected(): the sync is asked for (pending sends go again); onState(state, detail).
    */
-  constructor(token, { onFrame, onReady = () => {}, onState = () => {} }) {
+  constructor(token, { onFrame, onReady = () => {}, onConnected = () => {}, onState = () => {} }) {
     this.url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     this.token = token;
     this.onFrame = onFrame;
     this.onReady = onReady;
+    this.onConnected = onConnected;
     this.onState = onState;
     this.cursors = new Map(); // room -> the newest cursor this tab holds of it
-    this.pending = new Map(); // message id -> {room, text} until acked
     this.ws = null;
     this.ready = false;
     this.stopped = true;
@@ -89,12 +89,12 @@ export class DeviceSocket {
         this.delay = FIRST_DELAY_MS;
         this.onReady();
         this.sync();
-        for (const { text } of this.pending.values()) ws.send(text);
+        this.onConnected();
         this.setState('connected');
         return;
       }
       if (frame.type === 'message') this.seen(frame.room, frame.cursor);
-      if (frame.type === 'error' && frame.code === 'sync_failed') {
+      if (frame.type === 'error' && frame.code === ERRORS.sync_failed.code) {
         setTimeout(() => this.sync(), 1000);
       }
       this.onFrame(frame);
@@ -135,39 +135,10 @@ export class DeviceSocket {
     return this.ready && this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /**
-   * Send a `send` frame now if connected; keep it to resend after every reconnect until
-   * it is acked. Resends are marked `retry` so a gateway that already stored the message
-   * answers from storage; either way the id keeps it one message.
-   */
-  send(frame, room) {
-    this.pending.set(frame.id, { room, text: JSON.stringify({ ...frame, retry: true }) });
-    if (this.connected) this.ws.send(JSON.stringify(frame));
-  }
-
-  /** A frame that is not kept for resending (typing, read): best effort. */
+  /** Send a frame now if connected (false if not): best effort; the outbox keeps sends. */
   post(frame) {
     if (!this.connected) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
-  }
-
-  resendLater(id) {
-    setTimeout(() => {
-      const entry = this.pending.get(id);
-      if (entry && this.connected) this.ws.send(entry.text);
-    }, RESEND_DELAY_MS);
-  }
-
-  /** The room a pending send is for (to route its error), and forget it. */
-  settle(id) {
-    const entry = this.pending.get(id);
-    this.pending.delete(id);
-    return entry ? entry.room : null;
-  }
-
-  roomOf(id) {
-    const entry = this.pending.get(id);
-    return entry ? entry.room : null;
   }
 }

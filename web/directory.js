@@ -1,9 +1,11 @@
 // The key directory as this browser sees it: each user's published devices (live and
 // revoked), fetched with GET /api/users/{name}, with the public keys imported on demand.
+// It finds the key a received frame needs; verify.js decides what the frame is worth.
 
 import { ApiError } from './api.js';
 import { compareCodePoints } from './codec.js';
 import { importEncPublic, importSigPublic } from './crypto.js';
+import { keyNeeded } from './verify.js';
 
 export class Directory {
   constructor(api) {
@@ -45,6 +47,33 @@ export class Directory {
   static pairs(entry) {
     return Directory.live(entry).map((d) => [d.kid, d.sid])
       .sort((x, y) => compareCodePoints(x[0], y[0]) || compareCodePoints(x[1], y[1]));
+  }
+
+  /**
+   * The key verifyFrame needs for `frame` (context: {room, members}): {device, sigPublic};
+   * {device: null} for a device the sender never published (asked again once, in case it
+   * is new); {device: null, error} when the directory cannot be reached; null when the
+   * frame is refused before any key is needed.
+   */
+  async keyFor(frame, context) {
+    const need = keyNeeded(frame, context);
+    if (!need) return null;
+    const name = context.members[need.user];
+    let device;
+    try {
+      device = (await this.get(need.user, name)).devices.get(need.kid);
+      if (!device) device = (await this.get(need.user, name, { refresh: true })).devices.get(need.kid);
+    } catch (err) {
+      return { device: null, error: err.message };
+    }
+    if (!device) return { device: null };
+    let sigPublic = null;
+    try {
+      sigPublic = await this.sigKey(device);
+    } catch {
+      sigPublic = null; // an SPKI that does not import verifies nothing: bad_signature
+    }
+    return { device, sigPublic };
   }
 
   encKey(device) {

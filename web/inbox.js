@@ -8,13 +8,11 @@
 // once it decrypted a friend's message, `read` once the open conversation showed it
 // (unless read receipts are off); a burst of messages costs one receipt.
 
-import { formatDay, formatTime, h } from './dom.js';
-import { openFrame } from './verify.js';
-import { newId, roomId, sealSignal } from './outgoing.js';
-import {
-  later, Marks, parseReceipt, parseTyping, receiptContent, TYPING_SHOWN_MS,
-} from './signals.js';
 import { fromUtf8 } from './codec.js';
+import { formatDay, formatTime, h } from './dom.js';
+import { newId, roomId, sealSignal } from './outbox.js';
+import { later, Marks, receiptContent, TYPING_SHOWN_MS } from './signals.js';
+import { openFrame, verifyReceipt, verifyTyping } from './verify.js';
 
 const RECEIPT_DELAY_MS = 400;
 const PREVIEW_CHARS = 90;
@@ -26,11 +24,12 @@ export class Inbox {
    * onOpen(peerId): the user chose a conversation; onChange(room): its marks, typing or
    * presence changed (the open conversation redraws).
    */
-  constructor({ me, device, dir, socket, list, view, onOpen, onChange }) {
+  constructor({ me, device, dir, socket, outbox, list, view, onOpen, onChange }) {
     this.me = me;
     this.device = device;
     this.dir = dir;
     this.socket = socket;
+    this.outbox = outbox;
     this.list = list;
     this.view = view;
     this.onOpen = onOpen;
@@ -78,6 +77,12 @@ export class Inbox {
 
   members(conv) {
     return { [this.me.id]: this.me.name, [conv.peer.id]: conv.peer.name };
+  }
+
+  /** What verify.js needs to judge a frame of `conv`: the room, its members, the key. */
+  async context(conv, frame) {
+    const context = { room: conv.room, members: this.members(conv) };
+    return { ...context, key: await this.dir.keyFor(frame, context) };
   }
 
   enqueue(step) {
@@ -139,7 +144,7 @@ export class Inbox {
 
   /** Verify and decrypt a message for the preview; its text (null if it failed). */
   async previewOf(conv, frame) {
-    const { content, alert } = await openFrame(frame, { dir: this.dir, room: conv.room, members: this.members(conv) }, this.device);
+    const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.device);
     let text = null;
     if (alert) {
       conv.preview = { own: false, text: '⚠ a message failed verification', alert: true };
@@ -157,16 +162,9 @@ export class Inbox {
   async receipt(frame) {
     const conv = this.convs.get(frame.room);
     if (!conv || frame.sender === this.me.id) return;
-    const { content, alert } = await openFrame(frame, { dir: this.dir, room: conv.room, members: this.members(conv) }, this.device);
+    const { marks, alert } = await verifyReceipt(frame, await this.context(conv, frame), this.device);
     if (alert) {
       this.onChange(conv.room, { alert: { frame, ...alert } });
-      return;
-    }
-    let marks;
-    try {
-      marks = parseReceipt(content);
-    } catch (err) {
-      this.onChange(conv.room, { alert: { frame, kind: 'malformed', detail: err.message } });
       return;
     }
     if (conv.marks.add(marks)) this.onChange(conv.room, { marks: conv.marks });
@@ -175,14 +173,8 @@ export class Inbox {
   async typing(frame) {
     const conv = this.convs.get(frame.room);
     if (!conv || frame.sender === this.me.id) return;
-    const { content, alert } = await openFrame(frame, { dir: this.dir, room: conv.room, members: this.members(conv) }, this.device);
-    if (alert) return;
-    let typing;
-    try {
-      typing = parseTyping(content);
-    } catch {
-      return; // stale or malformed: not shown
-    }
+    const { typing, alert } = await verifyTyping(frame, await this.context(conv, frame), this.device);
+    if (alert) return; // forged, stale or malformed: not shown
     conv.typingUntil = typing ? Date.now() + TYPING_SHOWN_MS : 0;
     if (typing) {
       const timer = setTimeout(() => {
@@ -263,7 +255,7 @@ export class Inbox {
       content: receiptContent(conv.delivered ?? null, read),
     });
     conv.told = marks;
-    this.socket.send({ type: 'send', id: newId(), peer: conv.peer.id, kind: 'receipt', body }, conv.room);
+    this.outbox.send({ type: 'send', id: newId(), peer: conv.peer.id, kind: 'receipt', body }, conv.room);
   }
 
   // -- notifications and rendering -------------------------------------------------------

@@ -1,64 +1,282 @@
-// What every received envelope passes before anything of it is shown, whether a message
-// in the open conversation, a preview in the list, a receipt or a typing signal: its
-// outer shape, addressed to this room by its sender (one of the room's two members),
-// the sending device in the sender's key directory (live or revoked), its signature,
-// and for a signal that it stays outside the message chain. Pure checks over the
-// directory and WebCrypto; the message chain is the conversation's (chain.js).
+// Every verification decision of the web client, in one pure module: inputs in, a verdict
+// out. No DOM, no network, no storage; WebCrypto only computes. The caller looks the
+// sender's key up (Directory.keyFor) and shows or stores what the verdict says.
+//
+// A verdict that refuses something names one of REASONS and a detail for the person:
+//   malformed      not an envelope v1, chain fields out of range, a signal out of shape
+//   mismatch       from outside the room, or the envelope names another sender/room/kind
+//   unknown_key    signed by a device the sender never published (or keys unreachable)
+//   bad_signature  the signature does not cover these bytes (altered or forged)
+//   undecryptable  verified, but holds no key for this device or fails to decrypt
+//   gap            links of a device's chain are missing
+//   replay         a link seen before, again under another envelope or id, or too late
+//   fork           a link that does not follow the one before it
+//   key_changed    the friend's published keys differ from the ones first trusted
+//
+// Order of the checks for one frame: shape, addressing, key, signature, chain fields
+// (frame verdicts); then the hash chain (ChainBook), then decryption (openFrame), then a
+// signal's content (verifyReceipt, verifyTyping).
 
-import { ALG, openEnvelope, verifySignature } from './envelope.js';
+import { ALG, envelopeHash, openEnvelope, verifySignature } from './envelope.js';
+import { parseReceipt, parseTyping } from './signals.js';
+
+export const REASONS = [
+  'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'undecryptable',
+  'gap', 'replay', 'fork', 'key_changed',
+];
+
+const SIGNAL_KINDS = new Set(['receipt', 'typing']);
+
+function refuse(kind, detail) {
+  return { device: null, alert: { kind, detail } };
+}
+
+/** The frame's shape and addressing, before any key is needed: an alert or null. */
+function addressFault(frame, { room, members }) {
+  const env = frame.body;
+  if (!env || typeof env !== 'object' || env.v !== 1 || env.alg !== ALG) {
+    return { kind: 'malformed', detail: 'this is not an envelope v1' };
+  }
+  if (!Object.hasOwn(members, frame.sender)) {
+    return { kind: 'mismatch', detail: 'it comes from someone outside this conversation' };
+  }
+  const kind = frame.kind ?? 'typing';
+  if (env.sender !== frame.sender || env.room !== room || frame.room !== room || env.kind !== kind) {
+    return { kind: 'mismatch', detail: 'the envelope names another sender, room or kind' };
+  }
+  return null;
+}
 
 /**
- * Check one `message` or `typing` frame. members: {id: name} of the room's two users.
- * Returns {device, alert}: the sending device when it verifies, else an alert
- * ({kind, detail}) to show instead.
+ * The key a frame needs to be verified, {user, kid}; null when it is refused before that
+ * (verifyFrame then says why, and no key lookup is spent on it).
  */
-export async function verifyFrame(frame, { dir, room, members }) {
+export function keyNeeded(frame, context) {
+  return addressFault(frame, context) ? null : { user: frame.sender, kid: frame.body.from };
+}
+
+/**
+ * Check one `message` or `typing` frame. members: {id: name} of the room's two users;
+ * key: what the directory holds for keyNeeded(frame): {device, sigPublic}, {device: null}
+ * (never published) or {error} (could not be fetched). Returns {device, alert}: the
+ * sending device when it verifies, else null and the alert to show instead.
+ */
+export async function verifyFrame(frame, { room, members, key }) {
+  const fault = addressFault(frame, { room, members });
+  if (fault) return { device: null, alert: fault };
   const env = frame.body;
-  const fail = (kind, detail) => ({ device: null, alert: { kind, detail } });
-  if (!env || typeof env !== 'object' || env.v !== 1 || env.alg !== ALG) {
-    return fail('malformed', 'this is not an envelope v1');
+  const name = members[frame.sender];
+  if (key && key.error !== undefined) return refuse('unknown_key', `${name}’s keys could not be fetched: ${key.error}`);
+  if (!key || !key.device || key.device.kid !== env.from) {
+    return refuse('unknown_key', `signed by a key ${name} never published`);
   }
-  const sender = frame.sender;
-  if (!Object.hasOwn(members, sender)) return fail('mismatch', 'it comes from someone outside this conversation');
-  const kind = frame.kind ?? 'typing';
-  if (env.sender !== sender || env.room !== room || frame.room !== room || env.kind !== kind) {
-    return fail('mismatch', 'the envelope names another sender, room or kind');
-  }
-  const name = members[sender];
-  let device;
-  try {
-    let entry = await dir.get(sender, name);
-    device = entry.devices.get(env.from);
-    if (!device) {
-      entry = await dir.get(sender, name, { refresh: true });
-      device = entry.devices.get(env.from);
-    }
-  } catch (err) {
-    return fail('unknown_key', `${name}’s keys could not be fetched: ${err.message}`);
-  }
-  if (!device) return fail('unknown_key', `signed by a key ${name} never published`);
   let valid = false;
   try {
-    valid = await verifySignature(env, await dir.sigKey(device));
+    valid = Boolean(key.sigPublic) && await verifySignature(env, key.sigPublic);
   } catch {
     valid = false;
   }
-  if (!valid) return fail('bad_signature', `the signature does not match ${name}’s key`);
-  const signal = kind === 'receipt' || kind === 'typing';
+  if (!valid) return refuse('bad_signature', `the signature does not match ${name}’s key`);
+  const signal = SIGNAL_KINDS.has(frame.kind ?? 'typing');
   if (signal ? env.seq !== 0 || env.prev !== '' : !Number.isSafeInteger(env.seq) || env.seq < 1
       || typeof env.prev !== 'string') {
-    return fail('malformed', 'the chain fields are invalid');
+    return refuse('malformed', 'the chain fields are invalid');
   }
-  return { device, alert: null };
+  return { device: key.device, alert: null };
 }
 
-/** Verify, then decrypt with this browser's device: {content, alert}. */
-export async function openFrame(frame, context, myDevice) {
-  const { alert } = await verifyFrame(frame, context);
-  if (alert) return { content: null, alert };
+/** Decrypt a verified frame with this browser's device (`reader`): {content, alert}. */
+export async function openVerified(frame, reader) {
   try {
-    return { content: await openEnvelope(frame.body, myDevice), alert: null };
+    return { content: await openEnvelope(frame.body, reader), alert: null };
   } catch (err) {
     return { content: null, alert: { kind: 'undecryptable', detail: err.message } };
+  }
+}
+
+/** Verify, then decrypt: {device, content, alert}. */
+export async function openFrame(frame, context, reader) {
+  const { device, alert } = await verifyFrame(frame, context);
+  if (alert) return { device: null, content: null, alert };
+  return { device, ...(await openVerified(frame, reader)) };
+}
+
+/** A friend's receipt: {marks: {delivered, read}, alert}. */
+export async function verifyReceipt(frame, context, reader) {
+  const { content, alert } = await openFrame(frame, context, reader);
+  if (alert) return { marks: null, alert };
+  try {
+    return { marks: parseReceipt(content), alert: null };
+  } catch (err) {
+    return { marks: null, alert: { kind: 'malformed', detail: err.message } };
+  }
+}
+
+/** A friend's typing signal: {typing, alert}; a stale one (replayed) is malformed. */
+export async function verifyTyping(frame, context, reader, now = Date.now()) {
+  const { content, alert } = await openFrame(frame, context, reader);
+  if (alert) return { typing: null, alert };
+  try {
+    return { typing: parseTyping(content, now), alert: null };
+  } catch (err) {
+    return { typing: null, alert: { kind: 'malformed', detail: err.message } };
+  }
+}
+
+/**
+ * Trust on first use. known: the record kept for the friend ({keys, changed}) or null;
+ * pairs: the friend's live [[kid, sid], ...] now. Returns {record, changed, alert}: the
+ * record to keep (null: keep the old one), whether the keys changed since they were
+ * trusted (until the user accepts them), and whether this is news to show as an alert.
+ */
+export function trustKeys(known, pairs) {
+  const out = { record: null, changed: Boolean(known && known.changed), alert: false };
+  if (!pairs.length) return { ...out, changed: false };
+  if (!known || !known.keys.length) return { ...out, record: { keys: pairs, changed: false } };
+  if (JSON.stringify(known.keys) !== JSON.stringify(pairs)) {
+    return { record: { keys: pairs, changed: true }, changed: true, alert: true };
+  }
+  return out;
+}
+
+// -- the hash chains ---------------------------------------------------------------------
+//
+// Each device numbers its envelopes in a room from 1 and names the previous one's hash
+// (client/chain.py). A view loads the newest history page first, then live messages, then
+// older pages as the user scrolls up, so the links it holds are a window of each chain.
+// Within that window a receiver can tell a re-delivery (same seq, same hash, same id), a
+// replay (a seq seen before under another envelope or id), a fork (a `prev` that is not
+// the hash of the seq before) and a gap (a hole in the seq numbers, or a chain that does
+// not start at 1 once the first page of history is loaded).
+
+export class ChainBook {
+  constructor() {
+    this.devices = new Map(); // device kid -> Map(seq -> {hash, prev, id})
+    this.atStart = false; // the oldest history page is loaded
+    this.reported = new Set();
+  }
+
+  links(device) {
+    let links = this.devices.get(device);
+    if (!links) {
+      links = new Map();
+      this.devices.set(device, links);
+    }
+    return links;
+  }
+
+  newest(device) {
+    const links = this.devices.get(device);
+    return links && links.size ? Math.max(...links.keys()) : 0;
+  }
+
+  /**
+   * add() for a verified envelope, hashing it: {kind, detail, show, hash, alert}, alert
+   * null for a link that extends the chain or a re-delivery of one.
+   */
+  async addEnvelope(device, env, id, options = {}) {
+    const hash = await envelopeHash(env);
+    const verdict = this.add(device, env.seq, env.prev, hash, id, options);
+    const fine = verdict.kind === 'ok' || verdict.kind === 'duplicate';
+    return { ...verdict, hash, alert: fine ? null : { kind: verdict.kind, detail: verdict.detail } };
+  }
+
+  /**
+   * Record one verified envelope and say what it means: {kind, detail, show}.
+   * `live` envelopes (pushed or replayed after the newest page) must extend the chain.
+   */
+  add(device, seq, prev, hash, id, { live = false } = {}) {
+    const links = this.links(device);
+    const known = links.get(seq);
+    if (known) {
+      if (known.hash === hash && known.id === id) return { kind: 'duplicate', show: false };
+      return { kind: 'replay', detail: `message #${seq} of this device arrived again`, show: false };
+    }
+    const newest = this.newest(device);
+    if (live && newest && seq < newest) {
+      return { kind: 'replay', detail: `#${seq} arrived after #${newest}`, show: false };
+    }
+    links.set(seq, { hash, prev, id });
+    const before = links.get(seq - 1);
+    if (before && before.hash !== prev) {
+      return { kind: 'fork', detail: `#${seq} does not follow the #${seq - 1} this device sent`, show: true };
+    }
+    const after = links.get(seq + 1);
+    if (after && after.prev !== hash) {
+      return { kind: 'fork', detail: `#${seq + 1} does not follow #${seq}`, show: true };
+    }
+    return { kind: 'ok', show: true };
+  }
+
+  /** Holes in the loaded window of these devices' chains, each reported once. */
+  gaps(devices) {
+    const out = [];
+    for (const device of devices) {
+      const links = this.devices.get(device);
+      if (!links || !links.size) continue;
+      const seqs = [...links.keys()].sort((a, b) => a - b);
+      const holes = [];
+      if (this.atStart && seqs[0] > 1) holes.push([1, seqs[0] - 1, seqs[0]]);
+      for (let i = 1; i < seqs.length; i += 1) {
+        if (seqs[i] > seqs[i - 1] + 1) holes.push([seqs[i - 1] + 1, seqs[i] - 1, seqs[i]]);
+      }
+      for (const [from, to, at] of holes) {
+        const key = `${device}/${from}/${to}`;
+        if (this.reported.has(key)) continue;
+        this.reported.add(key);
+        const what = from === to ? `message #${from}` : `messages #${from}..#${to}`;
+        out.push({ device, from, to, id: links.get(at).id, detail: `${what} of this device are missing` });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Compare with the newest link of each chain this browser saw before ({device: {seq,
+   * hash}}): a different envelope at that seq, or a chain that now ends before it, means
+   * the history changed since.
+   */
+  checkHeads(heads) {
+    const out = [];
+    for (const [device, head] of Object.entries(heads)) {
+      const links = this.devices.get(device);
+      if (!links || !links.size) continue;
+      const at = links.get(head.seq);
+      if (at && at.hash !== head.hash) {
+        out.push({ kind: 'fork', device, id: at.id,
+          detail: `#${head.seq} differs from the one this browser saw before` });
+      } else if (!at && this.newest(device) < head.seq) {
+        out.push({ kind: 'gap', device, id: null,
+          detail: `messages up to #${head.seq}, seen here before, are missing from the history` });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The heads to remember for next time: `old` ({device: {seq, hash}}) moved on to the
+   * newest links held now, except `own` device's (its chain is kept with its sends); null
+   * when nothing moved.
+   */
+  rememberHeads(old, own) {
+    const out = { ...old };
+    let moved = false;
+    for (const [device, head] of Object.entries(this.heads())) {
+      if (device === own || (out[device] && head.seq <= out[device].seq)) continue;
+      out[device] = head;
+      moved = true;
+    }
+    return moved ? out : null;
+  }
+
+  /** The newest link of each device. */
+  heads() {
+    const out = {};
+    for (const [device, links] of this.devices) {
+      if (!links.size) continue;
+      const seq = this.newest(device);
+      out[device] = { seq, hash: links.get(seq).hash };
+    }
+    return out;
   }
 }
