@@ -52,6 +52,12 @@ class GatewaySettings(ServiceSettings):
     web_dir: Path | None = Field(
         default=Path(__file__).resolve().parent.parent / "web",
         description="The browser client's files, served at /; empty to serve none.")
+
+    @field_validator("web_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # pydantic reads "" as Path("."): the working directory would be served at /.
+        return None if isinstance(value, str) and not value.strip() else value
     ws_impl: Literal["websockets-sansio", "websockets", "wsproto"] = Field(
         "websockets-sansio", description="uvicorn's WebSocket implementation.")
     handshake_timeout_s: float = Field(

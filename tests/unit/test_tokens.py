@@ -43,3 +43,10 @@ def test_placeholder_and_short_secrets_refused() -> None:
     for secret in ("short", "changeme"):
         with pytest.raises(ValueError):
             GatewaySettings(token_secret=secret)
+
+
+def test_an_empty_web_dir_serves_no_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DUET_WEB_DIR="" means no web client, not the working directory (Path(""))."""
+    monkeypatch.setenv("DUET_WEB_DIR", "")
+    monkeypatch.setenv("DUET_TOKEN_SECRET", "x" * 32)
+    assert GatewaySettings().web_dir is None
