@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
-from contracts.codes import CLOSES
+from contracts.codes import CLOSES, ERRORS
 
 from .errors import SendError
 
@@ -183,14 +183,14 @@ class DeviceSession:
             self.synced.set()
         elif kind == "error":
             entry = self._pending.get(str(frame.get("id")))
-            if entry and frame.get("code") == "publish_failed":
+            if entry and frame.get("code") == ERRORS["publish_failed"].code:
                 # Not confirmed by the broker: the same frame again shortly is safe.
                 asyncio.create_task(self._resend_later(entry[0]))
                 return
             if entry and not entry[1].done():
                 entry[1].set_exception(SendError(frame["id"], frame["code"], frame["detail"]))
                 return
-            if frame.get("code") == "sync_failed":
+            if frame.get("code") == ERRORS["sync_failed"].code:
                 asyncio.create_task(self._resync_later())
             elif entry is None:
                 log.warning("server error: %s %s", frame.get("code"), frame.get("detail"))

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
-from contracts.codes import TRY_AGAIN_LATER
+from contracts.codes import ERRORS, TRY_AGAIN_LATER
 from contracts.envelope import MESSAGE_KINDS
 
 from .metrics import GatewayMetrics
@@ -121,7 +121,7 @@ class Connection:
 
     def failed(self, frame_id: str) -> None:
         self._end_send()
-        self.send({"type": "error", "code": "publish_failed", "id": frame_id,
+        self.send({"type": "error", "code": ERRORS["publish_failed"].code, "id": frame_id,
                    "detail": "the broker did not confirm; retry with the same id"})
 
     # -- sync replay -----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -116,19 +118,25 @@ def test_web_client_reads_the_one_table_of_codes() -> None:
     import their close handling from it rather than keeping a copy."""
     from pathlib import Path
 
-    from contracts.codes import CLOSES, as_js
+    from contracts.codes import CLOSES, ERRORS, as_js
 
     root = Path(__file__).resolve().parents[2]
     assert (root / "web" / "codes.js").read_text() == as_js(), "run `make schemas`"
     assert "from './codes.js'" in (root / "web" / "device.js").read_text()
     assert "from contracts.codes import CLOSES" in (root / "client" / "device.py").read_text()
     assert {c.retry for c in CLOSES.values()} == {"never", "backoff", "now"}
-    for path in [*root.glob("gateway/*.py"), *root.glob("client/*.py"), *root.glob("web/*.js")]:
-        if path.name == "codes.js":
-            continue
+    code_files = [p for d in ("gateway", "persister", "client", "admin", "web")
+                  for p in (root / d).rglob("*.[pj][ys]") if p.name != "codes.js"]
+    assert len(code_files) > 40
+    for path in code_files:
         text = path.read_text()
-        for code in ("4401", "4403", "1013"):
-            assert code not in text, f"{path.name} spells close code {code} itself"
+        for close in CLOSES:
+            assert not re.search(rf"\b{close}\b", text), \
+                f"{path.relative_to(root)} spells close code {close} itself"
+        if path.parts[-2] in ("client", "cli", "web"):  # the clients read error codes too
+            for code in ERRORS:
+                assert not re.search(rf"(?<!ERRORS\[)[\"']{code}[\"']", text), \
+                    f"{path.relative_to(root)} spells error code {code} itself"
 
 
 def test_device_frames_validate_and_refuse_what_they_must() -> None:
