@@ -93,3 +93,20 @@ export class Api {
     return this.call('PUT', '/api/settings', changes);
   }
 }
+
+/** What an error means to the person using the page. */
+export function explain(err) {
+  if (!(err instanceof ApiError)) return err.message || String(err);
+  switch (err.code) {
+    case 'conflict':
+      return err.status === 409 && /taken/.test(err.message) ? 'That username is taken.' : err.message;
+    case 'unauthenticated':
+      return 'Wrong username or password.';
+    case 'invalid_request':
+      return 'Usernames are 3–32 letters, digits or _; passwords at least 8 characters.';
+    case 'network':
+      return 'The server cannot be reached. Check your connection and try again.';
+    default:
+      return err.message;
+  }
+}

@@ -1,6 +1,8 @@
 // The duet web client: sign up / log in, this browser's device keys, friends, and every
 // conversation live over one device socket. Plain ES modules, no build step, nothing from
-// another origin.
+// another origin. This module wires the others and the page together: device.js (the
+// socket), outbox.js (what leaves), inbox.js (the conversation list), conversation.js (the
+// open one), friends.js (requests and search).
 //
 // The session (the access token) is kept in localStorage, so every tab of this browser
 // shares one login and logging out in one logs out all (the `storage` event). A script
@@ -10,12 +12,13 @@
 // in a URL, and it expires (DUET_TOKEN_TTL_S); the device's private keys are
 // non-extractable CryptoKey objects in IndexedDB, which no stolen token reaches.
 
-import { Api, ApiError } from './api.js';
+import { Api, ApiError, explain } from './api.js';
 import { Conversation } from './conversation.js';
 import { generateDevice } from './crypto.js';
 import { DeviceSocket } from './device.js';
 import { Directory } from './directory.js';
-import { $, clear, h } from './dom.js';
+import { $, clear } from './dom.js';
+import { Friends } from './friends.js';
 import { Inbox } from './inbox.js';
 import { Outbox } from './outbox.js';
 import * as store from './store.js';
@@ -40,10 +43,9 @@ const app = {
   socket: null,
   outbox: null,
   inbox: null,
-  friends: [],
+  friends: null,
   conversation: null,
   poll: null,
-  searched: null, // the user the search result is about, while it shows their status
   run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
 };
 
@@ -56,22 +58,6 @@ function savedSession() {
     // a damaged entry is the same as none
   }
   return null;
-}
-
-function explain(err) {
-  if (!(err instanceof ApiError)) return err.message || String(err);
-  switch (err.code) {
-    case 'conflict':
-      return err.status === 409 && /taken/.test(err.message) ? 'That username is taken.' : err.message;
-    case 'unauthenticated':
-      return 'Wrong username or password.';
-    case 'invalid_request':
-      return 'Usernames are 3–32 letters, digits or _; passwords at least 8 characters.';
-    case 'network':
-      return 'The server cannot be reached. Check your connection and try again.';
-    default:
-      return err.message;
-  }
 }
 
 function authStatus(text, error = false) {
@@ -174,6 +160,10 @@ async function start(session, { save = true } = {}) {
     onOpen: (peerId) => openFriend(peerId),
     onChange: onConversationChange,
   });
+  app.friends = new Friends({
+    api: app.api, me: session.userId, els: { requests: $('requests'), searchResult: $('search-result') },
+    onNewFriend: refreshConversations,
+  });
   for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
     if (!current()) return;
@@ -194,15 +184,14 @@ function logout(reason = '', { everywhere = true } = {}) {
   if (app.socket) app.socket.close();
   if (app.outbox) app.outbox.close();
   if (app.inbox) app.inbox.close();
+  if (app.friends) app.friends.close();
   if (everywhere) localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PEER_KEY);
   Object.assign(app, {
-    api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: [],
+    api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: null,
   });
   clear($('conversations'));
-  clear($('requests'));
   $('me-name').textContent = '';
-  clear($('search-result'));
   document.title = 'duet';
   document.body.classList.remove('in-chat');
   $('app').hidden = true;
@@ -275,31 +264,13 @@ async function onSetting() {
     });
     app.inbox.readReceipts = settings.read_receipts;
   } catch (err) {
-    searchResult(`Settings not saved: ${explain(err)}`, true);
+    app.friends.result(`Settings not saved: ${explain(err)}`, true);
   }
 }
 
-// -- friends and requests ----------------------------------------------------------------
-async function refreshFriends() {
-  if (!app.api) return;
-  let friends;
-  try {
-    friends = await app.api.friends();
-  } catch {
-    return; // asked again at the next poll
-  }
-  const accepted = (list) => list.filter((f) => f.status === 'accepted').map((f) => f.user_id).sort().join();
-  const newFriend = accepted(friends) !== accepted(app.friends);
-  // Re-render only on a change, so the poll never takes the focus from a button.
-  if (JSON.stringify(friends) === JSON.stringify(app.friends) && app.friends.length) return;
-  app.friends = friends;
-  renderRequests();
-  // A search result about someone whose status changed would be stale: it goes.
-  if (app.searched && friends.some((f) => f.user_id === app.searched.id && f.status !== app.searched.status)) {
-    clear($('search-result'));
-    app.searched = null;
-  }
-  if (newFriend) await refreshConversations();
+// -- friends and requests (friends.js) -----------------------------------------------------
+function refreshFriends() {
+  return app.friends ? app.friends.refresh() : undefined;
 }
 
 async function refreshConversations() {
@@ -311,75 +282,10 @@ async function refreshConversations() {
   }
 }
 
-function renderRequests() {
-  const list = clear($('requests'));
-  for (const f of app.friends) {
-    if (f.status === 'incoming') {
-      list.append(h('li', { class: 'friend incoming', dataset: { user: f.user_id, status: f.status } },
-        h('span', { class: 'name', text: `${f.username} wants to chat` }),
-        h('button', { type: 'button', class: 'accept', onclick: () => accept(f) }, 'Accept')));
-    } else if (f.status === 'outgoing') {
-      list.append(h('li', { class: 'friend outgoing', dataset: { user: f.user_id, status: f.status } },
-        h('span', { class: 'name', text: f.username }),
-        h('span', { class: 'muted', text: 'request sent' })));
-    }
-  }
-}
-
-async function accept(friend) {
-  try {
-    await app.api.acceptFriend(friend.user_id);
-  } catch (err) {
-    searchResult(explain(err), true);
-  }
-  await refreshFriends();
-}
-
-function searchResult(text, error = false, ...extra) {
-  const box = clear($('search-result'));
-  box.append(h('p', { class: error ? 'error' : '', text }), ...extra);
-}
-
 async function onSearch(event) {
   event.preventDefault();
   const name = $('search-username').value.trim();
-  if (!name) return;
-  let user;
-  try {
-    user = await app.api.user(name);
-  } catch (err) {
-    searchResult(err instanceof ApiError && err.status === 404 ? `No user named “${name}”.` : explain(err), true);
-    return;
-  }
-  if (user.user_id === app.session.userId) {
-    searchResult('That is you.');
-    return;
-  }
-  const known = app.friends.find((f) => f.user_id === user.user_id);
-  app.searched = { id: user.user_id, status: known ? known.status : null };
-  if (known && known.status === 'accepted') {
-    searchResult(`${user.username} is already your friend.`);
-    return;
-  }
-  if (known && known.status === 'outgoing') {
-    searchResult(`You asked ${user.username} already; waiting for them to accept.`);
-    return;
-  }
-  const label = known && known.status === 'incoming' ? 'Accept friend request' : 'Send friend request';
-  const button = h('button', { type: 'button', id: 'request-friend' }, label);
-  button.addEventListener('click', async () => {
-    button.disabled = true;
-    try {
-      const friend = await app.api.requestFriend(user.username);
-      app.searched = { id: user.user_id, status: friend.status };
-      searchResult(friend.status === 'accepted' ? `You and ${friend.username} are friends now.`
-        : `Friend request sent to ${friend.username}.`);
-    } catch (err) {
-      searchResult(explain(err), true);
-    }
-    await refreshFriends();
-  });
-  searchResult(`${user.username}`, false, button);
+  if (name && app.friends) await app.friends.search(name);
 }
 
 // -- the open conversation ---------------------------------------------------------------
