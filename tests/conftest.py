@@ -57,6 +57,29 @@ def stack(amqp_url: str, mongo_url: str, mongo: pymongo.MongoClient[dict[str, ob
     _cleanup(s, mongo)
 
 
+# What a test needs, read from the fixtures it uses (with those they use in turn: `stack`
+# brings amqp_url and mongo_url). A test that starts a service itself is marked in its file.
+NEEDS = {
+    "amqp_url": "broker",
+    "mongo_url": "mongod",
+    "browser": "browser",
+    "page": "browser",
+    "compose": "compose",
+}
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with what it needs, so `-m "not broker and not mongod"` runs the ones
+    that need no service, and `-m "not browser"` all but the Chromium ones."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({m for fixture, m in NEEDS.items() if fixture in used}):
+            item.add_marker(marker)
+        if item.path.is_relative_to(FAULTS):  # crashes and outages take their time
+            item.add_marker("slow")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import reliability
     import support
