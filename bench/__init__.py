@@ -6,8 +6,9 @@
 
 Modules, by role:
 
-    stack.py      start mongod (unless DUET_MONGO_URL answers), gateways, persister, relay;
-                  clean up the prefixed broker names and database, whatever happens
+    stack.py      start mongod (unless DUET_MONGO_URL answers), gateways, persister, relay
+                  (through devstack.launch, as the tests and `make run` do); clean up the
+                  prefixed broker names and database, whatever happens
     procs.py      CPU seconds and RSS of each process; the machine's description
     envelopes.py  shape-valid random envelopes, send frames, broker bodies
     accounts.py   users and friendships over the v1 REST API

@@ -29,8 +29,8 @@ from aio_pika.abc import DeliveryMode
 
 from broker.topology import declare_persist_queue
 from contracts import MESSAGES, message_doc_id
+from contracts.batch import Line, encode
 from contracts.documents import MESSAGE_INDEXES
-from contracts.events import CURSOR_HEADER, ORIGIN_HEADER, join_frames, join_lines
 from contracts.routing import message_key
 from persister.settings import PersisterSettings
 
@@ -87,15 +87,15 @@ async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
         # arguments as the persister declares it with).
         await declare_persist_queue(ch, ctx.stack.names, settings["delivery_limit"].default)
         exchange = await ch.get_exchange(ctx.stack.names.exchange)
+        messages = [encode([Line(body, key.partition(".")[2], "bench-drain-1", cursor)
+                            for key, _, body, cursor in chunk]) for chunk in chunks]
         t0 = time.monotonic()
-        for start in range(0, len(chunks), _PUBLISH_CHUNK):
+        for start in range(0, len(messages), _PUBLISH_CHUNK):
             await asyncio.gather(*(
                 exchange.publish(aio_pika.Message(
-                    join_frames([body for _, _, body, _ in chunk]),
-                    content_type="application/json", delivery_mode=DeliveryMode.PERSISTENT,
-                    headers={ORIGIN_HEADER: join_lines(["bench-drain-1"] * len(chunk)),
-                             CURSOR_HEADER: join_lines([c for *_, c in chunk])}), chunk[0][0])
-                for chunk in chunks[start:start + _PUBLISH_CHUNK]))
+                    m.body, content_type="application/json",
+                    delivery_mode=DeliveryMode.PERSISTENT, headers=m.headers), m.routing_key)
+                for m in messages[start:start + _PUBLISH_CHUNK]))
         return len(backlog) / (time.monotonic() - t0)
 
 
@@ -133,7 +133,7 @@ async def drain(ctx: Context) -> dict[str, Any]:
     # once it has emptied the queue.
     await stack.wait_persisted()
     if ctx.persister is not None:
-        await ctx.persister.stop()
+        await ctx.persister.stop_async()
         ctx.persister = None
     items = backlog(plan.drain_messages, plan.drain_rooms)
     result = await drain_once(ctx, items, 1)
@@ -186,7 +186,7 @@ async def drain_once(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
     assert t_first is not None
     stored = await messages.count_documents({}) - base
     for persister in running:
-        await persister.stop()
+        await persister.stop_async()
     n = len(backlog)
     result: dict[str, Any] = {
         "messages": n,

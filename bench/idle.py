@@ -103,4 +103,4 @@ async def idle_sockets(ctx: Context, protocol: int = 1) -> dict[str, Any]:
         }
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-        await gw.stop()
+        await gw.stop_async()

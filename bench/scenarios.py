@@ -158,7 +158,7 @@ async def relay(ctx: Context) -> list[dict[str, Any]]:
             _summary(f"(e) relay {n} pairs", r)
             results.append(r)
     finally:
-        await server.stop()
+        await server.stop_async()
     return results
 
 
@@ -188,7 +188,7 @@ async def socketio(ctx: Context) -> list[dict[str, Any]]:
             results.append(r)
     finally:
         for server in servers:
-            await server.stop()
+            await server.stop_async()
         # The servers' own queues expire by themselves (x-expires, 5 minutes).
         async with await stack.amqp.channel() as ch:
             await ch.exchange_delete(channel)

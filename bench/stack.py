@@ -18,8 +18,6 @@ import os
 import resource
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import httpx
 import psutil
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import Names
+from devstack import launch
+from devstack.errors import StackError
 from devstack.mongo import Mongod, mongo_address, mongo_answers
 from devstack.ports import free_port
 from devstack.rabbit import amqp_address, rabbit_answers, redact
@@ -52,30 +51,21 @@ class BenchError(Exception):
 
 
 def raise_nofile() -> int:
-    """Raise this process's open-file limit to its hard limit; return the new soft limit."""
+    """Raise this process's open-file limit to its hard limit; return the new soft limit.
+
+    The children started afterwards inherit it (the idle-socket scenario's gateway needs it)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 
 
-class Child:
-    """One service process of ours, logging to a file, stopped by its PID only."""
+class Child(launch.Child):
+    """One service process of ours (devstack.launch), logging to a file, with its port."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
-                 port: int | None = None) -> None:
-        self.name = name
+    def __init__(self, service: launch.Service, log_path: Path, port: int | None) -> None:
+        # Own process group: a Ctrl-C reaches only us, and we stop the children in order.
+        super().__init__(service, log_path=log_path, cwd=REPO)
         self.port = port
-        self.log_path = log_path
-        with open(log_path, "ab") as out:
-            # Own process group (a Ctrl-C reaches only us; we stop the children in order);
-            # a high open-file limit for the idle-socket scenario.
-            self.proc = subprocess.Popen(
-                argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, process_group=0, preexec_fn=raise_nofile)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     @property
     def http(self) -> str:
@@ -84,28 +74,6 @@ class Child:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM by PID, SIGKILL after `timeout`; safe twice and after the process exited."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self.proc.poll() is None:
-            log.warning("%s ignored SIGTERM, killing pid %s", self.name, self.pid)
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait)
 
 
 class BenchStack:
@@ -164,7 +132,7 @@ class BenchStack:
         # 1. Children, newest first (gateways before the persister).
         for child in reversed(self.children):
             try:
-                await child.stop()
+                await child.stop_async()
             except Exception as exc:  # keep cleaning up whatever fails
                 log.error("could not stop %s: %s", child.name, exc)
         # 2. The prefixed broker names, each on its own channel (a failure closes one).
@@ -220,10 +188,12 @@ class BenchStack:
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str],
-               port: int | None = None) -> Child:
-        child = Child(name, argv, env, self.workdir / f"{name}.log", port)
+               port: int | None = None, ready: str | None = None) -> Child:
+        """Start a child; `ready` is the path that answers 200 once it is ready."""
+        url = f"http://127.0.0.1:{port}{ready}" if port and ready else None
+        child = Child(launch.Service(name, argv, env, url), self.workdir / f"{name}.log", port)
         self.children.append(child)
-        log.info("started %s (pid %s)", name, child.pid)
+        child.start()
         return child
 
     async def gateway(self, name: str) -> Child:
@@ -233,14 +203,14 @@ class BenchStack:
         # checks still run on every frame and connect).
         env = self.env(DUET_PORT=str(port), DUET_NODE=name, DUET_RATE_PER_S="1000000",
                        DUET_RATE_BURST="1000000", DUET_MAX_CONNECTIONS_PER_IP="1000000")
-        child = self._spawn(name, [sys.executable, "-m", "gateway"], env, port)
+        child = self._spawn(name, [sys.executable, "-m", "gateway"], env, port, "/readyz")
         await self.wait_ready(child)
         return child
 
     async def relay(self, name: str = "relay") -> Child:
         port = free_port()
         child = self._spawn(name, [sys.executable, "-m", "bench.relay", "--port", str(port)],
-                            self.env(), port)
+                            self.env(), port, "/readyz")
         await self.wait_ready(child)
         return child
 
@@ -249,47 +219,28 @@ class BenchStack:
         port = free_port()
         child = self._spawn(name, [sys.executable, "-m", "bench.sio_server", "--port",
                                    str(port), "--amqp", self.amqp_url, "--channel", channel],
-                            self.env(), port)
+                            self.env(), port, "/readyz")
         await self.wait_ready(child)
         return child
 
     def start_persister(self, name: str = "persister") -> Child:
         """Spawn a persister without waiting for it (the drain scenario times its start)."""
-        return self._spawn(name, [sys.executable, "-m", "persister"], self.env())
+        port = free_port()  # its /readyz, true once it consumes the persist queue
+        return self._spawn(name, [sys.executable, "-m", "persister"],
+                           self.env(DUET_HEALTH_PORT=str(port)), port, "/readyz")
 
     async def persister(self, name: str = "persister") -> Child:
         """A persister that consumes the persist queue."""
         child = self.start_persister(name)
-        await self.wait_consumers(child)
+        await self.wait_ready(child)
         return child
 
     async def wait_ready(self, child: Child, timeout: float = 60.0) -> None:
-        """Until GET /readyz answers 200."""
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1.0) as http:
-            while True:
-                if not child.alive():
-                    raise BenchError(f"{child.name} exited:\n{child.log_tail()}")
-                try:
-                    if (await http.get(f"{child.http}/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{child.name} not ready in {timeout:.0f} s")
-                await asyncio.sleep(0.1)
-
-    async def wait_consumers(self, child: Child, timeout: float = 60.0) -> None:
-        """Until the persist queue has a consumer (the persister has no HTTP endpoint)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not child.alive():
-                raise BenchError(f"{child.name} exited:\n{child.log_tail()}")
-            if (await self.persist_queue_state())[1] > 0:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(f"{child.name} did not start consuming in {timeout:.0f} s")
-            await asyncio.sleep(0.1)
+        """Until the child's GET /readyz answers 200."""
+        try:
+            await child.wait_ready_async(timeout)
+        except StackError as exc:
+            raise BenchError(str(exc)) from None
 
     async def wait_persisted(self, timeout: float = 60.0) -> None:
         """Until the persist queue is empty: what an earlier run left has been written."""

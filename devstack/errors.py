@@ -2,8 +2,8 @@
 
 StackError              anything that keeps the local stack from running
 ├── ToolMissing         a binary we need (mongod, rabbitmq-server) is not installed
-├── StartFailed         a process exited or did not answer in time while starting
-└── ChildDied           a service exited while the stack was running
+├── StartFailed         a process could not start or did not answer in time
+└── ChildDied           a service exited, while starting or while running
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ class StartFailed(StackError):
 
 
 class ChildDied(StackError):
-    def __init__(self, name: str, returncode: int) -> None:
-        super().__init__(name, returncode)
+    def __init__(self, name: str, returncode: int, output: str = "") -> None:
+        super().__init__(name, returncode, output)
         self.name = name
         self.returncode = returncode
+        self.output = output  # its last output, when it logged to a file
 
     def __str__(self) -> str:
-        return f"{self.name} exited unexpectedly with code {self.returncode}"
+        text = f"{self.name} exited unexpectedly with code {self.returncode}"
+        return f"{text}:\n{self.output}" if self.output else text

@@ -31,8 +31,8 @@ from pymongo.errors import PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from .errors import StartFailed, ToolMissing
+from .launch import terminate
 from .ports import free_port, is_loopback, port_is_free
-from .processes import terminate
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .children import Child, Service
 from .errors import ChildDied, StackError, StartFailed
+from .launch import Child, Service
 from .mongo import ensure_mongo
 from .ports import port_is_free
 from .rabbit import ensure_rabbit, redact
@@ -161,12 +157,12 @@ class Stack:
         # Registered before any child starts, after the infrastructure: runs first on exit.
         exits.push_async_callback(self._stop_children)
         for service in services:
-            child = Child(service, width)
+            child = Child(service, label_width=width)
             self.children.append(child)
-            await child.start()
+            child.start()
         # One after the other: they all boot in parallel anyway.
         for child in self.children:
-            await self._wait_healthy(child)
+            await child.wait_ready_async(self.config.start_timeout, watch=self.children)
         self.urls = [c.service.url for c in self.children if c.service.url]
         self._infra = (amqp_url, mongo_url)
 
@@ -177,7 +173,7 @@ class Stack:
         for child in self.children:
             kinds.setdefault(child.name.rsplit("-", 1)[0], []).append(child)
         for group in reversed(kinds.values()):
-            await asyncio.gather(*(c.stop(self.config.stop_timeout) for c in group))
+            await asyncio.gather(*(c.stop_async(self.config.stop_timeout) for c in group))
 
     def _check_ports(self) -> None:
         # A clear message beats a gateway dying on "address already in use".
@@ -185,20 +181,6 @@ class Stack:
             port = self.config.port + i
             if not port_is_free(port, self.config.host):
                 raise StartFailed("gateway", f"port {port} is in use (another duet?); pass --port")
-
-    async def _wait_healthy(self, child: Child) -> None:
-        url = child.service.health_url
-        if url is None:
-            return
-        deadline = time.monotonic() + self.config.start_timeout
-        while not await asyncio.to_thread(_answers_200, url):
-            # Any child: a persister that dies at startup is the cause, not the gateway after it.
-            for other in self.children:
-                if other.returncode is not None:
-                    raise ChildDied(other.name, other.returncode)
-            if time.monotonic() > deadline:
-                raise StartFailed(child.name, f"{url} did not answer 200 in time")
-            await asyncio.sleep(0.2)
 
     def _announce(self) -> None:
         amqp_url, mongo_url = self._infra
@@ -243,16 +225,6 @@ def _probe_host(host: str) -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _answers_200(url: str) -> bool:
-    # A local self-signed certificate is expected; this only asks "are you up?".
-    context = ssl._create_unverified_context() if url.startswith("https") else None
-    try:
-        with urllib.request.urlopen(url, timeout=1.0, context=context) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 __all__ = ["ChildDied", "Stack", "StackConfig", "StackError", "duet_services"]

