@@ -2,7 +2,7 @@
 // conversation live over one device socket. Plain ES modules, no build step, nothing from
 // another origin. This module wires the others and the page together: device.js (the
 // socket), outbox.js (what leaves), inbox.js (the conversation list), conversation.js (the
-// open one), friends.js (requests and search).
+// open one), composer.js (what the user writes), friends.js (requests and search).
 //
 // The session (the access token) is kept in localStorage, so every tab of this browser
 // shares one login and logging out in one logs out all (the `storage` event). A script
@@ -13,6 +13,7 @@
 // non-extractable CryptoKey objects in IndexedDB, which no stolen token reaches.
 
 import { Api, ApiError, explain } from './api.js';
+import { Composer } from './composer.js';
 import { Conversation } from './conversation.js';
 import { generateDevice } from './crypto.js';
 import { DeviceSocket } from './device.js';
@@ -48,6 +49,11 @@ const app = {
   poll: null,
   run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
 };
+
+const composer = new Composer({
+  els: { form: $('composer'), text: $('text'), image: $('image'), error: $('composer-error') },
+  conversation: () => app.conversation,
+});
 
 // -- session -------------------------------------------------------------------------
 function savedSession() {
@@ -315,7 +321,7 @@ async function openFriend(peerId) {
   $('banner').hidden = true;
   $('safety').hidden = true;
   $('notice').hidden = true;
-  $('composer-error').textContent = '';
+  composer.error('');
   const conversation = new Conversation({
     api: app.api,
     me: { id: app.session.userId, name: app.session.username },
@@ -359,59 +365,6 @@ function back() {
   app.inbox.render();
 }
 
-function composerError(text) {
-  $('composer-error').textContent = text;
-}
-
-async function onSend(event) {
-  event.preventDefault();
-  const conversation = app.conversation;
-  const input = $('text');
-  const text = input.value;
-  if (!conversation || !text.trim()) return;
-  input.value = '';
-  fitComposer();
-  composerError('');
-  try {
-    await conversation.sendText(text);
-  } catch (err) {
-    if (!input.value) input.value = text;
-    composerError(`Not sent: ${explain(err)}`);
-  }
-}
-
-/** Enter sends; Shift+Enter (or a composition in progress) makes a new line. */
-function onComposerKey(event) {
-  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $('composer').requestSubmit();
-  }
-}
-
-function onComposerInput() {
-  fitComposer();
-  if (app.conversation) app.conversation.typing($('text').value.trim() !== '');
-}
-
-function fitComposer() {
-  const input = $('text');
-  input.style.height = 'auto';
-  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
-}
-
-async function onImage() {
-  const input = $('image');
-  const file = input.files && input.files[0];
-  input.value = '';
-  if (!file || !app.conversation) return;
-  composerError('');
-  try {
-    await app.conversation.sendImage(file);
-  } catch (err) {
-    composerError(`Not sent: ${explain(err)}`);
-  }
-}
-
 async function onSafety() {
   if (!app.conversation) return;
   try {
@@ -448,10 +401,7 @@ function init() {
     $('notify-enable').hidden = Notification.permission !== 'default';
   });
   $('search-form').addEventListener('submit', onSearch);
-  $('composer').addEventListener('submit', onSend);
-  $('text').addEventListener('keydown', onComposerKey);
-  $('text').addEventListener('input', onComposerInput);
-  $('image').addEventListener('change', onImage);
+  composer.listen();
   $('show-safety').addEventListener('click', onSafety);
   $('safety-close').addEventListener('click', () => { $('safety').hidden = true; });
   $('banner-ok').addEventListener('click', () => app.conversation && app.conversation.acceptKeys());
