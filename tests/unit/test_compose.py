@@ -465,6 +465,7 @@ def _nginx() -> str | None:
     return None
 
 
+@pytest.mark.compose  # a deployment tool, as compose is
 def test_nginx_config_accepted_by_nginx(tmp_path: Path) -> None:
     """A real `nginx -t` accepts deploy/nginx.conf with a certificate from gateway.certs."""
     nginx = _nginx()
