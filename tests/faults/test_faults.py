@@ -14,6 +14,7 @@ from support import (
     close_broker_connections,
     drop_broker_names,
     envelope,
+    eventually,
     friends,
     open_socket,
     proc_cpu_seconds,
@@ -24,6 +25,7 @@ from support import (
 )
 
 from contracts import room_id
+from contracts.batch import CURSOR_HEADER, ORIGIN_HEADER
 
 
 async def test_persister_sigkill_during_2000_stream_stores_exactly_2000(
@@ -35,16 +37,15 @@ async def test_persister_sigkill_during_2000_stream_stores_exactly_2000(
     room, ids = room_id(a.user_id, b.user_id), [f"p{i}" for i in range(2000)]
     async with open_socket(gw, a, b) as sa:
         sender = asyncio.create_task(stream(sa, a, b, ids))
-        while len(await asyncio.to_thread(stored_ids, mongo, stack.db_name, room)) < 500:
-            await asyncio.sleep(0.02)
+        await wait_stored(mongo, stack.db_name, room, 500)
         await asyncio.to_thread(persister.kill)
         killed_at = len(await asyncio.to_thread(stored_ids, mongo, stack.db_name, room))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the outage is the point: 0.5 s with no persister
         persister.start()
         result = await sender
     assert len(result.acked) == 2000
     stored = await wait_stored(mongo, stack.db_name, room, 2000)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the point: re-deliveries after the restart must not add any
     stored = await asyncio.to_thread(stored_ids, mongo, stack.db_name, room)
     assert sorted(stored) == sorted(ids)
     record("test_persister_sigkill_during_2000_stream_stores_exactly_2000",
@@ -57,33 +58,34 @@ async def test_broker_connections_closed_mid_stream_recover_without_loss(
         stack: Stack, mongo: pymongo.MongoClient) -> None:
     """All of the stack's broker connections are closed during a stream: the services
     reconnect by themselves; acked messages are stored once, the rest got error frames,
-    and new messages flow again within 10 s."""
+    and new messages flow again within a second (docs/design.md)."""
     stack.persister()
     g1, g2 = stack.gateway(), stack.gateway()
     a, b = await friends(g1)
     room, ids = room_id(a.user_id, b.user_id), [f"r{i}" for i in range(1500)]
     async with open_socket(g2, b, a) as sb, open_socket(g1, a, b) as sa:
         sender = asyncio.create_task(stream(sa, a, b, ids, pace=0.002))
-        await asyncio.sleep(1.0)
+        await wait_stored(mongo, stack.db_name, room, 100)  # mid-stream: 100 of 1,500 stored
         closed = await asyncio.to_thread(close_broker_connections, stack.prefix)
         result = await sender
         assert closed >= 3  # two gateways and the persister
         assert not result.unanswered
         assert len(result.acked) + len(result.failed) == len(ids)
-        # New messages flow again within 10 s: to storage and to the live peer.
+        # New messages flow again within a second: to storage and to the live peer.
         t0 = time.monotonic()
         after = await stream(sa, a, b, ["after-0"])
-        while not after.acked and time.monotonic() - t0 < 10:
-            await asyncio.sleep(0.2)
-            after = await stream(sa, a, b, [f"after-{time.monotonic():.0f}"])
-        assert after.acked, "no message acked within 10 s of the broker coming back"
+        while not after.acked and time.monotonic() - t0 < 1:
+            await asyncio.sleep(0.1)  # between two tries, each waiting for its answer
+            after = await stream(sa, a, b, [f"after-{time.monotonic_ns()}"])
+        assert after.acked, "no message acked within 1 s of the broker coming back"
         live = await sb.recv_type("message", timeout=10)
         while live["id"] != after.acked[0]:
             live = await sb.recv_type("message", timeout=10)
         recovered_s = time.monotonic() - t0
+        assert recovered_s < 1, f"live again after {recovered_s:.2f} s"
     expect = sorted(result.acked + after.acked)
     stored = await wait_stored(mongo, stack.db_name, room, len(expect))
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the point: later re-deliveries must not add a second copy
     stored = await asyncio.to_thread(stored_ids, mongo, stack.db_name, room)
     assert len(stored) == len(set(stored)), "a message was stored twice"
     assert set(expect) <= set(stored), "an acked message was lost"
@@ -137,7 +139,8 @@ async def test_gateway_sigkill_clients_resume_on_other_without_gap(
 async def test_deleted_persist_queue_is_declared_again_by_the_gateway(
         stack: Stack, mongo: pymongo.MongoClient) -> None:
     """An operator deletes duet.persist: the services declare it again within their
-    topology check interval, the persister consumes it again, and later messages are stored."""
+    topology check interval and half a second (docs/design.md), the persister consumes it
+    again, and later messages are stored."""
     import aio_pika
 
     from contracts import Names
@@ -151,16 +154,26 @@ async def test_deleted_persist_queue_is_declared_again_by_the_gateway(
         channel = await conn.channel()
         await channel.queue_delete(names.persist_queue)
         t0 = time.monotonic()
-        while True:
-            probe = await conn.channel()
+
+        async def consumers() -> int:
+            """Consumers of duet.persist; -1 while it does not exist."""
+            probe = await conn.channel()  # a failed passive declare closes its channel
             try:
-                await probe.declare_queue(names.persist_queue, passive=True)
-                break
+                queue = await probe.declare_queue(names.persist_queue, passive=True)
             except aio_pika.exceptions.ChannelClosed:
-                assert time.monotonic() - t0 < 10, "duet.persist was not declared again"
-                await asyncio.sleep(0.2)
+                return -1
+            await probe.close()
+            return int(queue.declaration_result.consumer_count or 0)
+
+        async def declared() -> bool:
+            return await consumers() >= 0
+
+        async def consumed() -> bool:  # the persister's own check consumes the new queue
+            return await consumers() > 0
+
+        await eventually(declared, 1 + 0.5, "duet.persist declared again", 0.1)
         back_after = time.monotonic() - t0
-    await asyncio.sleep(1.5)  # the persister's own check consumes the new queue
+        await eventually(consumed, 10, "duet.persist consumed again", 0.2)
     async with open_socket(gw, a, b) as sa:
         sent = await stream(sa, a, b, [f"q{i}" for i in range(20)])
     assert len(await wait_stored(mongo, stack.db_name, room, 20)) == 20
@@ -175,7 +188,7 @@ async def test_deleted_gateway_queue_is_declared_again_and_live_push_resumes(
         stack: Stack) -> None:
     """An operator deletes a gateway's queue: the broker cancels that gateway's consumer;
     the gateway declares the queue and its room bindings again and consumes, so its
-    sockets get live messages again."""
+    sockets get live messages again within a second (docs/design.md)."""
     import subprocess
 
     from contracts import Names
@@ -192,12 +205,13 @@ async def test_deleted_gateway_queue_is_declared_again_and_live_push_resumes(
             await sa.send({"type": "send", "id": f"qd{n}", "kind": "text",
                            "body": envelope(a, b, n)})
             try:
-                live = await sb.recv_type("message", timeout=1.0)
+                live = await sb.recv_type("message", timeout=0.2)
                 break
             except TimeoutError:
-                assert time.monotonic() - t0 < 10, "no live message 10 s after the deletion"
+                assert time.monotonic() - t0 < 1, "no live message 1 s after the deletion"
                 n += 1
         recovered_s = time.monotonic() - t0
+        assert recovered_s < 1, f"live again after {recovered_s:.2f} s"
     record("test_deleted_gateway_queue_is_declared_again_and_live_push_resumes",
            "a gateway's queue deleted by hand",
            "the gateway declared it and its bindings again and consumed; live push resumed",
@@ -222,10 +236,10 @@ async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
         room, ids = room_id(a.user_id, b.user_id), [f"m{i}" for i in range(600)]
         async with open_socket(gw, a, b) as sa:
             sender = asyncio.create_task(stream(sa, a, b, ids, pace=0.02))
-            await asyncio.sleep(2.0)
+            await wait_stored(client, own.db_name, room, 50)  # mid-stream: 50 of 600 stored
             await asyncio.to_thread(mongod.stop)
             cpu0, t0 = proc_cpu_seconds(persister.pid), time.monotonic()
-            await asyncio.sleep(15)
+            await asyncio.sleep(15)  # the outage is the point: 15 s without mongod
             cpu_used = proc_cpu_seconds(persister.pid) - cpu0
             outage = time.monotonic() - t0
             mongod = Mongod(tmp_path / "db", port)  # the same data, back on the same port
@@ -273,8 +287,10 @@ async def test_poison_messages_dead_lettered_and_persister_carries_on(
                           "room": room, "kind": "text", "body": envelope(a, b), "ts": 1,
                           "cursor": "0" * 32})]
             keys = [f"room.{room}", f"room.{room}", "room.aaaaaaaaaaaaaaaaaaaaaaaa.bbbb"]
-            for body, key in zip(poison, keys, strict=True):
-                await exchange.publish(aio_pika.Message(body), routing_key=key)
+            # The last with headers as a gateway's (contracts.batch): its room is what is wrong.
+            honest = {ORIGIN_HEADER: "x", CURSOR_HEADER: "0" * 32}
+            for body, key, props in zip(poison, keys, [{}, {}, honest], strict=True):
+                await exchange.publish(aio_pika.Message(body, headers=props), routing_key=key)
             assert (await stream(sa, a, b, ["good-2"])).acked == ["good-2"]
             dead_count = await wait_dead_letters(channel, names, 3, "poison")
     stored = await wait_stored(mongo, stack.db_name, room, 2)

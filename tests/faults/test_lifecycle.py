@@ -25,18 +25,17 @@ async def test_gateway_sigterm_closes_sockets_1012_and_loses_nothing(
     room = room_id(a.user_id, b.user_id)
     async with open_socket(gw, b, a) as sb, open_socket(gw, a, b) as sa:
         sender = asyncio.create_task(stream(sa, a, b, [f"t{i}" for i in range(3000)]))
-        await asyncio.sleep(1.0)
+        await sb.collect("message", 100)  # the stream is flowing
         t0 = time.monotonic()
-        gw.kill(signal.SIGTERM)
+        # SIGTERM by PID, reaped in a thread: the loop keeps reading both sockets meanwhile.
+        await asyncio.to_thread(gw.kill, signal.SIGTERM, 15)
+        exited_s = time.monotonic() - t0
         result = await sender
         with pytest.raises(ConnectionClosed):
             while True:
                 await sb.recv(15)
-        assert gw.proc is not None
-        await asyncio.to_thread(gw.proc.wait, 15)
-        exited_s = time.monotonic() - t0
     assert sa.ws.close_code == 1012 and sb.ws.close_code == 1012
-    assert exited_s < 15
+    assert exited_s < 10  # docs/operations.md: exits within 10 s
     assert result.unanswered, "the stream should have been cut by the shutdown"
     stored = await wait_stored(mongo, stack.db_name, room, len(result.acked))
     assert set(result.acked) <= set(stored)

@@ -53,7 +53,7 @@ async def test_reader_that_never_reads_is_closed_with_bounded_memory(stack: Stac
                 during: list[float] = []
                 while not sender.done():
                     during += await probe_latency(sc, sd, c, d, 10)
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # paces the probe rounds: sampling, not waiting
                 result = await sender
             rss_peak = proc_rss_kib(gw.pid)
             # Drain what the client library buffered until the close frame shows.

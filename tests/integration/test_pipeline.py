@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
 import pymongo
 import pytest
-from support import Gateway, Stack, befriend, envelope, open_socket, signup
+from support import Gateway, Stack, befriend, envelope, eventually, open_socket, signup
 
 from contracts import room_id
 
@@ -20,13 +19,16 @@ def gateways(stack: Stack) -> tuple[Gateway, Gateway]:
     return stack.gateway(), stack.gateway()
 
 
-def wait_for_documents(db: Any, room: str, count: int, timeout: float = 30.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+async def wait_for_documents(db: Any, room: str, count: int,
+                             timeout: float = 30.0) -> list[dict]:
+    """The room's documents in cursor order, once there are at least `count`."""
+    def enough() -> list[dict] | None:
         docs = list(db.messages.find({"room": room}).sort("cursor", 1))
-        if len(docs) >= count or time.monotonic() > deadline:
-            return docs
-        time.sleep(0.2)
+        return docs if len(docs) >= count else None
+
+    found: list[dict] = await eventually(lambda: asyncio.to_thread(enough), timeout,
+                                         f"{count} documents in {room}", 0.2)
+    return found
 
 
 async def test_send_200_messages_across_gateways_delivered_once_in_order(
@@ -47,7 +49,7 @@ async def test_send_200_messages_across_gateways_delivered_once_in_order(
     assert [m["id"] for m in received] == [f"m{i}" for i in range(200)]
     assert all(m["sender"] == a.user_id for m in received)
     assert [m["body"] for m in received] == bodies
-    docs = wait_for_documents(mongo[stack.db_name], room_id(a.user_id, b.user_id), 200)
+    docs = await wait_for_documents(mongo[stack.db_name], room_id(a.user_id, b.user_id), 200)
     assert len(docs) == 200
     assert [d["body"] for d in docs] == bodies
     assert [d["cursor"] for d in docs] == [m["cursor"] for m in received]
@@ -70,20 +72,22 @@ async def test_persister_sigkill_mid_stream_stores_each_message_once(
                 await sa.send({"type": "send", "id": f"k{i}", "kind": "text",
                                "body": envelope(a, b, i)})
                 if i % 20 == 0:
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # paces the stream so the kill lands mid-way
 
         sender = asyncio.create_task(stream())
         # Kill while messages are being stored, not before or after.
-        while await asyncio.to_thread(db.messages.count_documents, {"room": room}) < total // 4:
-            await asyncio.sleep(0.01)
+        def quarter() -> bool:
+            return int(db.messages.count_documents({"room": room})) >= total // 4
+
+        await eventually(lambda: asyncio.to_thread(quarter), 30, "a quarter stored", 0.01)
         await asyncio.to_thread(persister.kill)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the outage is the point: 0.5 s with no persister
         persister.start()
         await sender
         acks = await sa.collect("ack", total)
     assert len({a["id"] for a in acks}) == total
-    docs = wait_for_documents(db, room, total)
-    await asyncio.sleep(1.0)  # re-deliveries after the restart must not add any
+    docs = await wait_for_documents(db, room, total)
+    await asyncio.sleep(1.0)  # the point: re-deliveries after the restart must not add any
     docs = list(db.messages.find({"room": room}))
     assert len(docs) == total
     assert sorted(d["id"] for d in docs) == sorted(f"k{i}" for i in range(total))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 
 import pymongo
 import pytest
-from support import Gateway, Stack
+from support import Gateway, Stack, eventually
 
 from client import Alert, Message, crypto
 from client.envelope import signing_input
@@ -106,9 +105,7 @@ async def test_live_tampering_is_reported_not_shown(convo, gw: Gateway) -> None:
                 return
 
     task = asyncio.create_task(listen())
-    deadline = time.monotonic() + 10
-    while len(events) < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(events) >= 3, 10, "three events heard live")
     # A's device skips a sequence number, as a server dropping one would look live.
     room = room_id(a.user_id, b.user_id)
     a._send_chains[room]["seq"] += 1

@@ -11,25 +11,28 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from support import Stack, befriend, drop_broker_names, friends, open_socket, signup, stream
+from support import (
+    Stack,
+    befriend,
+    drop_broker_names,
+    eventually,
+    friends,
+    open_socket,
+    signup,
+    stream,
+)
 
 from devstack.mongo import Mongod
-from devstack.ports import free_port
+from devstack.ports import free_port, port_answers
 
 PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
 
 
-def start_proxy(port: int, target: int) -> subprocess.Popen[bytes]:
+async def start_proxy(port: int, target: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, str(PROXY), str(port), str(target)])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            import socket
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError("proxy did not start")
+    await eventually(lambda: asyncio.to_thread(port_answers, "127.0.0.1", port, 0.2), 10,
+                     "the TCP proxy listening")
+    return proc
 
 
 async def readiness(urls: list[str]) -> list[int]:
@@ -40,19 +43,21 @@ async def readiness(urls: list[str]) -> list[int]:
 async def wait_for(urls: list[str], status: int, within: float) -> float:
     """Seconds until every URL's /readyz answers `status`; fails after `within`."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < within:
-        if await readiness(urls) == [status] * len(urls):
-            return time.monotonic() - t0
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"/readyz not {status} within {within} s: {await readiness(urls)}")
+
+    async def answers() -> bool:
+        return await readiness(urls) == [status] * len(urls)
+
+    await eventually(answers, within, f"/readyz {status}", 0.2)
+    return time.monotonic() - t0
 
 
+@pytest.mark.mongod  # starts its own, to stop it
 async def test_readyz_follows_broker_and_mongod(amqp_url: str, tmp_path: Path) -> None:
     """Broker unreachable, then mongod stopped: gateway and persister turn unready within
     5 s and ready again once each returns."""
     rabbit_port = urlparse(amqp_url).port or 5672
     proxy_port, mongo_port = free_port(), free_port()
-    proxy = start_proxy(proxy_port, rabbit_port)
+    proxy = await start_proxy(proxy_port, rabbit_port)
     mongod = Mongod(tmp_path / "db", mongo_port).start()
     via_proxy = amqp_url.replace(f":{rabbit_port}/", f":{proxy_port}/")
     stack = Stack(via_proxy, mongod.url, tmp_path)
@@ -64,7 +69,7 @@ async def test_readyz_follows_broker_and_mongod(amqp_url: str, tmp_path: Path) -
         proxy.kill()
         proxy.wait()
         down_broker = await wait_for(urls, 503, 5)
-        proxy = start_proxy(proxy_port, rabbit_port)
+        proxy = await start_proxy(proxy_port, rabbit_port)
         up_broker = await wait_for(urls, 200, 30)
         await asyncio.to_thread(mongod.stop)
         down_mongo = await wait_for(urls, 503, 5)
@@ -116,21 +121,23 @@ async def test_metrics_move_by_the_right_amounts(pair_stack) -> None:  # type: i
             await sa.send("{oops")
             await sa.recv_type("error")
             await sb.collect("message", 10)
-            deadline = time.monotonic() + 10  # the stored receipts follow the batch write
-            while metric((await http.get(f"{gw.http}/metrics")).text,
-                         "duet_gateway_frames_out_total", type="stored") - metric(
-                    before, "duet_gateway_frames_out_total", type="stored") < 10:
-                assert time.monotonic() < deadline, "no stored receipts"
-                await asyncio.sleep(0.1)
+
+            async def stored_receipts() -> bool:  # they follow the batch write
+                now = (await http.get(f"{gw.http}/metrics")).text
+                kind = "duet_gateway_frames_out_total"
+                return metric(now, kind, type="stored") - metric(before, kind, type="stored") >= 10
+
+            await eventually(stored_receipts, 10, "10 stored receipts", 0.1)
         async with open_socket(gw, a, c, ready=False) as refused:
             with pytest.raises(Exception):  # noqa: B017 - closed with 4403
                 await refused.recv(5)
-        deadline = time.monotonic() + 10  # a closed socket leaves the hub (unbinds) first
-        while (metric(after := (await http.get(f"{gw.http}/metrics")).text,
-                      "duet_gateway_sockets_open")
-               != metric(before, "duet_gateway_sockets_open")):
-            assert time.monotonic() < deadline, "sockets still counted open"
-            await asyncio.sleep(0.05)
+
+        async def closed() -> str | None:  # a closed socket leaves the hub (unbinds) first
+            now = (await http.get(f"{gw.http}/metrics")).text
+            gauge = "duet_gateway_sockets_open"
+            return now if metric(now, gauge) == metric(before, gauge) else None
+
+        after = await eventually(closed, 10, "sockets no longer counted open")
         p_after = (await http.get(f"{persister.http}/metrics")).text
     assert result.acked == [f"m{i}" for i in range(10)]
 

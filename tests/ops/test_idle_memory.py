@@ -8,7 +8,16 @@ import resource
 from typing import Any
 
 import pytest
-from support import Gateway, Stack, User, friends, open_device, open_socket, proc_rss_kib
+from support import (
+    Gateway,
+    Stack,
+    User,
+    eventually,
+    friends,
+    open_device,
+    open_socket,
+    proc_rss_kib,
+)
 
 SOCKETS = 2000
 
@@ -23,12 +32,27 @@ def opener(protocol: int) -> Any:
     return v1 if protocol == 1 else v2
 
 
+async def settled_rss_kib(pid: int, timeout: float = 15.0) -> int:
+    """The process's RSS once two readings 0.25 s apart differ by under 1 %."""
+    last: list[int] = []
+
+    def steady() -> int | None:
+        now = proc_rss_kib(pid)
+        before = last[-1] if last else None
+        last.append(now)
+        return now if before is not None and abs(now - before) * 100 < before else None
+
+    return await eventually(steady, timeout, "the gateway's memory settling", 0.25)
+
+
+@pytest.mark.slow  # 2,000 sockets per protocol
 @pytest.mark.parametrize("protocol", [1, 2])
-async def test_idle_authenticated_sockets_cost_under_24_kib_each(stack: Stack,
+async def test_idle_authenticated_sockets_cost_under_20_kib_each(stack: Stack,
                                                                   protocol: int) -> None:
     """2,000 idle authenticated sockets on a fresh gateway, room sockets (v1) or device
-    sockets (v2), grow its RSS by < 24 KiB each (the benchmark's 10,000 measure ~18 KiB
-    for either; the gateway before the trim took ~46)."""
+    sockets (v2), grow its RSS by < 20 KiB each: the README's ~18 KiB (the benchmark's
+    10,000 measure that for either; the gateway before the trim took ~46), with 10 % for
+    the allocator's noise."""
     open_one = opener(protocol)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateway inherits it
@@ -38,8 +62,7 @@ async def test_idle_authenticated_sockets_cost_under_24_kib_each(stack: Stack,
         # Warm up: the first sockets allocate the room, pools and caches.
         for _ in range(20):
             await sockets.enter_async_context(open_one(gw, a, b))
-        await asyncio.sleep(0.5)
-        before = proc_rss_kib(gw.pid)
+        before = await settled_rss_kib(gw.pid)
         gate = asyncio.Semaphore(50)
 
         async def one(n: int) -> None:
@@ -48,7 +71,6 @@ async def test_idle_authenticated_sockets_cost_under_24_kib_each(stack: Stack,
                 await sockets.enter_async_context(open_one(gw, user, peer))
 
         await asyncio.gather(*(one(n) for n in range(SOCKETS)))
-        await asyncio.sleep(1.0)
-        per_socket = (proc_rss_kib(gw.pid) - before) / SOCKETS
+        per_socket = (await settled_rss_kib(gw.pid) - before) / SOCKETS
     print(f"v{protocol}: {per_socket:.1f} KiB per idle socket")
-    assert per_socket < 24, f"{per_socket:.1f} KiB per idle socket"
+    assert per_socket < 20, f"{per_socket:.1f} KiB per idle socket"

@@ -164,7 +164,7 @@ async def test_bad_device_frames_answered_and_honest_devices_unaffected(gw: Gate
             for i in range(60):
                 await sc.send(device_send(c, d, f"h{i}", i))
                 acked.append((await sc.recv_type("ack", 30))["id"])
-                await asyncio.sleep(0.06)
+                await asyncio.sleep(0.06)  # paces the honest pair across the bad frames
             return acked
         task = asyncio.create_task(honest())
         async with open_device(gw, a) as sa:

@@ -28,9 +28,10 @@ async def test_silent_and_slow_handshakes_closed_at_deadline(stack: Stack) -> No
     gw = stack.gateway(DUET_HANDSHAKE_TIMEOUT_S="2")
     silent = await silent_for(gw.port, b"")
     partial = await silent_for(gw.port, b"GET /ws/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    assert 1.5 < silent < 5 and 1.5 < partial < 5, (silent, partial)
+    # Closed at the deadline (docs/configuration.md), give or take the loop's scheduling.
+    assert 1.9 < silent < 2.5 and 1.9 < partial < 2.5, (silent, partial)
     a, b = await friends(gw)
     async with open_socket(gw, a, b) as sa:
-        await asyncio.sleep(3)  # an open socket is past the deadline and stays up
+        await asyncio.sleep(3)  # the point: an open socket is past the deadline, stays up
         await sa.send({"type": "send", "id": "late", "kind": "text", "body": envelope(a, b)})
         assert (await sa.recv_type("ack"))["id"] == "late"
