@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for both services: `python -m gateway` (the default) or `python -m persister`.
-# It also carries the `duet` CLI, so operators can run `docker compose exec gateway duet audit
-# tail` next to the services (docs/operations.md).
+# It also carries the operators' `duet-admin` (and the users' `duet`), so operators can run
+# `docker compose exec gateway duet-admin audit tail` next to the services (docs/operations.md).
 
 # --- build: install duet and its dependencies into a virtualenv -------------------------
 FROM python:3.11.13-slim-bookworm AS build
@@ -18,6 +18,7 @@ COPY broker ./broker
 COPY gateway ./gateway
 COPY persister ./persister
 COPY client ./client
+COPY admin ./admin
 # Not editable: the runtime stage gets the venv alone, without /src.
 RUN /opt/duet/bin/pip install --no-deps .
 

@@ -415,12 +415,13 @@ class Client:
                 listener.queue.put_nowait(frame)
 
     async def listen(self, friend: str | None = None, *, from_start: bool = False,
-                     signals: bool = False) -> AsyncIterator[Event]:
+                     signals: bool = False, on_ready: Callable[[], None] | None = None
+                     ) -> AsyncIterator[Event]:
         """Verified, decrypted events of every conversation (no friend) or of one: what was
         missed since last time first (one sync over the device socket), then live ones.
         Messages and alerts; with `signals`, also the friends' receipts, typing and
         presence, and this user's read positions (always kept: `status`, `is_typing`,
-        `online`)."""
+        `online`). `on_ready` is called once, when the socket is open and the sync asked."""
         rooms = None if friend is None else {room_id(self._me(), await self._peer(friend))}
         if from_start:
             # Replayed from their first message, the rooms' chains are checked afresh (as in
@@ -438,6 +439,8 @@ class Client:
                 # syncs them again (from this device's saved cursors).
                 await self._session.reconnect()
             await self._device_session()
+            if on_ready is not None:
+                on_ready()
             while True:
                 # Verify, advance the chains and the cursor, and save, one frame at a time
                 # as the caller asks: a caller that stops early finds the rest next time.

@@ -1,9 +1,10 @@
-"""`duet audit`: the broker's audit stream read back by the CLI and checked against MongoDB.
+"""`duet-admin audit`: the broker's audit stream read back by the operators' command and
+checked against MongoDB.
 
 A real gateway and persister (the module's `gw`), SDK clients holding a real conversation,
-and the CLI run as `python -m client audit ...` against the module's prefix. The expected
+and the command run as `python -m admin audit ...` against the module's prefix. The expected
 sizes and hashes are computed here from the bodies MongoDB stored, independently of
-client/audit.py.
+admin/audit.py.
 """
 
 from __future__ import annotations
@@ -65,17 +66,19 @@ def expected_digest(body: Any) -> tuple[int, str]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def audit_env(stack: Stack, home: Path) -> dict[str, str]:
+def audit_env(stack: Stack) -> dict[str, str]:
+    """The services' settings, as `docker compose exec` gives them (no device profile:
+    the command reads none)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUET_")}
     env.update(DUET_AMQP_URL=stack.amqp_url, DUET_PREFIX=stack.prefix,
-               DUET_MONGO_URL=stack.mongo_url, DUET_HOME=str(home))
+               DUET_MONGO_URL=stack.mongo_url)
     return env
 
 
-def audit(stack: Stack, home: Path, *args: str) -> Run:
-    """`python -m client audit ARGS` to its end, killed after CLI_TIMEOUT."""
-    p = subprocess.run([sys.executable, "-m", "client", "audit", *args], cwd=REPO,
-                       env=audit_env(stack, home), stdin=subprocess.DEVNULL,
+def audit(stack: Stack, *args: str) -> Run:
+    """`python -m admin audit ARGS` (duet-admin) to its end, killed after CLI_TIMEOUT."""
+    p = subprocess.run([sys.executable, "-m", "admin", "audit", *args], cwd=REPO,
+                       env=audit_env(stack), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=CLI_TIMEOUT)
     return Run(p.returncode, p.stdout, p.stderr)
 
@@ -115,10 +118,10 @@ async def conversation(gw: Gateway, stack: Stack, mongo: pymongo.MongoClient[dic
 
 
 async def test_audit_tail_shows_every_message_with_body_hashes(
-        conversation: Conversation, stack: Stack, tmp_path: Path) -> None:
-    """`duet audit tail --room` prints each message of the conversation once, oldest first,
-    with the size and SHA-256 of the canonical JSON of the body MongoDB stored."""
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--room", conversation.room)
+        conversation: Conversation, stack: Stack) -> None:
+    """`duet-admin audit tail --room` prints each message of the conversation once, oldest
+    first, with the size and SHA-256 of the canonical JSON of the body MongoDB stored."""
+    run = await asyncio.to_thread(audit, stack, "tail", "--room", conversation.room)
     assert run.code == 0, run
     lines = run.lines()
     assert all(set(line) == RECORD_FIELDS for line in lines), run
@@ -137,28 +140,28 @@ async def test_audit_tail_shows_every_message_with_body_hashes(
 
 
 async def test_audit_tail_since_offset_limit_and_user_filter(
-        conversation: Conversation, stack: Stack, tmp_path: Path) -> None:
+        conversation: Conversation, stack: Stack) -> None:
     """`--since`, `--offset`, `--limit` and a user id in `--room` narrow the same stream
     the way they say."""
     everything = (await asyncio.to_thread(
-        audit, stack, tmp_path, "tail", "--room", conversation.room)).lines()
+        audit, stack, "tail", "--room", conversation.room)).lines()
     assert len(everything) == 6
     third = everything[2]
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--room", conversation.room,
+    run = await asyncio.to_thread(audit, stack, "tail", "--room", conversation.room,
                                   "--offset", str(third["offset"]))
     assert run.code == 0, run
     assert run.lines() == everything[2:]
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--room", conversation.room,
+    run = await asyncio.to_thread(audit, stack, "tail", "--room", conversation.room,
                                   "--since", iso(third["ts"]))
     assert run.code == 0, run
     assert [line["id"] for line in run.lines()] == [line["id"] for line in everything
                                                     if line["ts"] >= third["ts"]]
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--room", conversation.room,
+    run = await asyncio.to_thread(audit, stack, "tail", "--room", conversation.room,
                                   "--limit", "2")
     assert run.code == 0, run
     assert run.lines() == everything[:2]
     # A user id selects every room with that user: here, only this conversation's.
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--room",
+    run = await asyncio.to_thread(audit, stack, "tail", "--room",
                                   conversation.users[1], "--since", iso(conversation.started_ms))
     assert run.code == 0, run
     assert run.lines() == everything
@@ -166,12 +169,12 @@ async def test_audit_tail_since_offset_limit_and_user_filter(
 
 async def test_audit_tail_follow_prints_messages_sent_after_it_started(
         conversation: Conversation, gw: Gateway, stack: Stack, tmp_path: Path) -> None:
-    """`duet audit tail --follow` keeps reading and prints a message published after it
+    """`duet-admin audit tail --follow` keeps reading and prints a message published after it
     reached the end of the stream."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client", "audit", "tail", "--follow", "--room",
+        sys.executable, "-m", "admin", "audit", "tail", "--follow", "--room",
         conversation.room, "--since", iso(conversation.started_ms), cwd=REPO,
-        env=audit_env(stack, tmp_path), stdin=subprocess.DEVNULL,
+        env=audit_env(stack), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -196,11 +199,11 @@ async def test_audit_tail_follow_prints_messages_sent_after_it_started(
 
 async def test_audit_verify_reports_nothing_then_exactly_the_deleted_documents(
         conversation: Conversation, stack: Stack,
-        mongo: pymongo.MongoClient[dict[str, Any]], tmp_path: Path) -> None:
-    """`duet audit verify` finds the stream and MongoDB in agreement (exit 0, a summary),
+        mongo: pymongo.MongoClient[dict[str, Any]]) -> None:
+    """`duet-admin audit verify` finds the stream and MongoDB in agreement (exit 0, a summary),
     then reports exactly the documents deleted from MongoDB by hand (exit 1)."""
     since = iso(conversation.started_ms)
-    run = await asyncio.to_thread(audit, stack, tmp_path, "verify", "--since", since,
+    run = await asyncio.to_thread(audit, stack, "verify", "--since", since,
                                   "--room", conversation.room)
     assert run.code == 0, run
     [summary] = run.lines()
@@ -211,7 +214,7 @@ async def test_audit_verify_reports_nothing_then_exactly_the_deleted_documents(
     deleted = sorted(conversation.docs)[:2]
     result = mongo[stack.db_name].messages.delete_many({"_id": {"$in": deleted}})
     assert result.deleted_count == 2
-    run = await asyncio.to_thread(audit, stack, tmp_path, "verify", "--since", since,
+    run = await asyncio.to_thread(audit, stack, "verify", "--since", since,
                                   "--room", conversation.room, "--grace", "0.5")
     assert run.code == 1, run
     *differences, summary = run.lines()
@@ -229,13 +232,13 @@ async def test_audit_verify_reports_nothing_then_exactly_the_deleted_documents(
 
 async def test_audit_verify_reports_a_stored_body_that_differs(
         conversation: Conversation, stack: Stack,
-        mongo: pymongo.MongoClient[dict[str, Any]], tmp_path: Path) -> None:
+        mongo: pymongo.MongoClient[dict[str, Any]]) -> None:
     """A document whose body was altered in MongoDB is reported as a mismatch with both
     hashes; an unknown prefix is a clear error, not an empty report."""
     key = sorted(conversation.docs)[0]
     body = dict(conversation.docs[key]["body"], ct="AAAA")
     mongo[stack.db_name].messages.update_one({"_id": key}, {"$set": {"body": body}})
-    run = await asyncio.to_thread(audit, stack, tmp_path, "verify", "--since",
+    run = await asyncio.to_thread(audit, stack, "verify", "--since",
                                   iso(conversation.started_ms), "--room", conversation.room)
     assert run.code == 1, run
     *differences, summary = run.lines()
@@ -245,5 +248,6 @@ async def test_audit_verify_reports_a_stored_body_that_differs(
     assert mismatch["stream_sha256"] == expected_digest(conversation.docs[key]["body"])[1]
     assert summary["mismatch"] == 1 and summary["differences"] == 1
 
-    run = await asyncio.to_thread(audit, stack, tmp_path, "tail", "--prefix", "nosuch.")
-    assert run.code == 1 and "nosuch.duet.audit" in run.err and not run.out, run
+    run = await asyncio.to_thread(audit, stack, "tail", "--prefix", "nosuch.")
+    assert run.code == 1 and not run.out, run
+    assert run.err.startswith("duet-admin: error: ") and "nosuch.duet.audit" in run.err, run

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -29,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 PASSPHRASE = "device passphrase 42"
 CLI_TIMEOUT = 60.0  # seconds, for any one CLI process
+# The one line `duet listen` writes on stderr once its socket is ready.
+LISTENING = re.compile(r"^listening to \S+ .*\(Ctrl-C to stop\)$")
 
 
 # -- running the CLI ---------------------------------------------------------------------
@@ -44,6 +47,10 @@ class Run:
 
     def messages(self) -> list[dict[str, Any]]:
         return [e for e in self.lines() if e["type"] == "message"]
+
+    def problems(self) -> list[str]:
+        """stderr's lines but `listen`'s note that it is listening."""
+        return [line for line in self.err.splitlines() if not LISTENING.match(line)]
 
     def __str__(self) -> str:
         return f"duet {' '.join(self.args)} -> {self.code}\n{self.out}\n{self.err}"
@@ -85,7 +92,7 @@ async def aduet(gw: Gateway, home: Path, *args: str, timeout: float = CLI_TIMEOU
 
 
 def ok(run: Run) -> Run:
-    assert run.code == 0 and not run.err, str(run)
+    assert run.code == 0 and not run.problems(), str(run)
     return run
 
 
@@ -354,6 +361,14 @@ def test_read_secrets_from_stdin_or_file_else_fail(talk: Conversation, gw: Gatew
     ok(duet(gw, home, "history", talk.alice, "--passphrase-file", str(phrase), env=env))
 
 
+def test_unlock_short_passphrase_error_keeps_its_words(talk: Conversation, gw: Gateway) -> None:
+    """A wrong passphrase that is also a word ("wrong") leaves the error line's words whole:
+    only secrets that came back in someone else's text are redacted."""
+    run = duet(gw, talk.homes["a"], "history", talk.bob, env=cli_env(DUET_PASSPHRASE="wrong"))
+    assert run.code == 1 and run.out == "", str(run)
+    assert run.err == "duet: error: cannot unlock the device keys (wrong passphrase?)\n", run.err
+
+
 def test_parse_bad_arguments_exit_2(gw: Gateway, tmp_path: Path) -> None:
     """Usage errors exit 2 before anything is done."""
     for args in [(), ("frobnicate",), ("listen", "--count", "0"), ("friends",),
@@ -374,16 +389,42 @@ def test_listen_count_stops_next_run_resumes(gw: Gateway, tmp_path: Path) -> Non
         return [m["text"] for m in run.messages()]
 
     args = ("--json", "listen", a, "--timeout", "20", "--count")
-    assert texts(ok(duet(gw, hb, *args, "1"))) == ["number 0"]
+    first = ok(duet(gw, hb, *args, "1"))
+    assert texts(first) == ["number 0"]
+    assert first.err == f"listening to {a} (Ctrl-C to stop)\n", str(first)
     assert texts(ok(duet(gw, hb, *args, "2"))) == ["number 1", "number 2"]
     assert texts(ok(duet(gw, hb, "--json", "listen", a, "--timeout", "2"))) == []
     run = duet(gw, hb, *args, "1", "--timeout", "2")
     assert run.code == 1 and "0 of 1 messages" in run.err, str(run)
     replay = ok(duet(gw, hb, *args, "3", "--from-start"))
     assert texts(replay) == ["number 0", "number 1", "number 2"]
-    human = ok(duet(gw, ha, "listen", "--timeout", "3")).out  # every friend; own not counted
-    assert [line.split("] ", 1)[1] for line in human.splitlines()] == [
+    every = ok(duet(gw, ha, "listen", "--timeout", "3"))  # every friend; own not counted
+    assert [line.split("] ", 1)[1] for line in every.out.splitlines()] == [
         f"{a} (you): number {i}" for i in range(3)]
+    assert every.err == "listening to all conversations (Ctrl-C to stop)\n", str(every)
+
+
+async def test_listen_says_listening_once_socket_ready(gw: Gateway, tmp_path: Path) -> None:
+    """`duet listen` writes one line on stderr when its socket is ready, never on stdout; a
+    message sent after that line arrives live."""
+    a, b, ha, hb = await asyncio.to_thread(register_pair, gw, tmp_path)
+    proc = await asyncio.create_subprocess_exec(
+        *command(gw, hb, ("--json", "listen", a, "--count", "1", "--timeout", "40")),
+        cwd=REPO, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        note = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert note == f"listening to {a} (Ctrl-C to stop)\n"
+        ok(await aduet(gw, ha, "send", b, "after the note"))
+        out, err = await asyncio.wait_for(proc.communicate(), 45)
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # by its PID: asyncio's Process.kill signals only this child
+            await proc.wait()
+    assert proc.returncode == 0 and err == b"", (out, err)
+    [line] = [json.loads(x) for x in out.decode().splitlines()]
+    assert (line["type"], line["text"]) == ("message", "after the note")
 
 
 def test_listen_every_friend_merges_rooms(gw: Gateway, tmp_path: Path) -> None:

@@ -495,7 +495,7 @@ def test_dockerfile_pins_base_and_runs_as_non_root() -> None:
     assert users and users[-1].split(":")[0] not in {"root", "0"}, f"USER {users}"
     assert re.search(r"^HEALTHCHECK\b.*?/healthz", text, re.M | re.S), "no /healthz healthcheck"
     assert re.search(r'^CMD \["python", "-m", "gateway"\]', text, re.M)
-    for package in ("contracts", "broker", "gateway", "persister", "client"):
+    for package in ("contracts", "broker", "gateway", "persister", "client", "admin"):
         assert re.search(rf"^COPY {package} ", text, re.M), f"the image lacks {package}/"
     assert re.search(r"^COPY web (\S+)", text, re.M) and "DUET_WEB_DIR=" in text
 

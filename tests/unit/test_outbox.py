@@ -11,7 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from client.audit import from_delivery
+from admin.audit import from_delivery
 from contracts.batch import frame_count, header_list, join_frames, join_lines, split_frames
 from contracts.codes import TRY_AGAIN_LATER
 from contracts.events import storable_frames

@@ -1,4 +1,4 @@
-"""`duet audit`: the broker's audit stream, read back and checked against MongoDB.
+"""`duet-admin audit`: the broker's audit stream, read back and checked against MongoDB.
 
 Every chat message a gateway publishes goes to the RabbitMQ stream `<prefix>duet.audit`
 as well as to `duet.persist` (broker/topology.py): an append-only second record of
@@ -22,7 +22,7 @@ Time windows are on `ts`, the publishing gateway's clock, which the stream and M
 share. The broker can only seek the stream by its own clock and a chunk at a time, so a
 read starts SKEW_S earlier than asked and drops what is before the window itself.
 
-    AuditError (a DuetError)   the broker, the stream or MongoDB cannot be read
+    AuditError   the broker, the stream or MongoDB cannot be read (this package's one error)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,11 +43,9 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 
+from client.crypto import canonical
 from contracts import MESSAGES, Names, is_user_id, message_doc_id, room_id
 from contracts.batch import split_frames
-
-from .crypto import canonical
-from .errors import DuetError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MONGO_URL = "mongodb://127.0.0.1:27017"
@@ -61,7 +59,7 @@ Start = str | int | datetime  # x-stream-offset: "first", an offset, or a point 
 Emit = Callable[[dict[str, Any]], None]
 
 
-class AuditError(DuetError):
+class AuditError(Exception):
     """The audit stream or MongoDB cannot be read; the message says what to check."""
 
 
@@ -225,7 +223,7 @@ def redact(url: str) -> str:
 # -- reading the stream ------------------------------------------------------------------
 async def read_stream(amqp_url: str, stream: str, start: Start = "first", *,
                       follow: bool = False, idle_s: float = IDLE_S,
-                      stop_after_ts: int | None = None) -> AsyncIterator[Record]:
+                      stop_after_ts: int | None = None) -> AsyncGenerator[Record, None]:
     """Every entry of the stream from `start`, oldest first.
 
     Without `follow` the read ends once no entry arrived for `idle_s`, or at the first entry
@@ -234,7 +232,7 @@ async def read_stream(amqp_url: str, stream: str, start: Start = "first", *,
     """
     try:
         connection = await aio_pika.connect(
-            amqp_url, client_properties={"connection_name": "duet audit"})
+            amqp_url, client_properties={"connection_name": "duet-admin audit"})
     except (AMQPError, OSError) as exc:
         raise AuditError(f"cannot reach RabbitMQ at {redact(amqp_url)}: "
                          f"{exc or type(exc).__name__}") from None

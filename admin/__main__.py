@@ -1,0 +1,5 @@
+"""`python -m admin`: the `duet-admin` command line."""
+
+from .cli import main
+
+raise SystemExit(main())

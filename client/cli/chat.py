@@ -1,0 +1,263 @@
+"""The user's commands: one coroutine each, from a Session to an exit code.
+
+    register, login                 an account and this home as one of its devices
+    friends add|accept|list         friendship, asked and accepted
+    send, send-image                a text or an image to a friend
+    listen, inbox, history          what friends sent, verified and decrypted
+    verify                          the safety number of a friendship
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..events import Alert, Event, Message
+from ..progress import Bar
+from ..sdk import Client
+from . import images
+from .output import clock, printable
+from .session import Session
+
+
+# -- showing what arrived ----------------------------------------------------------------
+def show_alert(s: Session, alert: Alert) -> None:
+    s.out.alert(alert, s.names.get(alert.sender, alert.sender))
+
+
+async def show(s: Session, event: Event, save_dir: Path) -> None:
+    """A message (its image saved first) or an alert; other events are not shown."""
+    if isinstance(event, Alert):
+        show_alert(s, event)
+    elif isinstance(event, Message):
+        saved = None
+        if event.kind != "text":
+            saved = await asyncio.to_thread(images.save, save_dir, event)
+        s.out.message(event, saved)
+
+
+# -- account -----------------------------------------------------------------------------
+async def cmd_register(s: Session) -> int:
+    username = s.args.username
+    url = s.new_login_url(username)
+    password = s.password(username, new=True)
+    passphrase = s.passphrase(new=not s.profile.has_device())
+    async with Client(url, home=s.home, passphrase=passphrase) as client:
+        if s.profile.has_device():
+            await asyncio.to_thread(lambda: client.device)  # a wrong passphrase fails here
+        user_id = await client.register(username, password)
+        s.keep(client.api.token or "")
+        kid = client.device.kid
+    s.out.emit({"type": "registered", "user_id": user_id, "username": username,
+                "device": kid, "server": url, "home": str(s.home)},
+               f"registered {username} on {url}; this device ({s.home}) has key {kid[:12]}")
+    return 0
+
+
+async def cmd_login(s: Session) -> int:
+    username = s.args.username
+    url = s.new_login_url(username)
+    password = s.password(username)
+    new_device = not s.profile.has_device()
+    passphrase = s.passphrase(new=new_device)
+    async with Client(url, home=s.home, passphrase=passphrase) as client:
+        if not new_device:
+            await asyncio.to_thread(lambda: client.device)  # a wrong passphrase fails here
+        await client.login(username, password)
+        s.keep(client.api.token or "")
+        kid = client.device.kid
+    what = "new device, keys published" if new_device else "keys republished"
+    s.out.emit({"type": "logged_in", "user_id": client.user_id, "username": username,
+                "device": kid, "new_device": new_device, "server": url, "home": str(s.home)},
+               f"logged in as {username} on {url} ({what}: {kid[:12]})")
+    return 0
+
+
+# -- friends -----------------------------------------------------------------------------
+def _friend_line(f: dict[str, Any]) -> str:
+    name = f["username"]
+    return {"accepted": f"{name}: friends",
+            "outgoing": f"{name}: request sent, waiting for {name} to accept",
+            "incoming": f"{name}: wants to be your friend (duet friends accept {name})",
+            }.get(f["status"], f"{name}: {f['status']}")
+
+
+async def cmd_friends_add(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        f = await client.add_friend(s.args.username)
+    human = (f"you and {f['username']} are now friends" if f["status"] == "accepted" else
+             f"friend request sent to {f['username']}; once they accept "
+             f"(duet friends accept {client.username}) you can chat")
+    s.out.emit({"type": "friend", **f}, human)
+    return 0
+
+
+async def cmd_friends_accept(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        f = await client.accept_friend(s.args.username)
+    s.out.emit({"type": "friend", **f}, f"you and {f['username']} are now friends")
+    return 0
+
+
+async def cmd_friends_list(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        friends = await client.friends()
+    for f in sorted(friends, key=lambda f: (f["status"] != "accepted", f["username"].lower())):
+        s.out.emit({"type": "friend", **f}, _friend_line(f))
+    if not friends:
+        s.out.hint("no friends yet: duet friends add USERNAME")
+    return 0
+
+
+# -- sending -----------------------------------------------------------------------------
+def _peer_keys(client: Client, peer: str) -> Any:
+    return client.profile.state().get("peers", {}).get(peer)
+
+
+def _warn_key_change(s: Session, client: Client, f: dict[str, Any], before: Any) -> None:
+    """Keys first seen changed by this send: say so, since no listener will now."""
+    after = _peer_keys(client, f["user_id"])
+    if before is not None and after is not None and before != after:
+        show_alert(s, Alert("key_changed", f["user_id"],
+                            f"{f['username']}'s devices changed: compare safety numbers "
+                            f"(duet verify {f['username']})"))
+
+
+async def cmd_send(s: Session) -> int:
+    text = " ".join(s.args.text)
+    async with await s.client(device=True) as client:
+        if len(text.encode()) > client.max_text:
+            raise ConfigError(f"the text is longer than {client.max_text} bytes")
+        if not text:
+            raise ConfigError("nothing to send: the text is empty")
+        f = await s.friend(client, s.args.friend)
+        before = _peer_keys(client, f["user_id"])
+        ack = await client.send_text(f["username"], text)
+        _warn_key_change(s, client, f, before)
+    s.out.emit({"type": "sent", "id": ack["id"], "kind": "text", "to": f["username"],
+                "ts": ack["ts"]}, f"[{clock(ack['ts'])}] sent to {f['username']}")
+    return 0
+
+
+async def cmd_send_image(s: Session) -> int:
+    path = Path(s.args.path).expanduser()
+    async with await s.client(device=True) as client:
+        size, mime = images.check(path, client.max_image)
+        f = await s.friend(client, s.args.friend)
+        before = _peer_keys(client, f["user_id"])
+        bar = Bar(sys.stderr, [("read", 0.3), ("encrypt", 0.3), ("send", 0.4)],
+                  label=path.name[:40], enabled=not s.out.json and sys.stderr.isatty())
+        try:
+            data = await images.read(path, size, bar)
+            ack = await client.send_image(f["username"], data, mime=mime, name=path.name,
+                                          progress=bar.update)
+        except BaseException:
+            bar.close(ok=False)
+            raise
+        bar.close()
+        _warn_key_change(s, client, f, before)
+    s.out.emit({"type": "sent", "id": ack["id"], "kind": "image", "to": f["username"],
+                "ts": ack["ts"], "mime": mime, "bytes": len(data)},
+               f"[{clock(ack['ts'])}] sent {path.name} ({len(data)} bytes) to {f['username']}")
+    return 0
+
+
+# -- receiving ---------------------------------------------------------------------------
+async def cmd_listen(s: Session) -> int:
+    args, save_dir = s.args, s.save_dir()
+    async with await s.client(device=True) as client:
+        friend = None
+        if args.friend:
+            friend = (await s.friend(client, args.friend))["username"]
+        elif not [f for f in await s.friends(client) if f["status"] == "accepted"]:
+            raise ConfigError("no friends to listen to yet: duet friends add USERNAME")
+        what = friend or "all conversations"
+        events = client.listen(friend, from_start=args.from_start,
+                               on_ready=lambda: s.out.note(f"listening to {what} "
+                                                           "(Ctrl-C to stop)"))
+        received = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + args.timeout if args.timeout else None
+        try:
+            while not args.count or received < args.count:
+                # Only the wait is timed: an event taken is always shown (and saved) whole.
+                timer = asyncio.timeout_at(deadline)
+                try:
+                    async with timer:
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if not timer.expired():
+                        raise  # a connection that timed out, not the --timeout
+                    break
+                await show(s, event, save_dir)
+                if isinstance(event, Message) and not event.own:
+                    received += 1
+                    # Printed is read: the position (all this user's devices) and, unless
+                    # read receipts are off, a receipt to the friend.
+                    await client.mark_read(event.sender, event.cursor)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+    if args.count and received < args.count:
+        raise ConfigError(f"--timeout {args.timeout:g}s passed with {received} of "
+                          f"{args.count} messages")
+    return 0
+
+
+async def cmd_inbox(s: Session) -> int:
+    async with await s.client(device=True) as client:
+        await s.friends(client)
+        items = await client.conversations()
+    if not items:
+        s.out.hint("no conversations yet: duet friends add USERNAME")
+    for item in items:
+        preview = item["preview"]
+        text = None
+        if isinstance(preview, Message):
+            text = preview.text
+        elif isinstance(preview, Alert):
+            text = f"[{preview.kind}: {preview.detail}]"
+        elif item["last"] is not None:
+            text = f"[{item['last']['kind']}]"
+        s.out.emit({"type": "conversation", "friend": item["username"],
+                    "friend_id": item["user_id"], "room": item["room"],
+                    "unread": item["unread"], "online": item["online"],
+                    "last_activity": item["last_activity"], "preview": text},
+                   f"{'●' if item['online'] else ' '} {item['username']:<20} "
+                   f"{item['unread']:>4} unread  {clock(item['last_activity'])}  "
+                   f"{printable(text or '')[:60]}")
+    return 0
+
+
+async def cmd_history(s: Session) -> int:
+    async with await s.client(device=True) as client:
+        f = await s.friend(client, s.args.friend)
+        events = await client.history(f["username"])
+        for event in events:
+            await show(s, event, s.save_dir())
+    if not events:
+        s.out.hint(f"no messages with {f['username']} yet")
+    return 0
+
+
+async def cmd_verify(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        f = await s.friend(client, s.args.friend, accepted=False)
+        number = await client.safety_number(f["username"])
+        me = client.username
+    groups = number.split()
+    rows = "\n".join("    " + " ".join(groups[i:i + 4]) for i in range(0, len(groups), 4))
+    name = f["username"]
+    s.out.emit({"type": "safety_number", "friend": name, "friend_id": f["user_id"],
+                "safety_number": number},
+               f"Safety number for {me} and {name}:\n\n{rows}\n\n"
+               f"Compare it with {name} in person, or on a call where you know each other's\n"
+               f"voices ({name} runs `duet verify {me}`). If both of you see the same number,\n"
+               f"your messages are encrypted for your own devices and no one else's. If it\n"
+               f"differs, someone may be intercepting: send nothing sensitive. The number\n"
+               f"changes when either of you adds or removes a device: compare again then.")
+    return 0
