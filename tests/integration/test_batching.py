@@ -12,13 +12,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import aio_pika
+import httpx
 import orjson
 import pymongo
 from support import (
+    Gateway,
     Stack,
     dead_letters,
     drop_broker_names,
     envelope,
+    eventually,
     friends,
     open_socket,
     wait_dead_letters,
@@ -36,7 +39,7 @@ from contracts.events import (
     join_lines,
     split_frames,
 )
-from devstack.ports import free_port
+from devstack.ports import free_port, port_answers
 
 PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
 
@@ -164,7 +167,8 @@ async def held_confirms(amqp_url: str, tmp_path: Path,
         os.kill(proxy.pid, signal.SIGSTOP if on else signal.SIGCONT)
 
     try:
-        await asyncio.sleep(0.5)
+        await eventually(lambda: asyncio.to_thread(port_answers, "127.0.0.1", proxy_port, 0.2),
+                         10, "the TCP proxy listening")
         yield stack, hold
     finally:
         stack.stop()
@@ -208,7 +212,16 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
                 if frame["type"] == "ack":
                     break
                 assert time.monotonic() < deadline, frame
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # between two tries, each waiting for its answer
+
+
+async def sends_read(gw: Gateway, count: int) -> bool:
+    """Whether the gateway has read `count` send frames (its frames_in counter)."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{gw.http}/metrics")).text
+    prefix = 'duet_gateway_frames_in_total{type="send"} '
+    return any(float(line.removeprefix(prefix)) >= count
+               for line in text.splitlines() if line.startswith(prefix))
 
 
 async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
@@ -236,7 +249,9 @@ async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
                 try:
                     await sa1.send({"type": "send", "id": ids1[0], "kind": "text",
                                     "body": envelope(a1, b1, 0)})
-                    await asyncio.sleep(0.3)  # in flight, its confirm held back
+                    # In flight, its confirm held back: a state inside the gateway that no
+                    # endpoint shows, so time, not a condition, orders it before the rest.
+                    await asyncio.sleep(0.3)
                     for n in range(1, 6):
                         await sa1.send({"type": "send", "id": ids1[n], "kind": "text",
                                         "body": envelope(a1, b1, n)})
@@ -245,7 +260,8 @@ async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
                         if n - 1 < len(ids2):
                             await sa2.send({"type": "send", "id": ids2[n - 1], "kind": "text",
                                             "body": envelope(a2, b2, n - 1)})
-                    await asyncio.sleep(0.3)
+                    # Every send read by the gateway (waiting behind the held confirm).
+                    await eventually(lambda: sends_read(g1, 11), 10, "11 sends read", 0.05)
                 finally:
                     hold(False)
                 assert sorted(f["id"] for f in await sa1.collect("ack", 6)) == sorted(ids1)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pymongo
-from support import Gateway, Stack, unique_name
+from support import Gateway, Stack, eventually, unique_name
 
 from broker import Broker
 from client import Alert, Client, Event, Message, Receipt, Typing
@@ -49,13 +49,19 @@ class Listening:
             self.events.append(event)
 
     async def until(self, check: Callable[[], bool], what: str, timeout: float = 15.0) -> float:
+        """Seconds until `check()` holds; fails after `timeout` or when listening failed."""
         started = time.monotonic()
-        while not check():
+
+        def heard() -> bool:
             assert self._task is not None
             if self._task.done():
-                self._task.result()
-            assert time.monotonic() - started < timeout, f"{what}; events: {self.events}"
-            await asyncio.sleep(0.05)
+                self._task.result()  # raises what ended the listening
+            return check()
+
+        try:
+            await eventually(heard, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; events: {self.events}") from None
         return time.monotonic() - started
 
     def of(self, kind: type) -> list[Any]:
@@ -94,7 +100,7 @@ async def test_ticks_go_sent_stored_delivered_read(gw: Gateway, tmp_path: Path) 
             await bobs.until(lambda: bob.status(mid) == "read", "read")
             receipt = bobs.of(Receipt)[-1]
             assert receipt.sender == alice.user_id and receipt.read == ack["cursor"]
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the point: no second copy and no alert follow
             assert [m.text for m in alices.of(Message)] == ["did you get this?"]
             assert alices.of(Alert) == [] and bobs.of(Alert) == []
         assert bobs.of(Message) == []  # his own send is not echoed to the socket it left
@@ -114,7 +120,7 @@ async def test_read_receipts_off_bob_never_sees_read(gw: Gateway, tmp_path: Path
             await alices.until(lambda: len(alices.of(Message)) == 1, "Alice got it")
             await alice.mark_read(bob.user_id or "")
             await bobs.until(lambda: bob.status(ack["id"]) == "delivered", "delivered")
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # the point: time passes and no read tick comes
             assert bob.status(ack["id"]) == "delivered"
             assert all(r.read is None for r in bobs.of(Receipt))
         [conv] = await alice.conversations()
@@ -133,10 +139,9 @@ async def test_altered_or_forged_receipt_is_an_alert_and_moves_no_tick(
         await bobs.until(lambda: bob.status(ack["id"]) == "delivered", "delivered")
         room = room_id(alice.user_id or "", bob.user_id or "")
         coll = mongo[stack.db_name].messages
-        deadline = time.monotonic() + 10
-        while (real := coll.find_one({"room": room, "kind": "receipt"})) is None:
-            assert time.monotonic() < deadline, "no stored receipt"
-            await asyncio.sleep(0.1)
+        real = await eventually(
+            lambda: asyncio.to_thread(coll.find_one, {"room": room, "kind": "receipt"}), 10,
+            "a stored receipt", 0.1)
         body = dict(real["body"])
         altered = {**body, "ct": body["ct"][:-4] + ("AAAA" if body["ct"][-4:] != "AAAA"
                                                      else "BBBB")}
@@ -158,8 +163,8 @@ async def test_altered_or_forged_receipt_is_an_alert_and_moves_no_tick(
 
 async def test_typing_reaches_the_friend_and_clears_within_six_seconds(
         gw: Gateway, tmp_path: Path) -> None:
-    """Alice types: Bob's SDK hears it within a second and shows it no longer than 6 s
-    after; her `typing(False)` clears it at once."""
+    """Alice types: Bob's SDK hears it within a second and shows it no longer than 5 s
+    after (docs/protocol.md); her `typing(False)` clears it at once."""
     async with friends(gw, tmp_path) as (alice, bob), Listening(bob) as bobs:
         await bob.friends()
         started = time.monotonic()
@@ -169,7 +174,7 @@ async def test_typing_reaches_the_friend_and_clears_within_six_seconds(
         assert bobs.of(Typing)[-1] == Typing(room_id(alice.user_id or "", bob.user_id or ""),
                                              alice.user_id or "", True)
         shown = await bobs.until(lambda: not bob.is_typing(alice.user_id or ""), "cleared", 8)
-        assert shown < 6.0
+        assert shown < 5.0 + 0.1, shown  # 5 s, and `until`'s 0.05 s polling
         await alice.typing(bob.user_id or "")
         await bobs.until(lambda: bob.is_typing(alice.user_id or ""), "typing again", 5)
         await alice.typing(bob.user_id or "", False)
@@ -193,12 +198,12 @@ async def test_conversations_list_unread_and_previews(gw: Gateway, tmp_path: Pat
         async with httpx.AsyncClient() as http:
             r = await http.get(f"{gw.http}/api/conversations")
             assert r.status_code == 401
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def previews() -> list[dict[str, Any]] | None:
             items = await alice.conversations()
-            if all(i["last"] for i in items) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
+            return items if all(i["last"] for i in items) else None
+
+        items = await eventually(previews, 10, "every conversation's last message", 0.1)
         assert [i["username"] for i in items] == [nc, bob.username]
         assert [i["unread"] for i in items] == [1, 2]
         assert [i["preview"].text for i in items] == ["newest", "two"]
