@@ -3,7 +3,7 @@
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: lock deps install run test lint schemas vectors bench bench-quick bench-profile reliability
+.PHONY: screenshots lock deps install run test lint schemas vectors bench bench-quick bench-profile reliability
 
 deps:  ## Debian and Python packages, only what is missing
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh
@@ -44,3 +44,7 @@ bench-profile: deps  ## where gateway-0 spends its CPU (py-spy); ARGS=persister:
 
 reliability:  ## copy the last test run's reliability report into docs/
 	cp artifacts/reliability.md docs/reliability.md
+
+screenshots:  ## copy the last browser test run's screenshots into docs/screenshots
+	cp artifacts/screenshots/desktop.png artifacts/screenshots/phone-list.png \
+	   artifacts/screenshots/phone-chat.png artifacts/screenshots/conversation.png docs/screenshots/

@@ -4,7 +4,6 @@ ticks through read, typing, presence, and the phone layout (three browser profil
 from __future__ import annotations
 
 import base64
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from playwright.async_api import Browser, BrowserContext, expect
 from support import Gateway, Stack, unique_name
 from webclient import (
     PASSWORD,
-    ROOT,
     Tab,
     conversation_item,
     friend_button,
@@ -220,21 +218,19 @@ async def test_one_socket_badges_notifications_ticks_typing_and_both_widths(
         await alice.locator("#text").press("Enter")
         await expect(message(bob, "first line\nsecond line")).to_be_visible()
 
-        docs = ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, docs / "desktop.png")
+        assert shot.name == "desktop.png"  # `make screenshots` copies them into docs/
         # The same account at phone width: the list, then the conversation, each a screen.
         await alice.page.set_viewport_size({"width": 390, "height": 844})
         await alice.locator("#back").click()
         await expect(alice.locator("#conversations")).to_be_visible()
         await expect(alice.locator("#chat")).to_be_hidden()
-        shutil.copyfile(await screenshot(alice, "phone-list.png"), docs / "phone-list.png")
+        await screenshot(alice, "phone-list.png")
         await friend_button(alice, names["bob"]).click()
         await expect(alice.locator("#conversations")).to_be_hidden()
         composer = await alice.locator("#composer").bounding_box()
         assert composer is not None and composer["y"] + composer["height"] <= 844
         await expect(message(alice, "typing this")).to_be_visible()
-        shutil.copyfile(await screenshot(alice, "phone-chat.png"), docs / "phone-chat.png")
+        await screenshot(alice, "phone-chat.png")
         for tab in tabs.values():
             assert tab.errors == [], tab.errors
     finally:
