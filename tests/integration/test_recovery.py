@@ -16,6 +16,7 @@ import aiormq
 import orjson
 import pymongo
 import pytest
+from reliability import record
 from support import Stack, device_send, eventually, friends, open_device, wait_stored
 
 from broker import Broker
@@ -91,6 +92,11 @@ async def test_persister_stops_for_a_restart_when_duet_persist_is_deleted(
         await sa.send(device_send(a, b, "after-restart"))
         await sa.recv_type("ack")
     assert await wait_stored(mongo, stack.db_name, room, 1) == ["after-restart"]
+    record("test_persister_stops_for_a_restart_when_duet_persist_is_deleted",
+           "duet.persist deleted by hand",
+           "the persister stopped with status 1 (no healing in place); restarted, as its "
+           "supervisor would, it declared the queue again and the next message was stored",
+           exit_status=1, stored_after_restart=1)
 
 
 async def test_gateway_stops_for_a_restart_when_its_queue_is_deleted(stack: Stack) -> None:
@@ -106,8 +112,12 @@ async def test_gateway_stops_for_a_restart_when_its_queue_is_deleted(stack: Stac
             await sa.recv(timeout=10)
         assert getattr(closed.value, "rcvd", None) is not None
         assert closed.value.rcvd.code == 1012  # type: ignore[attr-defined]
-    await eventually(lambda: gw.returncode is not None, 15, "the gateway exits")
+    await eventually(lambda: gw.returncode is not None, 10, "the gateway exits")
     assert gw.returncode == 1
+    record("test_gateway_stops_for_a_restart_when_its_queue_is_deleted",
+           "a gateway's queue deleted by hand",
+           "its sockets closed with 1012 (resume elsewhere) and the gateway stopped with "
+           "status 1 for its supervisor to restart", close_code=1012, exit_status=1)
 
 
 def _node(gw: Any) -> str:
