@@ -14,7 +14,6 @@ from support import (
     close_broker_connections,
     drop_broker_names,
     envelope,
-    eventually,
     friends,
     open_socket,
     proc_cpu_seconds,
@@ -134,88 +133,6 @@ async def test_gateway_sigkill_clients_resume_on_other_without_gap(
            "the receiver's gateway SIGKILLed; sender keeps sending",
            "receiver resumed on the other gateway from its cursor: nothing missing, "
            "nothing twice", sent=300, received=len(ids), distinct=len(set(ids)))
-
-
-async def test_deleted_persist_queue_is_declared_again_by_the_gateway(
-        stack: Stack, mongo: pymongo.MongoClient) -> None:
-    """An operator deletes duet.persist: the services declare it again within their
-    topology check interval and half a second (docs/design.md), the persister consumes it
-    again, and later messages are stored."""
-    import aio_pika
-
-    from contracts import Names
-
-    stack.persister(DUET_TOPOLOGY_CHECK_S="1")
-    gw = stack.gateway(DUET_TOPOLOGY_CHECK_S="1")
-    a, b = await friends(gw)
-    names, room = Names(prefix=stack.prefix), room_id(a.user_id, b.user_id)
-    conn = await aio_pika.connect(stack.amqp_url)
-    async with conn:
-        channel = await conn.channel()
-        await channel.queue_delete(names.persist_queue)
-        t0 = time.monotonic()
-
-        async def consumers() -> int:
-            """Consumers of duet.persist; -1 while it does not exist."""
-            probe = await conn.channel()  # a failed passive declare closes its channel
-            try:
-                queue = await probe.declare_queue(names.persist_queue, passive=True)
-            except aio_pika.exceptions.ChannelClosed:
-                return -1
-            await probe.close()
-            return int(queue.declaration_result.consumer_count or 0)
-
-        async def declared() -> bool:
-            return await consumers() >= 0
-
-        async def consumed() -> bool:  # the persister's own check consumes the new queue
-            return await consumers() > 0
-
-        await eventually(declared, 1 + 0.5, "duet.persist declared again", 0.1)
-        back_after = time.monotonic() - t0
-        await eventually(consumed, 10, "duet.persist consumed again", 0.2)
-    async with open_socket(gw, a, b) as sa:
-        sent = await stream(sa, a, b, [f"q{i}" for i in range(20)])
-    assert len(await wait_stored(mongo, stack.db_name, room, 20)) == 20
-    record("test_deleted_persist_queue_is_declared_again_by_the_gateway",
-           "duet.persist deleted by hand",
-           "the gateway declared it again; later messages stored (messages acked while it "
-           "was missing are not: see README)", redeclared_after_s=round(back_after, 2),
-           sent_after=len(sent.acked), stored=20)
-
-
-async def test_deleted_gateway_queue_is_declared_again_and_live_push_resumes(
-        stack: Stack) -> None:
-    """An operator deletes a gateway's queue: the broker cancels that gateway's consumer;
-    the gateway declares the queue and its room bindings again and consumes, so its
-    sockets get live messages again within a second (docs/design.md)."""
-    import subprocess
-
-    from contracts import Names
-
-    stack.persister()
-    g1, g2 = stack.gateway(), stack.gateway(DUET_NODE="qdel")
-    a, b = await friends(g1)
-    queue = Names(prefix=stack.prefix).gateway_queue("qdel")
-    async with open_socket(g2, b, a) as sb, open_socket(g1, a, b) as sa:
-        await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "-q", "delete_queue", queue],
-                                capture_output=True, timeout=30, check=True)
-        t0, n = time.monotonic(), 0
-        while True:  # each send is acked (duet.persist takes it); is it pushed to b?
-            await sa.send({"type": "send", "id": f"qd{n}", "kind": "text",
-                           "body": envelope(a, b, n)})
-            try:
-                live = await sb.recv_type("message", timeout=0.2)
-                break
-            except TimeoutError:
-                assert time.monotonic() - t0 < 1, "no live message 1 s after the deletion"
-                n += 1
-        recovered_s = time.monotonic() - t0
-        assert recovered_s < 1, f"live again after {recovered_s:.2f} s"
-    record("test_deleted_gateway_queue_is_declared_again_and_live_push_resumes",
-           "a gateway's queue deleted by hand",
-           "the gateway declared it and its bindings again and consumed; live push resumed",
-           sends_until_live=n + 1, first_live=live["id"], recovered_in_s=round(recovered_s, 2))
 
 
 async def test_mongod_down_15s_persister_waits_quietly_then_stores_all(
