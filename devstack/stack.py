@@ -3,7 +3,9 @@
 Startup: RabbitMQ and MongoDB are used when they answer at DUET_AMQP_URL / DUET_MONGO_URL,
 else started (see rabbit.py, mongo.py); a token secret is generated once into the state
 dir; then the services start and the gateways must answer GET /healthz. While running,
-a service that exits ends the stack with ChildDied; `request_stop()` (wired to SIGINT and
+a service that exits is started again, as compose's `restart:` would (the services are
+crash-only: service/crash.py); one that exits more than RESTARTS times within
+RESTART_WINDOW_S ends the stack with ChildDied. `request_stop()` (wired to SIGINT and
 SIGTERM) ends it cleanly. Either way everything this process started is stopped, gateways
 first so no socket is left talking to a stopped persister or database.
 """
@@ -27,6 +29,8 @@ from .rabbit import ensure_rabbit, redact
 from .secret import ensure_token_secret
 
 log = logging.getLogger(__name__)
+RESTARTS = 3  # more exits than this within RESTART_WINDOW_S is a crash loop: give up
+RESTART_WINDOW_S = 60.0
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MONGO_URL = "mongodb://127.0.0.1:27017"
@@ -193,17 +197,29 @@ class Stack:
         print("\n".join(lines), flush=True)
 
     async def _supervise(self) -> None:
-        waits = {asyncio.ensure_future(c.wait()): c for c in self.children}
-        if not waits:
+        if not self.children:
             await asyncio.Event().wait()  # nothing to watch: run until stopped
+        exits: dict[str, list[float]] = {}
+        waits = {asyncio.ensure_future(c.wait()): c for c in self.children}
         try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    child = waits.pop(task)
+                    code = child.returncode if child.returncode is not None else -1
+                    now = asyncio.get_running_loop().time()
+                    recent = [t for t in exits.get(child.name, []) if now - t < RESTART_WINDOW_S]
+                    exits[child.name] = [*recent, now]
+                    if len(recent) >= RESTARTS:
+                        log.error("%s exited with code %s, %s times within %.0f s: stopping",
+                                  child.name, code, len(recent) + 1, RESTART_WINDOW_S)
+                        raise ChildDied(child.name, code, child.log_tail())
+                    log.warning("%s exited with code %s: starting it again", child.name, code)
+                    child.start()
+                    waits[asyncio.ensure_future(child.wait())] = child
         finally:
             for task in waits:
                 task.cancel()
-        child = waits[done.pop()]
-        log.error("%s exited unexpectedly with code %s", child.name, child.returncode)
-        raise ChildDied(child.name, child.returncode if child.returncode is not None else -1)
 
 
 def ensure_dev_certificate(directory: Path, host: str) -> dict[str, str]:

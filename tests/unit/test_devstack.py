@@ -267,6 +267,47 @@ async def test_run_stack_child_exit_raises_child_died(
     assert all(_gone(c.pid) for c in stack.children)
 
 
+@pytest.mark.mongod  # the stack starts a real one
+async def test_run_stack_starts_a_service_that_exits_again(
+    tmp_path: Path, fake_broker: socket.socket
+) -> None:
+    """A service that stops for a restart (service/crash.py exits 1) is started again, as
+    compose's `restart:` would; the stack keeps running."""
+    runs = tmp_path / "runs"
+    once = (f"import sys, time; f = open({str(runs)!r}, 'a'); f.write('x'); f.close()\n"
+            f"if len(open({str(runs)!r}).read()) < 2: time.sleep(1); sys.exit(1)\n"
+            "time.sleep(3600)")
+    stack = Stack(_config(tmp_path, fake_broker), _stand_ins(once))
+    run = asyncio.create_task(stack.run())
+    await asyncio.wait_for(stack.ready.wait(), 30)
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (runs.exists() and len(runs.read_text()) == 2):
+        assert asyncio.get_running_loop().time() < deadline, "not started again"
+        await asyncio.sleep(0.05)
+    assert not run.done() and stack.children[0].alive()
+    stack.request_stop()
+    assert await asyncio.wait_for(run, 30) == 0
+
+
+@pytest.mark.mongod  # the stack starts a real one
+async def test_run_stack_gives_up_on_a_crash_loop(
+    tmp_path: Path, fake_broker: socket.socket
+) -> None:
+    """A service that exits again and again ends the stack with ChildDied."""
+    from devstack.stack import RESTARTS
+
+    stack = Stack(_config(tmp_path, fake_broker),
+                  _stand_ins("import sys, time; time.sleep(1.5); sys.exit(1)"))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ChildDied) as caught:
+        await asyncio.wait_for(stack.run(), 60)
+    assert stack.ready.is_set(), "it died while starting, not in a loop once running"
+    assert (caught.value.name, caught.value.returncode) == ("persister-0", 1)
+    # RESTARTS + 1 runs of 1.5 s each, one after the other.
+    assert asyncio.get_running_loop().time() - started >= 1.5 * (RESTARTS + 1)
+    assert all(_gone(c.pid) for c in stack.children)
+
+
 async def test_run_stack_on_busy_port_fails_clearly(
     tmp_path: Path, listener: socket.socket
 ) -> None:
