@@ -29,14 +29,15 @@ from support import (
 )
 
 from contracts import Names, room_id
-from contracts.events import (
+from contracts.batch import (
     CC_HEADER,
     CURSOR_HEADER,
     ORIGIN_HEADER,
     ROOM_HEADER,
+    Line,
+    encode,
     header_list,
     join_frames,
-    join_lines,
     split_frames,
 )
 from devstack.ports import free_port, port_answers
@@ -108,8 +109,8 @@ async def test_persister_stores_every_frame_and_dead_letters_a_batch_with_a_bad_
         exchange = await channel.get_exchange(names.exchange)
         dead0 = await dead_letters(channel, names)
         for lines in (good, bad):
-            await exchange.publish(aio_pika.Message(
-                join_frames(lines), headers={ORIGIN_HEADER: ["x"] * 3}), f"room.{room}")
+            m = encode([Line(x, room, "x", f"{i:032x}") for i, x in enumerate(lines)])
+            await exchange.publish(aio_pika.Message(m.body, headers=m.headers), m.routing_key)
         await wait_dead_letters(channel, names, dead0 + 1, "the bad batch")
     stored = await wait_stored(mongo, stack.db_name, room, 3)
     await asyncio.sleep(1.0)  # nothing of the bad batch may follow
@@ -143,11 +144,11 @@ async def test_persister_stores_frames_of_each_room_a_message_was_routed_under(
                              frame(a2.user_id, room2, "stray-2", 2)])
         await exchange.publish(aio_pika.Message(stray), f"room.{room1}")
         await wait_dead_letters(channel, names, dead0 + 1, "the frame of an unrouted room")
-        shared = join_frames([frame(a1.user_id, room1, "cc-1", 3),
-                              frame(a2.user_id, room2, "cc-2", 4)])
-        await exchange.publish(aio_pika.Message(shared, headers={
-            CC_HEADER: [f"room.{room2}"], ROOM_HEADER: join_lines([room1, room2])}),
-            f"room.{room1}")
+        shared = encode([Line(frame(a1.user_id, room1, "cc-1", 3), room1, "x", "c1"),
+                         Line(frame(a2.user_id, room2, "cc-2", 4), room2, "x", "c2")])
+        assert shared.headers[CC_HEADER] == [f"room.{room2}"]
+        await exchange.publish(aio_pika.Message(shared.body, headers=shared.headers),
+                               shared.routing_key)
     assert await wait_stored(mongo, stack.db_name, room1, 1) == ["cc-1"]
     assert await wait_stored(mongo, stack.db_name, room2, 1) == ["cc-2"]
 
@@ -305,9 +306,11 @@ async def test_batch_mongodb_cannot_encode_is_dead_lettered_and_writing_goes_on(
         channel = await conn.channel()
         exchange = await channel.get_exchange(names.exchange)
         dead0 = await dead_letters(channel, names)
-        await exchange.publish(aio_pika.Message(frame("nul", 1, {"a\u0000b": 1})),
-                               f"room.{room}")
-        await wait_dead_letters(channel, names, dead0 + 1, "the unencodable batch")
-        await exchange.publish(aio_pika.Message(frame("after", 2, envelope(a, b, 2))),
-                               f"room.{room}")
+        for n, m in enumerate((frame("nul", 1, {"a\u0000b": 1}),
+                               frame("after", 2, envelope(a, b, 2)))):
+            batch = encode([Line(m, room, "x", f"{n:032x}")])
+            await exchange.publish(aio_pika.Message(batch.body, headers=batch.headers),
+                                   batch.routing_key)
+            if n == 0:
+                await wait_dead_letters(channel, names, dead0 + 1, "the unencodable batch")
     assert await wait_stored(mongo, stack.db_name, room, 1) == ["after"]

@@ -19,7 +19,7 @@ from support import Gateway, Stack, eventually, unique_name
 from broker import Broker
 from client import Alert, Client, Event, Message, Receipt, Typing
 from contracts import room_id
-from contracts.events import CURSOR_HEADER, KIND_HEADER, ORIGIN_HEADER
+from contracts.batch import CURSOR_HEADER, KIND_HEADER, ORIGIN_HEADER
 from contracts.routing import message_key
 from service import ServiceSettings
 
