@@ -30,7 +30,7 @@ lint:
 schemas:  ## regenerate contracts/schema/*.json
 	$(PYTHON) -m contracts export contracts/schema
 
-vectors:  ## regenerate contracts/vectors/envelope-v1.json (new random keys)
+vectors:  ## regenerate contracts/vectors/envelope-v2.json (new random keys; v1 stays as it is)
 	$(PYTHON) -m client.vectors
 
 bench-quick: deps  ## every benchmark scenario at small sizes (< 3 min): bench/results/latest.{json,md}

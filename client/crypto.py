@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from contracts.envelope import P256_N
+
 from .errors import CryptoError
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
@@ -152,8 +154,11 @@ def unseal(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
 
 
 def sign(private: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    """ECDSA P-256 / SHA-256 as WebCrypto emits it: 32-byte r then 32-byte s."""
+    """ECDSA P-256 / SHA-256 as WebCrypto emits it, 32-byte r then 32-byte s, with s made
+    low (n - s when s > n/2: the same signature's other valid form), as v2 requires."""
     r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+    if s > P256_N // 2:
+        s = P256_N - s
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 

@@ -1,4 +1,5 @@
-"""Envelope v1: build one, and open one (verify, unwrap, decrypt). No I/O."""
+"""Envelope v1 and v2: build one (v2), and open either (verify, unwrap, decrypt). No I/O.
+What v2 changes is said in contracts.envelope; docs/protocol.md has the bytes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from contracts.envelope import ALG
+from contracts.envelope import ALG, sig_is_canonical
 
 from . import crypto
 from .errors import CryptoError
 
-SIGNING_PREFIX = b"duet-envelope-v1\n"
+SIGNING_PREFIX = {1: b"duet-envelope-v1\n", 2: b"duet-envelope-v2\n"}
+VERSION = 2  # what seal() writes
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,19 @@ class Recipient:
 
 
 def signing_input(envelope: dict[str, Any]) -> bytes:
-    """What the signature covers: every field but `sig`, as canonical JSON."""
-    return SIGNING_PREFIX + crypto.canonical({k: v for k, v in envelope.items() if k != "sig"})
+    """What the signature covers: the version's prefix, then every field but `sig` as
+    canonical JSON."""
+    prefix = SIGNING_PREFIX.get(envelope.get("v"))  # type: ignore[arg-type]
+    if prefix is None:
+        raise CryptoError(f"envelope version {envelope.get('v')!r} is not 1 or 2")
+    return prefix + crypto.canonical({k: v for k, v in envelope.items() if k != "sig"})
 
 
 def envelope_hash(envelope: dict[str, Any]) -> str:
-    """The chain link: base64url SHA-256 of the whole envelope's canonical JSON."""
-    return crypto.b64u(hashlib.sha256(crypto.canonical(envelope)).digest())
+    """The chain link, base64url SHA-256: in v2 of the signing input (what no one but the
+    signer can vary), in v1 of the whole envelope's canonical JSON."""
+    signed = crypto.canonical(envelope) if envelope.get("v") == 1 else signing_input(envelope)
+    return crypto.b64u(hashlib.sha256(signed).digest())
 
 
 def seal(*, room: str, sender: str, device: crypto.DeviceKeys, seq: int, prev: str,
@@ -80,7 +88,7 @@ def seal(*, room: str, sender: str, device: crypto.DeviceKeys, seq: int, prev: s
         raise CryptoError("no recipient keys")
     key, iv = crypto.new_content_key()
     envelope: dict[str, Any] = {
-        "v": 1, "alg": ALG, "room": room, "sender": sender, "from": device.kid,
+        "v": VERSION, "alg": ALG, "room": room, "sender": sender, "from": device.kid,
         "seq": seq, "prev": prev, "kind": kind,
         "keys": [{"kid": r.kid, "wk": crypto.b64u(crypto.wrap(r.key, key))}
                  for r in sorted(recipients, key=lambda r: r.kid)],
@@ -92,11 +100,14 @@ def seal(*, room: str, sender: str, device: crypto.DeviceKeys, seq: int, prev: s
 
 
 def verify_signature(envelope: dict[str, Any], public: ec.EllipticCurvePublicKey) -> bool:
+    """The signature verifies, and in v2 is in its one canonical low-s form."""
+    sig = str(envelope.get("sig", ""))
+    if envelope.get("v") != 1 and not sig_is_canonical(sig):
+        return False
     try:
-        signature = crypto.unb64u(str(envelope.get("sig", "")))
+        return crypto.verify(public, signing_input(envelope), crypto.unb64u(sig))
     except CryptoError:
         return False
-    return crypto.verify(public, signing_input(envelope), signature)
 
 
 def open_content(envelope: dict[str, Any], device: crypto.DeviceKeys) -> Content:

@@ -1,9 +1,10 @@
-"""`python -m client.vectors [PATH]`: write envelope v1 test vectors for other clients.
+"""`python -m client.vectors [PATH]`: write envelope v2 test vectors for other clients.
 
 Fixed key pairs (private keys included: test keys only), envelopes made with them, and what
 a conforming client must get out of each: the plaintext, the signature verdict, the chain
-links and the safety number. The suite checks the committed file (tests/unit/test_vectors.py)
-and the browser client proves itself against the same file.
+links and the safety number. The suite checks the committed files (tests/unit/test_vectors.py)
+and the browser client proves itself against the same files. envelope-v1.json, written by an
+earlier version of this module, stays committed: v1 envelopes must stay readable.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from contracts.envelope import P256_N
+
 from . import crypto
 from .envelope import Content, Recipient, envelope_hash, seal, signing_input
 
-DEFAULT_PATH = (Path(__file__).resolve().parent.parent / "contracts" / "vectors"
-                / "envelope-v1.json")
+VECTORS_DIR = Path(__file__).resolve().parent.parent / "contracts" / "vectors"
+DEFAULT_PATH = VECTORS_DIR / "envelope-v2.json"
 ALICE, BOB = "64b0a1e1f00d000000000a11", "64b0a1e1f00d000000000b0b"
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -59,13 +62,26 @@ def build() -> dict[str, Any]:
             "hash": envelope_hash(env),
         })
         prev = envelope_hash(env)
-    tampered = copy.deepcopy(cases[0]["envelope"])
+    first = cases[0]["envelope"]
+    tampered = copy.deepcopy(first)
     tampered["ct"] = ("A" if tampered["ct"][0] != "A" else "B") + tampered["ct"][1:]
-    cases.append({"name": "tampered-ciphertext", "envelope": tampered, "signer": "alice",
-                  "signature_valid": False, "readers": []})
+    # The same signature in the forms v2 refuses (each verifies as ECDSA, and each left
+    # v1's chain link different): s replaced by n - s, and the 4 spare bits of the last
+    # base64url digit set.
+    raw = crypto.unb64u(first["sig"])
+    high_s = {**first, "sig": crypto.b64u(raw[:32] + (P256_N - int.from_bytes(raw[32:], "big"))
+                                          .to_bytes(32, "big"))}
+    last = first["sig"][-1]
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    reencoded = {**first, "sig": first["sig"][:-1] + digits[digits.index(last) | 1]}
+    assert crypto.unb64u(reencoded["sig"]) == raw
+    for name, env in (("tampered-ciphertext", tampered), ("high-s-signature", high_s),
+                      ("re-encoded-signature", reencoded)):
+        cases.append({"name": name, "envelope": env, "signer": "alice",
+                      "signature_valid": False, "readers": []})
     return {
-        "version": 1,
-        "note": "Test keys only. Envelope v1 as documented in the README.",
+        "version": 2,
+        "note": "Test keys only. Envelope v2 as documented in docs/protocol.md.",
         "room": room,
         "devices": {"alice": _device(ALICE, alice), "bob": _device(BOB, bob)},
         "cases": cases,

@@ -1,10 +1,17 @@
-"""Envelope v1: the outer shape the servers check. Its contents stay opaque to them.
+"""Envelope v1 and v2: the outer shape the servers check. Its contents stay opaque to them.
 
 A fresh AES-256-GCM key per message, wrapped with RSA-OAEP-256 for every live device of
 the recipient and of the sender, signed (ECDSA P-256, SHA-256, raw r||s) by the sending
 device over the canonical JSON of every other field. `seq` and `prev` chain one device's
 envelopes in one room, so a receiver can tell a dropped, reordered or replayed message.
-The README documents it byte by byte; client.envelope implements it.
+docs/protocol.md documents it byte by byte; client.envelope implements it.
+
+v2 is v1 with two rules that leave no one but the signer a choice of bytes: the signature
+is low-s (s <= n/2) and canonical base64url (`sig_is_canonical`), and the chain link is
+the SHA-256 of the signing input, not of the whole envelope, so nothing outside the
+signature can change a link. (In v1 a server could re-encode a signature, or replace s
+with n - s, and the signature still verified while the link changed: a false fork or
+replay alert.) Clients write v2; v1 envelopes stay readable.
 
 Four kinds travel in it. `text` and `image` are messages: links of the sending device's
 chain in the room (`seq` from 1). `receipt` (delivered / read up to a cursor) and `typing`
@@ -26,6 +33,24 @@ SIGNAL_KINDS = ("receipt", "typing")
 MAX_SIGNAL_BYTES = 512  # plaintext of a receipt or a typing signal
 
 B64U = r"^[A-Za-z0-9_-]*$"
+VERSIONS = (1, 2)
+# The order of P-256's group: a v2 signature's s is at most half of it.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_B64U_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def sig_is_canonical(sig: str) -> bool:
+    """A v2 signature: 86 base64url digits whose 4 spare bits are zero (the one encoding of
+    64 bytes), and r||s with 0 < s <= n/2 (the one of the two valid s values)."""
+    if len(sig) != 86 or any(c not in _B64U_DIGITS for c in sig):
+        return False
+    value = 0
+    for c in sig:
+        value = value << 6 | _B64U_DIGITS.index(c)
+    if value & 0xF:
+        return False
+    s = (value >> 4) & ((1 << 256) - 1)
+    return 0 < s <= P256_N // 2
 Fingerprint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 B64 = Annotated[str, StringConstraints(pattern=B64U)]
 
@@ -40,7 +65,7 @@ class WrappedKey(BaseModel):
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    v: Literal[1]
+    v: Literal[1, 2]
     alg: Literal["RSA-OAEP-256+A256GCM+ES256"]
     room: str
     sender: str
@@ -56,6 +81,8 @@ class Envelope(BaseModel):
 
     @model_validator(mode="after")
     def _chain(self) -> Envelope:
+        if self.v == 2 and not sig_is_canonical(self.sig):
+            raise ValueError("a v2 signature is low-s r||s in canonical base64url")
         if self.kind in SIGNAL_KINDS:
             if self.seq != 0 or self.prev:
                 raise ValueError("a receipt or typing signal has seq 0 and prev \"\"")

@@ -100,9 +100,42 @@ export async function unseal(raw, iv, ciphertext) {
   return new Uint8Array(await subtle.decrypt({ name: AES_GCM, iv }, key, ciphertext));
 }
 
-/** ECDSA P-256 / SHA-256: WebCrypto's native format is 32-byte r then 32-byte s. */
+// The order of P-256's group; a v2 signature's s is at most half of it.
+const P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n;
+
+function toBigInt(raw) {
+  let n = 0n;
+  for (const b of raw) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+function fromBigInt(n, length) {
+  const out = new Uint8Array(length);
+  for (let i = length - 1; i >= 0; i -= 1) { out[i] = Number(n & 0xFFn); n >>= 8n; }
+  return out;
+}
+
+/**
+ * ECDSA P-256 / SHA-256: WebCrypto's native format is 32-byte r then 32-byte s. s is made
+ * low (n - s when s > n/2: the same signature's other valid form), as envelope v2 requires.
+ */
 export async function sign(sigPrivate, data) {
-  return new Uint8Array(await subtle.sign(ECDSA_SHA256, sigPrivate, data));
+  const raw = new Uint8Array(await subtle.sign(ECDSA_SHA256, sigPrivate, data));
+  const s = toBigInt(raw.subarray(32));
+  if (s > P256_N / 2n) raw.set(fromBigInt(P256_N - s, 32), 32);
+  return raw;
+}
+
+/**
+ * A v2 signature (contracts/envelope.py sig_is_canonical): 86 base64url digits whose 4
+ * spare bits are zero (the one encoding of 64 bytes), and 0 < s <= n/2.
+ */
+export function sigIsCanonical(sig) {
+  if (typeof sig !== 'string' || !/^[A-Za-z0-9_-]{86}$/.test(sig)) return false;
+  const raw = unb64u(sig);
+  if (b64u(raw) !== sig) return false;
+  const s = toBigInt(raw.subarray(32));
+  return s > 0n && s <= P256_N / 2n;
 }
 
 export async function verify(sigPublic, data, signature) {

@@ -13,7 +13,8 @@ export {
 } from './crypto.js';
 
 export const ALG = 'RSA-OAEP-256+A256GCM+ES256';
-export const SIGNING_PREFIX = 'duet-envelope-v1\n';
+export const SIGNING_PREFIX = { 1: 'duet-envelope-v1\n', 2: 'duet-envelope-v2\n' };
+export const VERSION = 2; // what sealEnvelope writes; v1 stays readable (contracts/envelope.py)
 export const TEXT_MIME = 'text/plain;charset=utf-8';
 
 export class EnvelopeError extends Error {
@@ -51,16 +52,22 @@ export function decodePlaintext(raw) {
   return { meta, data: raw.slice(4 + n) };
 }
 
-/** What the signature covers: "duet-envelope-v1\n" + canonical JSON of all but `sig`. */
+/** What the signature covers: the version's prefix + canonical JSON of all but `sig`. */
 export function signingInput(envelope) {
+  const prefix = Object.hasOwn(SIGNING_PREFIX, envelope.v) ? SIGNING_PREFIX[envelope.v] : null;
+  if (prefix === null) throw new EnvelopeError('malformed', 'not an envelope v1 or v2');
   const unsigned = {};
   for (const [k, v] of Object.entries(envelope)) if (k !== 'sig') unsigned[k] = v;
-  return concat(utf8(SIGNING_PREFIX), canonicalBytes(unsigned));
+  return concat(utf8(prefix), canonicalBytes(unsigned));
 }
 
-/** The chain link: base64url SHA-256 of the whole envelope's canonical JSON. */
+/**
+ * The chain link, base64url SHA-256: in v2 of the signing input (what no one but the
+ * signer can vary), in v1 of the whole envelope's canonical JSON.
+ */
 export async function envelopeHash(envelope) {
-  return b64u(await crypto.sha256(canonicalBytes(envelope)));
+  const signed = envelope.v === 1 ? canonicalBytes(envelope) : signingInput(envelope);
+  return b64u(await crypto.sha256(signed));
 }
 
 /**
@@ -75,7 +82,7 @@ export async function sealEnvelope({ room, sender, device, seq, prev, kind, meta
   const keys = [];
   for (const r of sorted) keys.push({ kid: r.kid, wk: b64u(await crypto.wrap(r.key, contentKey)) });
   const envelope = {
-    v: 1, alg: ALG, room, sender, from: device.kid, seq, prev, kind, keys,
+    v: VERSION, alg: ALG, room, sender, from: device.kid, seq, prev, kind, keys,
     iv: b64u(iv),
     ct: b64u(await crypto.seal(contentKey, iv, encodePlaintext(meta, data))),
   };
@@ -83,10 +90,12 @@ export async function sealEnvelope({ room, sender, device, seq, prev, kind, meta
   return envelope;
 }
 
-/** True when `sig` is the sending device's signature over the envelope. */
+/** True when `sig` is the sending device's signature over the envelope (in v2, in its
+ * one canonical low-s form). */
 export async function verifySignature(envelope, sigPublic) {
   let signature;
   let input;
+  if (envelope.v !== 1 && !crypto.sigIsCanonical(envelope.sig)) return false;
   try {
     signature = unb64u(String(envelope.sig ?? ''));
     input = signingInput(envelope);

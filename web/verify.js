@@ -34,8 +34,8 @@ function refuse(kind, detail) {
 /** The frame's shape and addressing, before any key is needed: an alert or null. */
 function addressFault(frame, { room, members }) {
   const env = frame.body;
-  if (!env || typeof env !== 'object' || env.v !== 1 || env.alg !== ALG) {
-    return { kind: 'malformed', detail: 'this is not an envelope v1' };
+  if (!env || typeof env !== 'object' || (env.v !== 1 && env.v !== 2) || env.alg !== ALG) {
+    return { kind: 'malformed', detail: 'this is not an envelope v1 or v2' };
   }
   if (!Object.hasOwn(members, frame.sender)) {
     return { kind: 'mismatch', detail: 'it comes from someone outside this conversation' };

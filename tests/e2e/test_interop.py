@@ -1,4 +1,5 @@
-"""The browser's envelope v1 against the Python SDK's: live, in history, and on the vectors."""
+"""The browser's envelope (v2, and v1 which stays readable) against the Python SDK's: live,
+in history, and on the vectors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, expect
 from support import Gateway, unique_name
@@ -30,10 +32,10 @@ from webclient import (
 
 from client import Client, crypto
 from client.envelope import envelope_hash, open_content, signing_input, verify_signature
-from client.vectors import DEFAULT_PATH
+from client.vectors import VECTORS_DIR
 from contracts.envelope import Envelope
 
-VECTORS = json.loads(DEFAULT_PATH.read_text())
+FILES = {v: json.loads((VECTORS_DIR / f"envelope-v{v}.json").read_text()) for v in (1, 2)}
 PASS = "sdk passphrase"
 SAFETY_NUMBER = re.compile(r"^(\d{5} ){11}\d{5}$")
 
@@ -74,23 +76,33 @@ VECTORS_JS = """async (v) => {
   out.sealed = await m.sealEnvelope({room: v.room, sender: a.user, device: dev.alice, seq: 4,
     prev: last.hash, kind: 'text', meta: {mime: m.TEXT_MIME},
     data: m.utf8('sealed in the browser — ünïcödé ✓'), recipients});
+  // WebCrypto's s is high half the time: every one the page makes must be the low one.
+  out.sigs = [];
+  for (let i = 0; i < 16; i += 1) {
+    const more = await m.sealEnvelope({room: v.room, sender: a.user, device: dev.alice, seq: 5 + i,
+      prev: last.hash, kind: 'text', meta: {mime: m.TEXT_MIME}, data: m.utf8(`n${i}`), recipients});
+    out.sigs.push(more.sig);
+  }
   out.canonical = m.canonical({b: [1, 'é', {z: null, a: true, y: false}],
     a: 'x\\u2028\\n"\\\\\\u0001', 'é': -7, '\\ud83d\\ude00': 2, '\\uffff': 3, '': []});
   return out;
 }"""
 
 
-def _device(name: str) -> crypto.DeviceKeys:
-    d = VECTORS["devices"][name]
+def _device(name: str, version: int = 2) -> crypto.DeviceKeys:
+    d = FILES[version]["devices"][name]
     return crypto.DeviceKeys(
         serialization.load_pem_private_key(d["enc_private_pkcs8_pem"].encode(), None),
         serialization.load_pem_private_key(d["sig_private_pkcs8_pem"].encode(), None))
 
 
-async def test_verify_envelope_vectors_in_browser_matches_python(gw: Gateway,
-                                                                  browser: Browser) -> None:
-    """The page's envelope module verifies, hashes and opens every committed vector as the
-    SDK does, computes the same safety number, and seals an envelope the SDK opens."""
+@pytest.mark.parametrize("version", [1, 2])
+async def test_verify_envelope_vectors_in_browser_matches_python(gw: Gateway, browser: Browser,
+                                                                  version: int) -> None:
+    """The page's envelope module verifies, hashes and opens every committed vector (v2, and
+    v1 which stays readable) as the SDK does, computes the same safety number, and seals a
+    v2 envelope, always with a low-s signature, that the SDK opens."""
+    VECTORS = FILES[version]
     tab = await open_tab(browser, gw.http)
     out: dict[str, Any] = await tab.page.evaluate(VECTORS_JS, VECTORS)
 
@@ -101,8 +113,11 @@ async def test_verify_envelope_vectors_in_browser_matches_python(gw: Gateway,
     for case, got in zip(VECTORS["cases"], out["cases"], strict=True):
         assert got["valid"] is case["signature_valid"], case["name"]
         if not case["signature_valid"]:
-            assert got["readers"] == {"alice": {"error": "undecryptable"},
-                                      "bob": {"error": "undecryptable"}}
+            if case["name"] == "tampered-ciphertext":
+                assert got["readers"] == {"alice": {"error": "undecryptable"},
+                                          "bob": {"error": "undecryptable"}}
+            else:  # a signature form v2 refuses: the link is the original's all the same
+                assert got["hash"] == VECTORS["cases"][0]["hash"]
             continue
         assert got["signingInput"] == case["signing_input_b64u"]
         assert got["hash"] == case["hash"]
@@ -119,11 +134,13 @@ async def test_verify_envelope_vectors_in_browser_matches_python(gw: Gateway,
     alice_sig = crypto.load_ec_public(VECTORS["devices"]["alice"]["sig_spki"])
     assert verify_signature(sealed, alice_sig)
     assert sealed["prev"] == VECTORS["cases"][2]["hash"] and sealed["seq"] == 4
+    for sig in out["sigs"]:
+        Envelope.model_validate({**sealed, "sig": sig})  # low-s, canonical: or it raises
     for reader in ("alice", "bob"):
-        content = open_content(sealed, _device(reader))
+        content = open_content(sealed, _device(reader, version))
         assert content.as_text() == "sealed in the browser — ünïcödé ✓"
         assert content.meta == {"mime": "text/plain;charset=utf-8"}
-    assert signing_input(sealed).startswith(b"duet-envelope-v1\n{")
+    assert sealed["v"] == 2 and signing_input(sealed).startswith(b"duet-envelope-v2\n{")
     assert envelope_hash(sealed)
 
     # Canonical JSON: key order by code point (U+FFFF before U+1F600), escapes as Python's.

@@ -3,7 +3,7 @@ arrives) and outbox.js (what a send's replies mean, pending sends and their retr
 
 web/ is served as it is by a plain HTTP server on 127.0.0.1 (a secure context, so WebCrypto
 works; no broker, no database), a blank page imports the modules, and each test asks for
-verdicts on good and bad inputs built from the shared envelope v1 vectors
+verdicts on good and bad inputs built from the shared envelope vectors (v2)
 (contracts/vectors/, the same file tests/unit/test_vectors.py runs through the SDK).
 """
 
@@ -216,8 +216,9 @@ async def test_verify_frame_unknown_key_refused(page: Page) -> None:
 
 
 async def test_verify_frame_misaddressed_and_malformed_refused(page: Page) -> None:
-    """Outside the room, another room, sender or kind: mismatch; not envelope v1 or chain fields
-    out of range: malformed; and no key is asked for a frame refused before its signature."""
+    """Outside the room, another room, sender or kind: mismatch; not envelope v1 or v2, or
+    chain fields out of range: malformed; and no key is asked for a frame refused before its
+    signature."""
     out = await run(page, """
       const env = u.cases['alice-1-text'];
       const frames = {
@@ -225,7 +226,7 @@ async def test_verify_frame_misaddressed_and_malformed_refused(page: Page) -> No
         room: u.frame(env, 'x', {room: 'a.b'}),
         sender: u.frame(env, 'x', {sender: u.v.devices.bob.user}),
         kind: u.frame(env, 'x', {kind: 'image'}),
-        version: u.frame({...u.copy(env), v: 2}),
+        version: u.frame({...u.copy(env), v: 3}),
         alg: u.frame({...u.copy(env), alg: 'none'}),
         body: u.frame(env, 'x', {body: 'not an object'}),
       };

@@ -46,8 +46,27 @@ def token(user: User, **claims: Any) -> str:
 
 
 # --- frames on an open, authenticated socket -------------------------------------------
+def v2_signatures() -> tuple[str, str]:
+    """A signature's two forms envelope v2 refuses: high s, and low s re-encoded (a spare
+    bit of the last base64url digit set)."""
+    import base64
+    import secrets
+
+    from contracts.envelope import P256_N
+
+    def b64u(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    r = secrets.token_bytes(32)
+    high = b64u(r + (P256_N - 7).to_bytes(32, "big"))
+    low = b64u(r + (7).to_bytes(32, "big"))
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return high, low[:-1] + digits[digits.index(low[-1]) | 1]
+
+
 def frame_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
     env = envelope(a, b)
+    high_s, reencoded = v2_signatures()
     return [
         (Case("malformed JSON", "error bad_json"), "{not json"),
         (Case("binary frame", "error binary_frame"), b"\x00\xff"),
@@ -68,6 +87,10 @@ def frame_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
          {"type": "send", "id": "bs", "kind": "text", "body": "plain text!"}),
         (Case("envelope with an extra field", "error invalid_frame"),
          {"type": "send", "id": "ef", "kind": "text", "body": {**env, "plaintext": "x"}}),
+        (Case("v2 envelope with a high-s signature", "error invalid_frame"),
+         {"type": "send", "id": "hs", "kind": "text", "body": {**env, "v": 2, "sig": high_s}}),
+        (Case("v2 envelope with a re-encoded signature", "error invalid_frame"),
+         {"type": "send", "id": "re", "kind": "text", "body": {**env, "v": 2, "sig": reencoded}}),
         (Case("envelope for another room", "error envelope_mismatch"),
          {"type": "send", "id": "or", "kind": "text", "body": envelope(a, c)}),
         (Case("envelope claiming another sender", "error envelope_mismatch"),

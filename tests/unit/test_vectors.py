@@ -1,4 +1,5 @@
-"""The committed envelope v1 test vectors open, verify and chain as they say."""
+"""The committed envelope test vectors (v2, and v1 which stays readable) open, verify and
+chain as they say; v2's signature rule is the gateway's too."""
 
 from __future__ import annotations
 
@@ -10,57 +11,87 @@ from cryptography.hazmat.primitives import serialization
 from client import crypto
 from client.envelope import envelope_hash, open_content, signing_input, verify_signature
 from client.errors import CryptoError
-from client.vectors import DEFAULT_PATH
+from client.vectors import VECTORS_DIR
+from contracts.envelope import Envelope
 
-VECTORS = json.loads(DEFAULT_PATH.read_text())
+FILES = {v: json.loads((VECTORS_DIR / f"envelope-v{v}.json").read_text()) for v in (1, 2)}
+CASES = [(v, c) for v, f in FILES.items() for c in f["cases"]]
 
 
-def device(name: str) -> crypto.DeviceKeys:
-    d = VECTORS["devices"][name]
+def device(name: str, version: int) -> crypto.DeviceKeys:
+    d = FILES[version]["devices"][name]
     return crypto.DeviceKeys(
         serialization.load_pem_private_key(d["enc_private_pkcs8_pem"].encode(), None),
         serialization.load_pem_private_key(d["sig_private_pkcs8_pem"].encode(), None))
 
 
-@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
-def test_vector_case_opens_as_expected(case: dict) -> None:
+@pytest.mark.parametrize(("version", "case"), CASES,
+                         ids=[f"v{v}-{c['name']}" for v, c in CASES])
+def test_vector_case_opens_as_expected(version: int, case: dict) -> None:
     """Signature verdict, signing input, hash and plaintext match the vector."""
     env = case["envelope"]
-    signer = crypto.load_ec_public(VECTORS["devices"][case["signer"]]["sig_spki"])
+    assert env["v"] == version
+    signer = crypto.load_ec_public(FILES[version]["devices"][case["signer"]]["sig_spki"])
     assert verify_signature(env, signer) is case["signature_valid"]
     if not case["signature_valid"]:
-        with pytest.raises(CryptoError):
-            open_content(env, device("bob"))
+        if case["name"] == "tampered-ciphertext":
+            with pytest.raises(CryptoError):
+                open_content(env, device("bob", version))
         return
     assert crypto.b64u(signing_input(env)) == case["signing_input_b64u"]
     assert envelope_hash(env) == case["hash"]
     for reader in case["readers"]:
-        content = open_content(env, device(reader))
+        content = open_content(env, device(reader, version))
         assert content.meta == case["plaintext_meta"]
         assert crypto.b64u(content.data) == case["plaintext_data_b64u"]
 
 
-def test_vector_chain_links_each_envelope_to_the_previous() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_vector_chain_links_each_envelope_to_the_previous(version: int) -> None:
     """Each of alice's envelopes names the hash of the one before it."""
-    valid = [c for c in VECTORS["cases"] if c["signature_valid"]]
+    valid = [c for c in FILES[version]["cases"] if c["signature_valid"]]
     assert [c["envelope"]["seq"] for c in valid] == [1, 2, 3]
     assert valid[0]["envelope"]["prev"] == ""
     for before, after in zip(valid, valid[1:], strict=False):
         assert after["envelope"]["prev"] == before["hash"]
 
 
-def test_vector_safety_number_matches() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_vector_safety_number_matches(version: int) -> None:
     """Both sides' safety number is the committed one."""
-    a, b = VECTORS["devices"]["alice"], VECTORS["devices"]["bob"]
+    vectors = FILES[version]
+    a, b = vectors["devices"]["alice"], vectors["devices"]["bob"]
     assert crypto.safety_number(a["user"], [(a["kid"], a["sid"])],
-                                b["user"], [(b["kid"], b["sid"])]) == VECTORS["safety_number"]
+                                b["user"], [(b["kid"], b["sid"])]) == vectors["safety_number"]
     assert crypto.safety_number(b["user"], [(b["kid"], b["sid"])],
-                                a["user"], [(a["kid"], a["sid"])]) == VECTORS["safety_number"]
+                                a["user"], [(a["kid"], a["sid"])]) == vectors["safety_number"]
 
 
-def test_vector_devices_match_their_fingerprints() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_vector_devices_match_their_fingerprints(version: int) -> None:
     """kid and sid are the SHA-256 fingerprints of the published SPKIs."""
     for name in ("alice", "bob"):
-        d, keys = VECTORS["devices"][name], device(name)
+        d, keys = FILES[version]["devices"][name], device(name, version)
         assert (keys.kid, keys.sid, keys.enc_spki, keys.sig_spki) == (
             d["kid"], d["sid"], d["enc_spki"], d["sig_spki"])
+
+
+def test_v2_signature_forms_are_refused_by_the_gateway_and_change_no_link() -> None:
+    """The high-s and re-encoded forms of a valid v2 signature verify as plain ECDSA, but
+    the gateway's shape check refuses them, and the chain link (over the signing input)
+    is the same as the original's: a server that re-encodes causes no false fork."""
+    v2 = {c["name"]: c for c in FILES[2]["cases"]}
+    good = v2["alice-1-text"]
+    signer = crypto.load_ec_public(FILES[2]["devices"]["alice"]["sig_spki"])
+    Envelope.model_validate(good["envelope"])
+    for name in ("high-s-signature", "re-encoded-signature"):
+        env = v2[name]["envelope"]
+        assert crypto.verify(signer, signing_input(env), crypto.unb64u(env["sig"]))
+        with pytest.raises(ValueError, match="low-s"):
+            Envelope.model_validate(env)
+        assert envelope_hash(env) == good["hash"]
+    # Every signature this SDK makes is the low-s one.
+    keys = device("alice", 2)
+    for i in range(64):
+        sig = crypto.b64u(crypto.sign(keys.sig, b"%d" % i))
+        assert Envelope.model_validate({**good["envelope"], "sig": sig})
