@@ -5,6 +5,7 @@
     ├── ApiError            the server answered a REST call with a problem (status, code)
     ├── SendError           a send was refused (error frame) or not acknowledged in time
     └── ConfigError         no profile, no passphrase, a missing friend
+        └── InsecureServer  plain http:// or ws:// to a server off this machine (transport.py)
 """
 
 from __future__ import annotations
@@ -38,3 +39,16 @@ class SendError(DuetError):
 
 class ConfigError(DuetError):
     pass
+
+
+class InsecureServer(ConfigError):
+    """A plain http:// or ws:// server URL whose host is not loopback, without `flag`."""
+
+    def __init__(self, url: str, flag: str) -> None:
+        super().__init__(url, flag)
+        self.url, self.flag = url, flag
+
+    def __str__(self) -> str:
+        return (f"refusing {self.url}: unencrypted to a host that is not this machine, so "
+                f"anyone on the network could read the password and the token; use https://, "
+                f"or {self.flag} to allow it")

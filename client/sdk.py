@@ -43,6 +43,7 @@ from .signals import (
     receipt_content,
     typing_content,
 )
+from .transport import check_server_url
 
 MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
@@ -76,12 +77,16 @@ class _Directory:
 class Client:
     def __init__(self, url: str | None = None, *, home: Path | str | None = None,
                  passphrase: str | None = None, rsa_bits: int = 2048,
-                 max_text: int = MAX_TEXT, max_image: int = MAX_IMAGE) -> None:
+                 max_text: int = MAX_TEXT, max_image: int = MAX_IMAGE,
+                 insecure: bool = False) -> None:
+        """`insecure=True` allows a plain http:// URL to a host that is not loopback
+        (transport.py); without it such a URL raises InsecureServer."""
         self.profile = Profile(Path(home) if home else default_home())
         account = self.profile.account()
         self.url = (url or account.get("server") or "").rstrip("/")
         if not self.url:
             raise ConfigError("no server URL: pass one, or log in first")
+        check_server_url(self.url, insecure=insecure)
         self._passphrase = passphrase
         self._rsa_bits = rsa_bits
         self.max_text, self.max_image = max_text, max_image

@@ -88,7 +88,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, hub=hub, presence=presence,
                 publisher=publisher,
-                passwords=Passwords(settings), tokens=Tokens(settings),
+                passwords=Passwords(settings, metrics.password_hashes),
+                tokens=Tokens(settings),
                 clock=CursorClock(settings.node),
                 limits={"text": ct_limit(settings.max_text_bytes),
                         "image": ct_limit(settings.max_image_bytes),
@@ -111,8 +112,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await mongo.close()
             log.info("gateway %s stopped", settings.node)
 
+    # The API's map is for developers, not for every visitor: off unless DUET_API_DOCS.
+    docs = settings.api_docs
     app = FastAPI(title="duet gateway", version="1", lifespan=lifespan,
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  docs_url="/api/docs" if docs else None,
+                  openapi_url="/api/openapi.json" if docs else None, redoc_url=None)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_rest_bytes)
     app.include_router(accounts.router)

@@ -8,6 +8,7 @@ import time
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from prometheus_client import Counter
 
 from contracts import is_user_id
 
@@ -19,24 +20,28 @@ _AUDIENCE = "duet"
 
 
 class Passwords:
-    """argon2id hashing off the event loop; unknown users cost the same as wrong passwords."""
+    """argon2id hashing off the event loop, each run counted in `computed` ("hash" or
+    "verify"). Callers run it only for a password worth checking: a free username at
+    registration, a known user at login (docs/security.md says what that reveals)."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, computed: Counter | None = None) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
             parallelism=1,
         )
-        self._dummy = self._hasher.hash("duet-timing-equaliser")
+        self._hashed = computed.labels("hash") if computed is not None else None
+        self._verified = computed.labels("verify") if computed is not None else None
 
     async def hash(self, password: str) -> str:
+        if self._hashed is not None:
+            self._hashed.inc()
         return await asyncio.to_thread(self._hasher.hash, password)
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
-        """Check password; with no stored hash, burn the same time and fail."""
+    async def verify(self, stored_hash: str, password: str) -> bool:
+        if self._verified is not None:
+            self._verified.inc()
         try:
-            return await asyncio.to_thread(
-                self._hasher.verify, stored_hash or self._dummy, password
-            ) and stored_hash is not None
+            return await asyncio.to_thread(self._hasher.verify, stored_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -28,6 +28,9 @@ class GatewayMetrics:
         self.errors = Counter("duet_gateway_errors_total",
                               "Error frames and refusing close codes, by code", ["code"],
                               registry=r)
+        self.password_hashes = Counter("duet_gateway_password_hashes_total",
+                                       "argon2id computations, by op (hash, verify)", ["op"],
+                                       registry=r)
         self.out_message = self.frames_out.labels("message")
         # Label children looked up once, not per frame (labels() takes a lock and hashes).
         self._children: dict[tuple[int, str], Counter] = {}

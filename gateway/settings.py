@@ -76,6 +76,9 @@ class GatewaySettings(ServiceSettings):
     login_failures_per_ip: int = Field(50, ge=1, description="Per 15 minutes.")
     forwarded_allow_ips: str = Field(
         "127.0.0.1", description="Proxies whose X-Forwarded-For names the client address.")
+    api_docs: bool = Field(
+        False, description="Serve the OpenAPI document and its page (/api/openapi.json, "
+                           "/api/docs); off, both answer 404.")
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19 * 1024, ge=8 * 1024)
 

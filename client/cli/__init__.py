@@ -1,7 +1,7 @@
 """The `duet` command line, over the SDK: one device profile per home directory.
 
-    duet [--server URL] [--home DIR] [--json] [--passphrase-file PATH] [--password-stdin]
-         COMMAND ...
+    duet [--server URL] [--insecure] [--home DIR] [--json] [--passphrase-file PATH]
+         [--password-stdin] COMMAND ...
 
     register USERNAME            create an account; this home becomes its first device
     login USERNAME               log in; a new home is a new device (keys made and published)
@@ -18,7 +18,10 @@ The operators' audit of the broker's stream is another command, `duet-admin audi
 (admin/): nothing here talks to RabbitMQ or MongoDB.
 
 Secrets never come from arguments (session.py says where they do come from) and no secret
-is ever printed. Output: human lines, or with --json one JSON object per line on stdout;
+is ever printed. A plain http:// server that is not this machine is refused (exit 1) unless
+--insecure is given (client/transport.py).
+
+Output: human lines, or with --json one JSON object per line on stdout;
 notes such as "listening to ..." on stderr. Errors: one line `duet: error: ...` on stderr.
 Exit codes: 0 done, 1 error, 2 usage, 130 interrupted.
 

@@ -45,7 +45,8 @@ async def cmd_register(s: Session) -> int:
     url = s.new_login_url(username)
     password = s.password(username, new=True)
     passphrase = s.passphrase(new=not s.profile.has_device())
-    async with Client(url, home=s.home, passphrase=passphrase) as client:
+    async with Client(url, home=s.home, passphrase=passphrase,
+                      insecure=s.insecure) as client:
         if s.profile.has_device():
             await asyncio.to_thread(lambda: client.device)  # a wrong passphrase fails here
         user_id = await client.register(username, password)
@@ -63,7 +64,8 @@ async def cmd_login(s: Session) -> int:
     password = s.password(username)
     new_device = not s.profile.has_device()
     passphrase = s.passphrase(new=new_device)
-    async with Client(url, home=s.home, passphrase=passphrase) as client:
+    async with Client(url, home=s.home, passphrase=passphrase,
+                      insecure=s.insecure) as client:
         if not new_device:
             await asyncio.to_thread(lambda: client.device)  # a wrong passphrase fails here
         await client.login(username, password)

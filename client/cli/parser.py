@@ -54,6 +54,10 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument("--password-stdin", action="store_true", default=default(False),
                         help="read the account password from the first line of stdin "
                              "(else $DUET_PASSWORD, else a prompt)")
+    parser.add_argument("--insecure", action="store_true", default=default(False),
+                        help="allow plain http:// to a server that is not this machine "
+                             "(loopback): anyone on the network can then read the password "
+                             "and the token")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
                         help="log what the client does on stderr")
 

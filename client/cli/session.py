@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..profile import Profile, default_home
 from ..sdk import Client
+from ..transport import check_server_url
 from .output import Output
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -129,7 +130,7 @@ class Session:
         if owner and owner.lower() != username.lower():
             raise ConfigError(f"{self.home} is {owner}'s device: use another --home for "
                               f"{username}")
-        return self.server()
+        return self.secure(self.server())
 
     def logged_in_url(self) -> str:
         """The server this device is logged in to; a clear error when it is not."""
@@ -146,12 +147,20 @@ class Session:
         if expires is not None and int(expires) <= time.time():
             raise ConfigError(f"the session of {acc.get('username')} on this device expired: "
                               f"run `duet login {acc.get('username')}`")
-        return server
+        return self.secure(server)
+
+    @property
+    def insecure(self) -> bool:
+        return bool(getattr(self.args, "insecure", False))
+
+    def secure(self, url: str) -> str:
+        """url, unless it is plain http to a host off this machine without --insecure."""
+        return check_server_url(url, insecure=self.insecure, flag="--insecure")
 
     async def client(self, *, device: bool) -> Client:
         """The SDK client of a logged-in device; with device=True its keys unlocked."""
         url = self.logged_in_url()
-        client = Client(url, home=self.home,
+        client = Client(url, home=self.home, insecure=self.insecure,
                         passphrase=self.passphrase() if device else None)
         if device:
             try:

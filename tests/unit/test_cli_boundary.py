@@ -1,5 +1,6 @@
 """What the `duet` command line keeps out, without a stack: the broker's client library, the
-operators' audit (now `duet-admin`), and secrets that come back in a server's words."""
+operators' audit (now `duet-admin`), secrets that come back in a server's words, and plain
+http to a server off this machine without --insecure."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from client.profile import Profile
+
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
+LAN = "http://192.168.1.20:8000"  # plain http to another machine
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -104,3 +108,40 @@ def test_redact_short_secret_leaves_words_alone() -> None:
     assert len("wrong") < MIN_SECRET
     assert session.redact("wrong passphrase? (wrong)") == "wrong passphrase? (wrong)"
     assert session.redact("got 'correct horse battery', 'correct horse'") == "got '***', '***'"
+
+
+def test_cli_refuses_plain_url_off_machine_before_sending(tmp_path: Path) -> None:
+    """`duet --server http://LAN login` prints one error naming the URL and --insecure and
+    exits 1 (a configuration error) before asking for a secret or sending anything."""
+    result = run("--server", LAN, "--home", str(tmp_path), "login", "alice",
+                 env={"DUET_PASSWORD": "a long password", "DUET_PASSPHRASE": "a passphrase"})
+    assert result.returncode == 1 and result.stdout == "", result
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"duet: error: refusing {LAN}: ") and "--insecure" in line, line
+    assert not (tmp_path / "profile.json").exists()
+
+
+def test_cli_refuses_logged_in_device_on_plain_url_off_machine(tmp_path: Path) -> None:
+    """A device whose profile names a plain LAN server is refused too, naming --insecure."""
+    Profile(tmp_path).save_account(server=LAN, user_id="a" * 24, username="alice",
+                                   token="t")
+    result = run("--home", str(tmp_path), "inbox")
+    assert result.returncode == 1, result
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"duet: error: refusing {LAN}: ") and "--insecure" in line, line
+
+
+def test_cli_insecure_reaches_plain_server_off_loopback(echoing_server: str, tmp_path: Path
+                                                        ) -> None:
+    """With --insecure (before or after the command) the CLI talks to a plain server whose
+    URL does not name loopback: here 0.0.0.0, which Linux connects to this machine."""
+    url = echoing_server.replace("127.0.0.1", "0.0.0.0")
+    env = {"DUET_PASSWORD": "a long password", "DUET_PASSPHRASE": "a passphrase"}
+    refused = run("--server", url, "--home", str(tmp_path), "login", "alice", env=env)
+    assert "--insecure" in refused.stderr, refused
+    for args in (["--insecure", "--server", url, "--home", str(tmp_path), "login", "alice"],
+                 ["--server", url, "--home", str(tmp_path), "login", "alice", "--insecure"]):
+        result = run(*args, env=env)
+        assert result.returncode == 1, result
+        # The echoing server's own refusal: the request was sent.
+        assert result.stderr.startswith("duet: error: refused "), result.stderr

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -181,6 +182,50 @@ def _nginx_directives(text: str) -> list[list[str]]:
     """Every directive of an nginx configuration, as its words (comments dropped)."""
     code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     return [stmt.split() for stmt in re.split(r"[;{}]", code) if stmt.strip()]
+
+
+# Space, a comment, a "quoted" or 'quoted' word, a ; { or }, a bare word.
+_NGINX_TOKEN = re.compile(r"""\s+|#[^\n]*|"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'"""
+                          r"""|([;{}])|([^\s;{}"'#]+)""")
+
+
+@dataclass
+class _NginxBlock:
+    """A block of an nginx configuration (`server`, `location = /x`, …): its own directives
+    (words, quotes removed) and the blocks inside it."""
+    words: list[str]
+    directives: list[list[str]] = field(default_factory=list)
+    blocks: list[_NginxBlock] = field(default_factory=list)
+
+    def values(self, name: str) -> list[list[str]]:
+        return [d[1:] for d in self.directives if d[0] == name]
+
+    def find(self, name: str) -> list[_NginxBlock]:
+        """Every block named `name` at any depth below this one."""
+        return [b for child in self.blocks
+                for b in ([child] if child.words[0] == name else []) + child.find(name)]
+
+
+def _nginx_tree(text: str) -> _NginxBlock:
+    """An nginx configuration as nested blocks, quoted words (with `;` inside) kept whole."""
+    root = _NginxBlock(["main"])
+    stack, words = [root], []
+    for m in _NGINX_TOKEN.finditer(text):
+        word = next((g for g in (m[1], m[2], m[4]) if g is not None), None)
+        if word is not None:
+            words.append(word)
+        elif m[3] == ";":
+            stack[-1].directives.append(words)
+            words = []
+        elif m[3] == "{":
+            block = _NginxBlock(words)
+            stack[-1].blocks.append(block)
+            stack.append(block)
+            words = []
+        elif m[3] == "}":
+            stack.pop()
+    assert len(stack) == 1 and not words, "unbalanced nginx configuration"
+    return root
 
 
 # -- compose accepts the file ----------------------------------------------------------------
@@ -452,6 +497,18 @@ def test_nginx_passes_websocket_upgrades_and_terminates_tls(resolved: dict[str, 
     gateway = _services(resolved)[host]
     assert port == _environment(gateway)["DUET_PORT"]
     assert LOAD_BALANCER not in host
+
+
+def test_nginx_https_server_sends_hsts_everywhere() -> None:
+    """The https server sends Strict-Transport-Security for a year with includeSubDomains,
+    on every answer (`always`), and no location drops it with an add_header of its own."""
+    [https] = [b for b in _nginx_tree(NGINX_CONF.read_text()).find("server")
+               if ["443", "ssl", "default_server"] in b.values("listen")]
+    hsts = ["Strict-Transport-Security", "max-age=31536000; includeSubDomains", "always"]
+    assert https.values("add_header") == [hsts]
+    for location in https.find("location"):
+        # nginx inherits add_header into a block only if that block has none itself.
+        assert location.values("add_header") in ([], [hsts]), location.words
 
 
 def _nginx() -> str | None:
