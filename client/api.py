@@ -44,7 +44,7 @@ class Api:
     async def user(self, username: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/api/users/{username}"))
 
-    async def publish_keys(self, devices: list[dict[str, str]]) -> dict[str, Any]:
+    async def publish_keys(self, devices: list[dict[str, str | None]]) -> dict[str, Any]:
         return dict(await self.call("PUT", "/api/keys", {"keys": devices}))
 
     async def revoke_key(self, kid: str) -> None:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from contracts.envelope import P256_N
+from contracts.keys import device_proof_input
 
 from .errors import CryptoError
 
@@ -100,9 +101,11 @@ class DeviceKeys:
     def sid(self) -> str:
         return fingerprint(spki(self.sig.public_key()))
 
-    def public(self) -> dict[str, str]:
-        """What PUT /api/keys takes for this device."""
-        return {"enc": self.enc_spki, "sig": self.sig_spki}
+    def public(self, user: str, label: str | None = None) -> dict[str, str | None]:
+        """What PUT /api/keys takes for this device of this user, with its proof."""
+        proof = sign(self.sig, device_proof_input(user, self.enc_spki, self.sig_spki, label))
+        return {"enc": self.enc_spki, "sig": self.sig_spki, "label": label,
+                "proof": b64u(proof)}
 
     def to_pem(self, passphrase: bytes | None) -> dict[str, str]:
         enc = (serialization.BestAvailableEncryption(passphrase) if passphrase

@@ -157,7 +157,7 @@ class Client:
             device = await asyncio.to_thread(crypto.DeviceKeys.generate, self._rsa_bits)
             self.profile.save_device(device, self._passphrase)
             self._device = device
-        await self.api.publish_keys([self.device.public()])
+        await self.api.publish_keys([self.device.public(self.user_id)])
 
     @property
     def device(self) -> crypto.DeviceKeys:

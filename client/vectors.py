@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from contracts.envelope import P256_N
+from contracts.keys import device_proof_input
 
 from . import crypto
 from .envelope import Content, Recipient, envelope_hash, seal, signing_input
@@ -87,6 +88,14 @@ def build() -> dict[str, Any]:
         "cases": cases,
         "safety_number": crypto.safety_number(ALICE, [(alice.kid, alice.sid)],
                                               BOB, [(bob.kid, bob.sid)]),
+        # PUT /api/keys's proof of possession for alice's device (a proof is randomized:
+        # check it verifies, and that the input is byte for byte this one).
+        "device_proof": {
+            "user": ALICE, "label": "phone",
+            "input_b64u": crypto.b64u(device_proof_input(ALICE, alice.enc_spki,
+                                                         alice.sig_spki, "phone")),
+            "upload": alice.public(ALICE, "phone"),
+        },
     }
 
 

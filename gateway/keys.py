@@ -8,13 +8,16 @@ import hashlib
 import time
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from fastapi import APIRouter, Response
 
 from contracts import USERS
 from contracts.envelope import MAX_DEVICES
-from contracts.keys import DeviceKey, DeviceKeyIn, KeySet, KeysUpload
+from contracts.keys import DeviceKey, DeviceKeyIn, KeySet, KeysUpload, device_proof_input
 
 from .deps import CurrentUser, Svc
 from .errors import Conflict, InvalidKey, NotFound
@@ -42,8 +45,9 @@ def _load(der: bytes, what: str) -> Any:
         raise InvalidKey(f"{what}: not a DER SubjectPublicKeyInfo public key") from None
 
 
-def check_device(device: DeviceKeyIn) -> DeviceKey:
-    """Parse both keys with `cryptography`; refuse weak, malformed or wrong-type keys."""
+def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
+    """Parse both keys with `cryptography`; refuse weak, malformed or wrong-type keys, and
+    a device whose proof is not its signing key's over this user's claim."""
     enc_der, sig_der = _der(device.enc, "enc"), _der(device.sig, "sig")
     enc, sig = _load(enc_der, "enc"), _load(sig_der, "sig")
     if not isinstance(enc, rsa.RSAPublicKey):
@@ -56,6 +60,15 @@ def check_device(device: DeviceKeyIn) -> DeviceKey:
     if not isinstance(sig, ec.EllipticCurvePublicKey) or not isinstance(sig.curve,
                                                                          ec.SECP256R1):
         raise InvalidKey("sig: expected an ECDSA P-256 key")
+    raw = _der(device.proof, "proof")
+    try:
+        sig.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                        int.from_bytes(raw[32:], "big")),
+                   device_proof_input(user, device.enc, device.sig, device.label),
+                   ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise InvalidKey("proof: not this device's signature over its keys for this "
+                         "user") from None
     return DeviceKey(kid=fingerprint(enc_der), sid=fingerprint(sig_der), enc=device.enc,
                      sig=device.sig, label=device.label, created_at=int(time.time() * 1000))
 
@@ -63,7 +76,7 @@ def check_device(device: DeviceKeyIn) -> DeviceKey:
 @router.put("", response_model=KeySet)
 async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser) -> KeySet:
     """Add these devices (already published ones are kept as they are)."""
-    devices = [check_device(d) for d in body.keys]
+    devices = [check_device(d, me) for d in body.keys]
     user = await svc.db[USERS].find_one({"_id": me}, projection={"keys": 1, "revoked": 1})
     if user is None:
         raise NotFound("no such user")

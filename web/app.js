@@ -17,6 +17,7 @@ import { Composer } from './composer.js';
 import { Conversation } from './conversation.js';
 import { generateDevice } from './crypto.js';
 import { DeviceSocket } from './device.js';
+import { deviceUpload } from './envelope.js';
 import { Directory } from './directory.js';
 import { $, clear } from './dom.js';
 import { Friends } from './friends.js';
@@ -123,7 +124,7 @@ async function ensureDevice(api, userId) {
         await store.put('devices', userId, device);
       }
       try {
-        await api.publishKeys([{ enc: device.encSpki, sig: device.sigSpki, label: 'web browser' }]);
+        await api.publishKeys([await deviceUpload(device, userId, 'web browser')]);
         return device;
       } catch (err) {
         // This device was revoked (from another device): start over with new keys.

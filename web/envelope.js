@@ -1,5 +1,6 @@
-// Envelope v1: build one, and open one (verify, unwrap, decrypt), exactly as
-// client/envelope.py does. No I/O. The README documents the format byte by byte.
+// Envelope v2 (and v1, which stays readable): build one, and open one (verify, unwrap,
+// decrypt), exactly as client/envelope.py does; and a device's proof of possession. No
+// I/O. docs/protocol.md documents the formats byte by byte.
 //
 // Everything a conformance test needs is exported from here (also the codec and crypto
 // helpers), so a page can `await import('/envelope.js')` and check the test vectors.
@@ -10,6 +11,7 @@ import * as crypto from './crypto.js';
 export { b64u, canonical, canonicalBytes, compareCodePoints, concat, fromUtf8, unb64u, utf8 };
 export {
   fingerprint, generateDevice, importDevice, importEncPublic, importSigPublic, safetyNumber,
+  sigIsCanonical, verify,
 } from './crypto.js';
 
 export const ALG = 'RSA-OAEP-256+A256GCM+ES256';
@@ -50,6 +52,21 @@ export function decodePlaintext(raw) {
     throw new EnvelopeError('undecryptable', 'plaintext metadata is not an object');
   }
   return { meta, data: raw.slice(4 + n) };
+}
+
+/**
+ * What a device's proof of possession signs (contracts/keys.py device_proof_input): that
+ * this user publishes these keys and label. PUT /api/keys takes the device's own signature
+ * over it, low-s as in envelope v2.
+ */
+export function deviceProofInput(user, enc, sig, label) {
+  return concat(utf8('duet-device-v1\n'), canonicalBytes({ user, enc, sig, label }));
+}
+
+/** The upload PUT /api/keys takes for this device ({encSpki, sigSpki, sig: private key}). */
+export async function deviceUpload(device, user, label) {
+  const proof = await crypto.sign(device.sig, deviceProofInput(user, device.encSpki, device.sigSpki, label));
+  return { enc: device.encSpki, sig: device.sigSpki, label, proof: b64u(proof) };
 }
 
 /** What the signature covers: the version's prefix + canonical JSON of all but `sig`. */

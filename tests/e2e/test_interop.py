@@ -34,6 +34,8 @@ from client import Client, crypto
 from client.envelope import envelope_hash, open_content, signing_input, verify_signature
 from client.vectors import VECTORS_DIR
 from contracts.envelope import Envelope
+from contracts.keys import DeviceKeyIn
+from gateway.keys import check_device
 
 FILES = {v: json.loads((VECTORS_DIR / f"envelope-v{v}.json").read_text()) for v in (1, 2)}
 PASS = "sdk passphrase"
@@ -82,6 +84,14 @@ VECTORS_JS = """async (v) => {
     const more = await m.sealEnvelope({room: v.room, sender: a.user, device: dev.alice, seq: 5 + i,
       prev: last.hash, kind: 'text', meta: {mime: m.TEXT_MIME}, data: m.utf8(`n${i}`), recipients});
     out.sigs.push(more.sig);
+  }
+  if (v.device_proof) {
+    const p = v.device_proof;
+    const input = m.deviceProofInput(p.user, p.upload.enc, p.upload.sig, p.label);
+    out.proof = {input: m.b64u(input),
+      valid: await m.verify(await m.importSigPublic(p.upload.sig), input, m.unb64u(p.upload.proof)),
+      mine: await m.deviceUpload({...dev.alice, encSpki: a.enc_spki, sigSpki: a.sig_spki},
+        p.user, p.label)};
   }
   out.canonical = m.canonical({b: [1, 'é', {z: null, a: true, y: false}],
     a: 'x\\u2028\\n"\\\\\\u0001', 'é': -7, '\\ud83d\\ude00': 2, '\\uffff': 3, '': []});
@@ -142,6 +152,12 @@ async def test_verify_envelope_vectors_in_browser_matches_python(gw: Gateway, br
         assert content.meta == {"mime": "text/plain;charset=utf-8"}
     assert sealed["v"] == 2 and signing_input(sealed).startswith(b"duet-envelope-v2\n{")
     assert envelope_hash(sealed)
+
+    if version == 2:  # the device proof: the same input, and the gateway takes the page's
+        proof = VECTORS["device_proof"]
+        assert out["proof"]["input"] == proof["input_b64u"] and out["proof"]["valid"] is True
+        mine = DeviceKeyIn.model_validate(out["proof"]["mine"])
+        assert check_device(mine, proof["user"]).kid == VECTORS["devices"]["alice"]["kid"]
 
     # Canonical JSON: key order by code point (U+FFFF before U+1F600), escapes as Python's.
     expected = {"b": [1, "é", {"z": None, "a": True, "y": False}], "a": 'x\u2028\n"\\\x01',

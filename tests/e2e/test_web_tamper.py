@@ -42,7 +42,8 @@ async def test_receive_forged_envelopes_shows_warnings_not_messages(gw: Gateway,
     device = crypto.DeviceKeys.generate()
     async with httpx.AsyncClient(timeout=10) as http:
         forger_user = await signup(http, gw.http, "forger")
-        r = await http.put(f"{gw.http}/api/keys", json={"keys": [device.public()]},
+        r = await http.put(f"{gw.http}/api/keys",
+                           json={"keys": [device.public(forger_user.user_id)]},
                            headers=forger_user.auth)
         assert r.status_code == 200, r.text
         r = await http.post(f"{gw.http}/api/friends", json={"username": web_name},
@@ -75,7 +76,8 @@ async def test_receive_forged_envelopes_shows_warnings_not_messages(gw: Gateway,
         await expect(message(tab, "forked")).to_be_visible()
         # The friend adds a device: a message from it brings the key change to light.
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.put(f"{gw.http}/api/keys", json={"keys": [new_device.public()]},
+            r = await http.put(f"{gw.http}/api/keys",
+                               json={"keys": [new_device.public(forger_user.user_id)]},
                                headers=forger_user.auth)
             assert r.status_code == 200, r.text
         forger.recipients.append(Recipient(new_device.kid, new_device.enc.public_key()))

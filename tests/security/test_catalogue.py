@@ -285,6 +285,9 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
         a, b, c = [await signup(http, gw.http) for _ in range(3)]
         await befriend(http, gw.http, a, b)
         base = gw.http
+        from client.crypto import DeviceKeys
+
+        keys, other = DeviceKeys.generate(), DeviceKeys.generate()
         cases = [
             (Case("operator object as username", "422"), "POST", "/api/register",
              {"json": {"username": {"$gt": ""}, "password": "long enough"}}),
@@ -338,7 +341,13 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
              f"/api/rooms/{b.user_id}/messages?kinds=typing", {"headers": a.auth}),
             (Case("a 1024-bit RSA key upload", "422"), "PUT", "/api/keys",
              {"json": {"keys": [{"enc": "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC",
-                                 "sig": "AAAA"}]}, "headers": a.auth}),
+                                 "sig": "AAAA", "proof": "A" * 86}]}, "headers": a.auth}),
+            (Case("a key upload without its device's proof of possession", "422"), "PUT",
+             "/api/keys", {"json": {"keys": [{"enc": keys.enc_spki, "sig": keys.sig_spki}]},
+                           "headers": a.auth}),
+            (Case("a key upload whose proof another key signed", "422"), "PUT", "/api/keys",
+             {"json": {"keys": [{**keys.public(a.user_id), "sig": other.sig_spki}]},
+              "headers": a.auth}),
         ]
         for case, method, path, kwargs in cases:
             r = await http.request(method, base + path, **kwargs)

@@ -76,6 +76,22 @@ def test_vector_devices_match_their_fingerprints(version: int) -> None:
             d["kid"], d["sid"], d["enc_spki"], d["sig_spki"])
 
 
+def test_v2_device_proof_vector_verifies_as_the_gateway_checks_it() -> None:
+    """The committed proof of possession is accepted by the gateway's check, and only for
+    the user it names."""
+    from contracts.keys import DeviceKeyIn, device_proof_input
+    from gateway.errors import InvalidKey
+    from gateway.keys import check_device
+
+    vector, alice = FILES[2]["device_proof"], FILES[2]["devices"]["alice"]
+    upload = DeviceKeyIn.model_validate(vector["upload"])
+    assert crypto.b64u(device_proof_input(vector["user"], upload.enc, upload.sig,
+                                          upload.label)) == vector["input_b64u"]
+    assert check_device(upload, vector["user"]).kid == alice["kid"]
+    with pytest.raises(InvalidKey):
+        check_device(upload, FILES[2]["devices"]["bob"]["user"])
+
+
 def test_v2_signature_forms_are_refused_by_the_gateway_and_change_no_link() -> None:
     """The high-s and re-encoded forms of a valid v2 signature verify as plain ECDSA, but
     the gateway's shape check refuses them, and the chain link (over the signing input)
