@@ -52,14 +52,23 @@ class Tokens:
         self._verifiers = settings.verification_secrets
         self.ttl_s = settings.token_ttl_s
 
-    def issue(self, user_id: str, username: str) -> str:
+    def issue(self, user_id: str, username: str, session: str | None = None) -> str:
+        """A token for this user; `session` (the `sid` claim) names its server-side session,
+        which the gateway checks on every use (gateway.sessions)."""
         now = int(time.time())
         claims = {"sub": user_id, "name": username, "iat": now, "exp": now + self.ttl_s,
                   "aud": _AUDIENCE}
+        if session is not None:
+            claims["sid"] = session
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> str:
-        """Return the user id the token was issued to, or raise Unauthenticated.
+        """Return the user id the token was issued to, or raise Unauthenticated."""
+        return self.verify_session(token)[0]
+
+    def verify_session(self, token: str) -> tuple[str, str]:
+        """Return (user id, session id) of a token, or raise Unauthenticated; a token that
+        names no session (issued before sessions existed) is refused.
 
         New tokens are signed with the current secret; tokens signed with a previous one
         (DUET_TOKEN_SECRETS_PREVIOUS) are accepted until they expire.
@@ -80,6 +89,7 @@ class Tokens:
         if claims is None:
             raise Unauthenticated("invalid token")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not is_user_id(sub):
+        sid = claims.get("sid", "")
+        if not isinstance(sub, str) or not is_user_id(sub) or not isinstance(sid, str):
             raise Unauthenticated("invalid token")
-        return sub
+        return sub, sid

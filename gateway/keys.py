@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from contracts import USERS
 from contracts.envelope import MAX_DEVICES
@@ -23,6 +24,7 @@ from .deps import CurrentUser, Svc
 from .errors import Conflict, InvalidKey, NotFound
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
+security = logging.getLogger("duet.security")
 
 MIN_RSA_BITS, MAX_RSA_BITS = 2048, 8192
 
@@ -74,7 +76,8 @@ def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
 
 
 @router.put("", response_model=KeySet)
-async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser) -> KeySet:
+async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser,
+                       request: Request) -> KeySet:
     """Add these devices (already published ones are kept as they are)."""
     devices = [check_device(d, me) for d in body.keys]
     user = await svc.db[USERS].find_one({"_id": me}, projection={"keys": 1, "revoked": 1})
@@ -89,11 +92,13 @@ async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser) -> KeySet:
     if len(live) > MAX_DEVICES:
         raise Conflict(f"at most {MAX_DEVICES} live device keys; revoke one first")
     await svc.db[USERS].update_one({"_id": me}, {"$set": {"keys": list(live.values())}})
+    security.info("device keys published user=%s kids=%s address=%s", me,
+                  ",".join(d.kid for d in devices), _address(request))
     return KeySet(keys=[DeviceKey.model_validate(k) for k in live.values()])
 
 
 @router.delete("/{kid}", status_code=204)
-async def revoke_key(kid: str, svc: Svc, me: CurrentUser) -> Response:
+async def revoke_key(kid: str, svc: Svc, me: CurrentUser, request: Request) -> Response:
     """Revoke a device: it gets no new wrapped keys; old messages stay verifiable."""
     user = await svc.db[USERS].find_one({"_id": me, "keys.kid": kid}, projection={"keys": 1})
     if user is None:
@@ -102,4 +107,9 @@ async def revoke_key(kid: str, svc: Svc, me: CurrentUser) -> Response:
     key["revoked_at"] = int(time.time() * 1000)
     await svc.db[USERS].update_one(
         {"_id": me}, {"$pull": {"keys": {"kid": kid}}, "$push": {"revoked": key}})
+    security.info("device key revoked user=%s kid=%s address=%s", me, kid, _address(request))
     return Response(status_code=204)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "?"
