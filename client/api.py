@@ -67,3 +67,26 @@ class Api:
         if before:
             params["before"] = before
         return dict(await self.call("GET", f"/api/rooms/{peer_id}/messages", params=params))
+
+    # -- sessions (every token names one; docs/protocol.md "Sessions") ----------------
+    async def sessions(self) -> list[dict[str, Any]]:
+        return list((await self.call("GET", "/api/sessions"))["sessions"])
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self.call("DELETE", f"/api/sessions/{session_id}")
+
+    async def logout(self, *, everywhere: bool = False) -> None:
+        """End this token's session (with everywhere, every session of the user)."""
+        await self.call("POST", "/api/logout",
+                        params={"everywhere": "true"} if everywhere else None)
+        self.token = None
+
+    async def renew(self) -> dict[str, Any]:
+        """A fresh token for the same session, whose expiry moves forward."""
+        token = dict(await self.call("POST", "/api/sessions/renew"))
+        self.token = token["access_token"]
+        return token
+
+    async def change_password(self, current: str, new: str) -> None:
+        """Ends every other session of the user; this one stays."""
+        await self.call("POST", "/api/password", {"current": current, "new": new})

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from contracts import room_id
@@ -31,7 +32,7 @@ from .api import Api
 from .chain import Chains
 from .device import DeviceSession
 from .envelope import Content, Recipient, envelope_hash, open_content, seal, verify_signature
-from .errors import ConfigError, CryptoError
+from .errors import ApiError, ConfigError, CryptoError
 from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
 from .profile import Profile, default_home
 from .signals import (
@@ -47,6 +48,7 @@ from .transport import check_server_url
 
 MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
+RENEW_AT = 0.8  # renew the session when this share of the token's lifetime has passed
 RECEIPT_DELAY_S = 0.3  # receipts of a burst of messages go out as one
 
 Progress = Callable[[str], None]
@@ -117,6 +119,7 @@ class Client:
         self._told_read: dict[str, str] = {}  # room -> last read position sent
         self._receipts: dict[str, asyncio.Task[None]] = {}
         self._read_receipts: bool | None = None  # the user's setting, asked once
+        self._renewer: asyncio.Task[None] | None = None  # renews the session (sliding)
 
     async def __aenter__(self) -> Client:
         return self
@@ -129,6 +132,10 @@ class Client:
         due = [t for t in self._receipts.values() if not t.done()]
         if due:
             await asyncio.wait(due, timeout=5)
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -150,14 +157,67 @@ class Client:
         """Log in; on a new device generate its keys and publish them."""
         token = await self.api.login(username, password)
         self.user_id, self.username = token["user_id"], username
-        self.profile.save_account(server=self.url, user_id=self.user_id, username=username,
-                                  token=token["access_token"],
-                                  token_expires=int(time.time()) + int(token["expires_in"]))
+        self._save_token(token)
+        self.profile.save_account(server=self.url, user_id=self.user_id, username=username)
         if not self.profile.has_device():
             device = await asyncio.to_thread(crypto.DeviceKeys.generate, self._rsa_bits)
             self.profile.save_device(device, self._passphrase)
             self._device = device
         await self.api.publish_keys([self.device.public(self.user_id)])
+
+    def _save_token(self, token: dict[str, Any]) -> None:
+        self.profile.save_account(token=token["access_token"],
+                                  token_ttl=int(token["expires_in"]),
+                                  token_expires=int(time.time()) + int(token["expires_in"]))
+
+    # -- sessions (each login is one; docs/protocol.md "Sessions") ----------------------
+    async def sessions(self) -> list[dict[str, Any]]:
+        """The user's live sessions; `current` marks this device's."""
+        self._me()
+        return await self.api.sessions()
+
+    async def revoke_session(self, session_id: str) -> None:
+        self._me()
+        await self.api.revoke_session(session_id)
+
+    async def logout(self, *, everywhere: bool = False) -> None:
+        """End this device's session (with everywhere, every session of the user) and
+        forget its token; the device keys stay, for the next login."""
+        self._me()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        await self.api.logout(everywhere=everywhere)
+        self.profile.save_account(token=None, token_expires=None)
+
+    async def change_password(self, current: str, new: str) -> None:
+        """Change the account password; every other session of the user ends."""
+        self._me()
+        await self.api.change_password(current, new)
+
+    async def renew(self) -> None:
+        """A fresh token for this session, whose expiry moves forward; the device socket
+        stays open (its next reconnect uses the new token)."""
+        self._me()
+        self._save_token(await self.api.renew())
+        if self._session is not None:
+            self._session._token = self.api.token or ""  # noqa: SLF001  (for reconnects)
+
+    async def _keep_renewed(self) -> None:
+        """While the device socket lives, renew the session before its token expires."""
+        while True:
+            account = self.profile.account()
+            ttl = float(account.get("token_ttl") or 0)
+            expires = float(account.get("token_expires") or 0)
+            await asyncio.sleep(max(1.0, expires - time.time() - ttl * (1 - RENEW_AT)))
+            try:
+                await self.renew()
+            except ApiError as exc:
+                if exc.status == 401:
+                    return  # the session ended: its socket is closed (not_authenticated) too
+                await asyncio.sleep(30)
+            except (httpx.HTTPError, OSError):  # unreachable for now: try again soon
+                await asyncio.sleep(30)
 
     @property
     def device(self) -> crypto.DeviceKeys:
@@ -385,6 +445,9 @@ class Client:
                 self._session = DeviceSession(self.url, self.api.token,
                                               on_frame=self._on_frame, sync=self._sync_frame)
                 await self._session.start()
+                if self._renewer is None:
+                    self._renewer = asyncio.get_running_loop().create_task(
+                        self._keep_renewed())
         await self._session.wait_connected(30)
         return self._session
 

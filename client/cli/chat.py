@@ -5,6 +5,7 @@
     send, send-image                a text or an image to a friend
     listen, inbox, history          what friends sent, verified and decrypted
     verify                          the safety number of a friendship
+    logout, sessions, password      this device's session, the user's others, the password
 """
 
 from __future__ import annotations
@@ -75,6 +76,46 @@ async def cmd_login(s: Session) -> int:
     s.out.emit({"type": "logged_in", "user_id": client.user_id, "username": username,
                 "device": kid, "new_device": new_device, "server": url, "home": str(s.home)},
                f"logged in as {username} on {url} ({what}: {kid[:12]})")
+    return 0
+
+
+# -- sessions ----------------------------------------------------------------------------
+async def cmd_logout(s: Session) -> int:
+    everywhere = s.args.everywhere
+    async with await s.client(device=False) as client:
+        await client.logout(everywhere=everywhere)
+    what = "every session of this account ended" if everywhere else "this session ended"
+    s.out.emit({"type": "logged_out", "everywhere": everywhere},
+               f"logged out ({what}); the device keys stay in {s.home}")
+    return 0
+
+
+async def cmd_sessions(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        sessions = await client.sessions()
+    for x in sessions:
+        mark = " (this device)" if x["current"] else ""
+        s.out.emit({"type": "session", **x},
+                   f"{x['id']}  since {clock(x['created_at'])}, last seen "
+                   f"{clock(x['last_seen'])}  {printable(x['label']) or '-'}{mark}")
+    return 0
+
+
+async def cmd_sessions_revoke(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        await client.revoke_session(s.args.session_id)
+    s.out.emit({"type": "session_revoked", "id": s.args.session_id},
+               f"session {s.args.session_id} ended")
+    return 0
+
+
+async def cmd_password(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        current = s.password(client.username or "this account")
+        new = s.new_password()
+        await client.change_password(current, new)
+    s.out.emit({"type": "password_changed"},
+               "password changed; every other session of this account ended")
     return 0
 
 

@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
                 "log in; a new --home is a new device (its keys are made and published)")
     p.add_argument("username", metavar="USERNAME", type=_username)
 
+    p = command("logout", chat.cmd_logout, "end this device's session (the keys stay)")
+    p.add_argument("--everywhere", action="store_true",
+                   help="end every session of this account, on every device")
+    p = command("sessions", chat.cmd_sessions, "this account's sessions (device logins)")
+    sub = p.add_subparsers(dest="sessions_command", metavar="ACTION")
+    p = command("revoke", chat.cmd_sessions_revoke, "end the session ID", sub)
+    p.add_argument("session_id", metavar="ID")
+    command("password", chat.cmd_password,
+            "change the account password (every other session ends); the current and the "
+            "new one are read as `duet login` reads one")
+
     friends = commands.add_parser("friends", help="add, accept and list friends",
                                   description="Add, accept and list friends.")
     sub = friends.add_subparsers(dest="friends_command", metavar="ACTION", required=True)

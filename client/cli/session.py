@@ -1,9 +1,11 @@
 """One run of a `duet` command: its arguments, the device profile, the server, the secrets.
 
 Secrets never come from arguments. The account password: DUET_PASSWORD, or one line on
-stdin with --password-stdin, else a prompt. The passphrase that unlocks this device's private
-keys: --passphrase-file, or DUET_PASSPHRASE, else a prompt. Without a terminal and without
-them a command fails at once, it never waits.
+stdin with --password-stdin, else a prompt. A new password (`duet password`, after the
+current one): DUET_NEW_PASSWORD, or the second line of stdin with --password-stdin, else a
+prompt (typed twice). The passphrase that unlocks this device's private keys:
+--passphrase-file, or DUET_PASSPHRASE, else a prompt. Without a terminal and without them a
+command fails at once, it never waits.
 """
 
 from __future__ import annotations
@@ -85,6 +87,24 @@ class Session:
             raise ConfigError(f"the password from {source} is empty")
         if new and not 8 <= len(value) <= 256:
             raise ConfigError("the password must be 8 to 256 characters long")
+        return self.keep(value)
+
+    def new_password(self) -> str:
+        """The new account password of `duet password`, read after the current one."""
+        if self.args.password_stdin:
+            value = sys.stdin.readline().rstrip("\r\n")
+            source = "the second line of stdin"
+        elif os.environ.get("DUET_NEW_PASSWORD"):
+            value, source = os.environ["DUET_NEW_PASSWORD"], "DUET_NEW_PASSWORD"
+        elif interactive():
+            value = ask("New password: ", what="passwords", again="Repeat the new password: ")
+            source = "the prompt"
+        else:
+            raise ConfigError("a new password is needed: set DUET_NEW_PASSWORD or use "
+                              "--password-stdin (no terminal to ask on)")
+        if not 8 <= len(value) <= 256:
+            raise ConfigError(f"the new password from {source} must be 8 to 256 characters "
+                              "long")
         return self.keep(value)
 
     def passphrase(self, *, new: bool = False) -> str:
