@@ -8,6 +8,10 @@ Broker messages about a room travel under `<namespace>.<lo>.<hi>`:
     presence.<lo>.<hi>  a member went online or offline (one publish, every friend's room
                         in CC): transient, gateways only
     user.<uid>.read     a user's read position moved: to that user's devices only
+    user.<uid>.friends  a friendship of the user's ended (unfriend, block, a deleted
+                        account): each gateway forgets it and closes that pair's v1
+                        sockets; transient, never pushed to clients
+    user.<uid>.account  the user's account was deleted: each gateway closes its sockets
 
 A gateway binds its queue to `*.<uid>.*` and `*.*.<uid>` while it holds a socket of user
 `uid`: two bindings cover every room of that user (whatever the number of friends) and
@@ -72,6 +76,20 @@ def presence_key(room: str) -> str:
 def read_key(user: str) -> str:
     """A user's own read-position events: matched by that user's `*.<uid>.*` binding."""
     return f"{USER_NS}.{user}.read"
+
+
+FRIENDS_EVENT = "friends"
+ACCOUNT_EVENT = "account"
+
+
+def friends_key(user: str) -> str:
+    """A friendship of this user's ended: every gateway holding a socket of theirs hears."""
+    return f"{USER_NS}.{user}.{FRIENDS_EVENT}"
+
+
+def account_key(user: str) -> str:
+    """This user's account was deleted: every gateway holding a socket of theirs hears."""
+    return f"{USER_NS}.{user}.{ACCOUNT_EVENT}"
 
 
 def user_bindings(user: str) -> tuple[str, str]:

@@ -8,6 +8,12 @@ local sockets of the users it is about that want it (Connection.wants: a v1 sock
 its room's messages; a v2 socket everything of its user).
 
 Users arriving on and leaving this replica are told to the `Presence` tracker.
+
+A friendship that ends (unfriend, block, a deleted account) is announced under each
+member's `user.<uid>.friends` key and a deleted account under `user.<uid>.account`
+(contracts.routing): the replicas holding that user's sockets forget the friend (v2) and
+close the pair's v1 sockets (forbidden_room), or close all the user's sockets
+(not_authenticated).
 """
 
 from __future__ import annotations
@@ -27,7 +33,16 @@ from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
 from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
-from contracts.routing import MESSAGE_NS, PRESENCE_NS, STORED_KEY, TYPING_NS, USER_NS
+from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
+from contracts.routing import (
+    ACCOUNT_EVENT,
+    FRIENDS_EVENT,
+    MESSAGE_NS,
+    PRESENCE_NS,
+    STORED_KEY,
+    TYPING_NS,
+    USER_NS,
+)
 from service.crash import crash
 
 from .metrics import GatewayMetrics
@@ -48,13 +63,14 @@ class Arrivals(Protocol):
 
 
 class _User:
-    __slots__ = ("sockets", "lock", "bound", "friends")
+    __slots__ = ("sockets", "lock", "bound", "friends", "epoch")
 
     def __init__(self) -> None:
         self.sockets: set[Connection] = set()
         self.lock = asyncio.Lock()
         self.bound = False
         self.friends: set[str] = set()  # peers a v2 send was checked against, while here
+        self.epoch = 0  # moved on by every friendship that ends: see remember_friend
 
 
 class Hub:
@@ -94,10 +110,33 @@ class Hub:
         entry = self._users.get(user)
         return entry is not None and peer in entry.friends
 
-    def remember_friend(self, user: str, peer: str) -> None:
+    def friend_epoch(self, user: str) -> int:
+        """Read before asking MongoDB whether two users are friends (remember_friend)."""
         entry = self._users.get(user)
-        if entry is not None:
+        return entry.epoch if entry is not None else -1
+
+    def remember_friend(self, user: str, peer: str, epoch: int | None = None) -> None:
+        """Cache a friendship MongoDB confirmed; not when a friendship of the user ended
+        since `epoch` was read (the answer may predate the end)."""
+        entry = self._users.get(user)
+        if entry is not None and (epoch is None or epoch == entry.epoch):
             entry.friends.add(peer)
+
+    def friendship_ended(self, user: str, peer: str) -> None:
+        """Forget the friend; the pair's v1 sockets here close (forbidden_room)."""
+        entry = self._users.get(user)
+        if entry is None:
+            return
+        entry.friends.discard(peer)
+        entry.epoch += 1
+        for conn in list(entry.sockets):
+            if conn.peer == peer:
+                conn.close(FORBIDDEN_ROOM, "no longer friends")
+
+    def account_deleted(self, user: str) -> None:
+        """The user's sockets here close (not_authenticated): their token names no user."""
+        for conn in list(self._sockets(user)):
+            conn.close(NOT_AUTHENTICATED, "the account was deleted")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -180,7 +219,13 @@ class Hub:
         elif ns == PRESENCE_NS:
             self._on_presence(rest, message)
         elif ns == USER_NS:
-            user = rest.partition(".")[0]
+            user, _, event = rest.partition(".")
+            if event == FRIENDS_EVENT:  # never pushed: the key's user, the body's peer
+                self.friendship_ended(user, orjson.loads(message.body)["peer"])
+                return
+            if event == ACCOUNT_EVENT:
+                self.account_deleted(user)
+                return
             text = message.body.decode()
             for conn in self._sockets(user):
                 if conn.device:

@@ -1,0 +1,137 @@
+"""DELETE /api/account: refused without the right password; otherwise no document of the
+user is left (user and device keys, friendships, blocks, read positions, presence,
+sessions, request counts) nor of their conversations (docs/security.md), other rooms
+untouched, and their sockets and their friends' rooms with them close on every gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pymongo
+import pytest
+from support import (
+    Gateway,
+    Stack,
+    befriend,
+    device_send,
+    eventually,
+    open_device,
+    open_socket,
+    signup,
+    wait_stored,
+)
+from test_unfriend_block import closed_with
+
+from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS, room_id
+from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
+from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, SESSIONS
+
+pytestmark = pytest.mark.timeout(90)
+SECOND_SWEEP_S = 10.0  # gateway.deletion.SWEEP_AGAIN_S
+
+
+@pytest.fixture(scope="module")
+def gw2(stack: Stack, gw: Gateway) -> Gateway:
+    """A second gateway of the same stack."""
+    return stack.gateway()
+
+
+def leftovers(db: Any, uid: str) -> dict[str, int]:
+    """Documents anywhere that still name the user (or a room of theirs)."""
+    rooms = {"$regex": f"^{uid}\\.|\\.{uid}$"}
+    queries = {
+        USERS: {"_id": uid},
+        FRIENDSHIPS: {"$or": [{"requester": uid}, {"addressee": uid}]},
+        BLOCKS: {"$or": [{"blocker": uid}, {"blocked": uid}]},
+        READS: {"$or": [{"user": uid}, {"room": rooms}]},
+        PRESENCE: {"user": uid},
+        SESSIONS: {"user": uid},
+        FRIEND_REQUEST_DAYS: {"user": uid},
+        MESSAGES: {"$or": [{"room": rooms}, {"sender": uid}]},
+    }
+    counts = {name: db[name].count_documents(q) for name, q in queries.items()}
+    return {name: n for name, n in counts.items() if n}
+
+
+async def test_delete_account_refused_without_the_password(gw: Gateway) -> None:
+    """No body, or a wrong password, deletes nothing."""
+    async with httpx.AsyncClient() as http:
+        a = await signup(http, gw.http)
+        url = f"{gw.http}/api/account"
+        r = await http.delete(url, headers=a.auth)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_request", r.text
+        r = await http.request("DELETE", url, json={"password": "not the password"},
+                               headers=a.auth)
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+        r = await http.request("DELETE", url, json={"password": a.password})
+        assert r.status_code == 401
+        r = await http.post(f"{gw.http}/api/login",
+                            json={"username": a.username, "password": a.password})
+        assert r.status_code == 200, "the account is still there"
+
+
+async def test_delete_account_leaves_no_document_of_the_user(
+        gw: Gateway, gw2: Gateway, stack: Stack,
+        mongo: pymongo.MongoClient[dict[str, Any]]) -> None:
+    """Everything of the user's and their conversations go; the friend's other room stays;
+    the user's socket closes 4401 and the friend's room with them 4403 on another gateway."""
+    db = mongo[stack.db_name]
+    async with httpx.AsyncClient() as http:
+        a, b, c, d, e = [await signup(http, gw.http) for _ in range(5)]
+        await befriend(http, gw.http, a, b)
+        await befriend(http, gw.http, b, c)
+        for blocker, blocked in ((a, c), (d, a)):
+            r = await http.post(f"{gw.http}/api/blocks", json={"username": blocked.username},
+                                headers=blocker.auth)
+            assert r.status_code == 201, r.text
+        r = await http.post(f"{gw.http}/api/friends", json={"username": a.username},
+                            headers=e.auth)  # a pending request to a
+        assert r.status_code == 201, r.text
+        ab, bc = room_id(a.user_id, b.user_id), room_id(b.user_id, c.user_id)
+        async with open_device(gw2, a) as a_dev, open_socket(gw2, b, a) as b_room, \
+                open_device(gw, b) as b_dev:
+            await a_dev.send(device_send(a, b, "from-a", 0))
+            await b_dev.send(device_send(b, a, "from-b", 0))
+            await b_dev.send(device_send(b, c, "to-c", 0))
+            await wait_stored(mongo, stack.db_name, ab, 2)
+            await wait_stored(mongo, stack.db_name, bc, 1)
+            cursor = db[MESSAGES].find_one({"room": ab, "id": "from-a"})["cursor"]
+            for reader, peer in ((a, b), (b, a)):
+                r = await http.post(f"{gw.http}/api/conversations/{peer.user_id}/read",
+                                    json={"cursor": cursor}, headers=reader.auth)
+                assert r.status_code == 200, r.text
+            await eventually(lambda: db[PRESENCE].count_documents({"user": a.user_id}),
+                             5, "a's presence document")
+            assert set(leftovers(db, a.user_id)) == {
+                USERS, FRIENDSHIPS, BLOCKS, READS, PRESENCE, SESSIONS, MESSAGES,
+                FRIEND_REQUEST_DAYS}
+
+            r = await http.request("DELETE", f"{gw.http}/api/account",
+                                   json={"password": a.password}, headers=a.auth)
+            assert r.status_code == 204, r.text
+            assert await closed_with(a_dev) == NOT_AUTHENTICATED
+            assert await closed_with(b_room) == FORBIDDEN_ROOM
+            # b's device stays open: b's other friend still gets sends, a is no friend now.
+            await b_dev.send(device_send(b, c, "after", 1))
+            while (await b_dev.recv_type("ack"))["id"] != "after":
+                pass
+            await b_dev.send(device_send(b, a, "to-nobody", 1))
+            refused = await b_dev.recv_type("error")
+            assert refused["code"] == "not_friends" and refused["id"] == "to-nobody"
+
+        # The second sweep catches a presence document the closing socket wrote late.
+        await eventually(lambda: not leftovers(db, a.user_id), SECOND_SWEEP_S + 5,
+                         "no document of the deleted user")
+        await wait_stored(mongo, stack.db_name, bc, 2)  # b's other room is untouched
+        assert db[READS].count_documents({"user": b.user_id}) == 0
+        r = await http.get(f"{gw.http}/api/friends", headers=b.auth)
+        assert [f["user_id"] for f in r.json()["friends"]] == [c.user_id]
+        r = await http.post(f"{gw.http}/api/login",
+                            json={"username": a.username, "password": a.password})
+        assert r.status_code == 401
+        r = await http.get(f"{gw.http}/api/users/{a.username}", headers=b.auth)
+        assert r.status_code == 404
+        r = await http.post(f"{gw.http}/api/register",
+                            json={"username": a.username, "password": a.password})
+        assert r.status_code == 201, "the name is free again"
