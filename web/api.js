@@ -92,6 +92,27 @@ export class Api {
   updateSettings(changes) {
     return this.call('PUT', '/api/settings', changes);
   }
+
+  // -- sessions (sessions.js) --
+  async sessions() {
+    return (await this.call('GET', '/api/sessions')).sessions;
+  }
+
+  revokeSession(id) {
+    return this.call('DELETE', `/api/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** End this token's session (everywhere: every session of the user). */
+  logout({ everywhere = false } = {}) {
+    return this.call('POST', `/api/logout${everywhere ? '?everywhere=true' : ''}`);
+  }
+
+  /** A fresh token for the same session, whose expiry moves forward. */
+  async renew() {
+    const token = await this.call('POST', '/api/sessions/renew');
+    this.token = token.access_token;
+    return token;
+  }
 }
 
 /** What an error means to the person using the page. */

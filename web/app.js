@@ -23,6 +23,7 @@ import { $, clear } from './dom.js';
 import { Friends } from './friends.js';
 import { Inbox } from './inbox.js';
 import { Outbox } from './outbox.js';
+import { Sessions } from './sessions.js';
 import * as store from './store.js';
 
 const SESSION_KEY = 'duet.session';
@@ -46,6 +47,7 @@ const app = {
   outbox: null,
   inbox: null,
   friends: null,
+  sessions: null,
   conversation: null,
   poll: null,
   run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
@@ -102,6 +104,7 @@ async function onAuth(event) {
       userId: token.user_id,
       username: profile.username,
       expiresAt: Date.now() + token.expires_in * 1000,
+      lifetimeMs: token.expires_in * 1000,
     });
     authStatus('');
   } catch (err) {
@@ -171,6 +174,11 @@ async function start(session, { save = true } = {}) {
     api: app.api, me: session.userId, els: { requests: $('requests'), searchResult: $('search-result') },
     onNewFriend: refreshConversations,
   });
+  app.sessions = new Sessions({
+    api: app.api, session, els: { list: $('sessions'), status: $('sessions-status') },
+    onRenewed: renewed, onEnded: () => logout('You logged out.'),
+  });
+  app.sessions.keepRenewed();
   for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
     if (!current()) return;
@@ -192,10 +200,12 @@ function logout(reason = '', { everywhere = true } = {}) {
   if (app.outbox) app.outbox.close();
   if (app.inbox) app.inbox.close();
   if (app.friends) app.friends.close();
+  if (app.sessions) app.sessions.close();
   if (everywhere) localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PEER_KEY);
   Object.assign(app, {
     api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: null,
+    sessions: null,
   });
   clear($('conversations'));
   $('me-name').textContent = '';
@@ -205,6 +215,39 @@ function logout(reason = '', { everywhere = true } = {}) {
   $('auth').hidden = false;
   authNotice(reason);
   authStatus('');
+}
+
+/** The Log out button: end this session on the server (so its token is worthless), then here. */
+async function signOut() {
+  const api = app.api;
+  if (api) {
+    try {
+      await api.logout();
+    } catch {
+      // unreachable or already ended: this browser forgets the token all the same
+    }
+  }
+  logout();
+}
+
+/** A renewed token (sessions.js): the same session, a later expiry; every tab adopts it. */
+function renewed(token) {
+  if (!app.session) return;
+  Object.assign(app.session, {
+    token: token.access_token,
+    expiresAt: Date.now() + token.expires_in * 1000,
+    lifetimeMs: token.expires_in * 1000,
+  });
+  localStorage.setItem(SESSION_KEY, JSON.stringify(app.session));
+  if (app.socket) app.socket.token = token.access_token; // for its next connection
+}
+
+/** Another tab renewed the token (or logged the same user in): use it, save nothing. */
+function adopt(saved) {
+  Object.assign(app.session, { token: saved.token, expiresAt: saved.expiresAt, lifetimeMs: saved.lifetimeMs });
+  app.api.token = saved.token;
+  if (app.socket) app.socket.token = saved.token;
+  if (app.sessions) app.sessions.keepRenewed();
 }
 
 function setConnState(state, detail = '') {
@@ -385,7 +428,9 @@ function onStorage(event) {
   if (event.key !== SESSION_KEY) return;
   const session = savedSession();
   if (!session && app.session) logout('You logged out in another tab.', { everywhere: false });
-  else if (session && (!app.session || app.session.token !== session.token)) {
+  else if (session && app.session && app.session.userId === session.userId) {
+    if (app.session.token !== session.token) adopt(session);
+  } else if (session && (!app.session || app.session.token !== session.token)) {
     if (app.session) logout('', { everywhere: false });
     resume(session, 1000);
   }
@@ -393,8 +438,12 @@ function onStorage(event) {
 
 function init() {
   $('auth-form').addEventListener('submit', onAuth);
-  $('logout').addEventListener('click', () => logout());
-  $('settings-open').addEventListener('click', () => { $('settings').hidden = !$('settings').hidden; });
+  $('logout').addEventListener('click', signOut);
+  $('logout-everywhere').addEventListener('click', () => app.sessions && app.sessions.everywhere());
+  $('settings-open').addEventListener('click', () => {
+    $('settings').hidden = !$('settings').hidden;
+    if (!$('settings').hidden && app.sessions) app.sessions.refresh();
+  });
   $('set-read-receipts').addEventListener('change', onSetting);
   $('set-hide-presence').addEventListener('change', onSetting);
   $('notify-enable').addEventListener('click', async () => {
