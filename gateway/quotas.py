@@ -1,0 +1,200 @@
+"""Per-user limits across every gateway: open sockets, messages a minute, bytes a day.
+
+Counted in MongoDB's `quotas` collection, in time buckets a TTL index drops:
+
+    {_id: "m.<user>.<minute>", n, expires}        messages sent in that UTC minute
+    {_id: "b.<user>.<day>", n, expires}           ciphertext bytes sent that UTC day
+    {_id: "s.<user>.<node>", n, expires}          sockets open on one gateway (refreshed)
+
+The send path stays in memory: each gateway counts locally, and every FLUSH_S writes its
+increments in one bulk write and reads the totals of those users back in one query; a send
+is checked against the last total read plus what this gateway counted since. Opening a
+socket reads the user's current buckets too, so a gateway starts from what the others
+counted. What is not yet read: across N gateways, a user may pass a limit by what the
+other gateways accepted since their last flush (at most about one second of sending,
+which each socket's frame rate bounds; or a new bucket's first second). If MongoDB does
+not answer, each gateway goes on with what it counted itself.
+
+Sockets are not the hot path: opening one writes this gateway's count for the user and
+sums every gateway's (one write and one read by _id prefix); a gateway that dies stops
+counting SOCKET_TTL_S later, when its documents are no longer refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+QUOTAS = "quotas"
+FLUSH_S = 1.0
+SOCKET_TTL_S = 30.0
+SOCKET_REFRESH_S = 10.0
+
+TOO_MANY_MESSAGES = "too_many_messages"
+TOO_MANY_BYTES = "too_many_bytes"
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Quotas:
+    """One per gateway: its local counts, the totals last read, and the flush task."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], node: str, *, sockets: int,
+                 messages_per_minute: int, bytes_per_day: int, flush_s: float = FLUSH_S
+                 ) -> None:
+        self._docs = db[QUOTAS]
+        self.node = node
+        self.max_sockets, self.max_messages, self.max_bytes = (
+            sockets, messages_per_minute, bytes_per_day)
+        self.flush_s = flush_s
+        self._pending: dict[str, int] = {}   # bucket id -> counted here since the last flush
+        self._totals: dict[str, int] = {}    # bucket id -> every gateway's, as last read
+        self._sockets: dict[str, int] = {}   # user -> sockets open here
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._docs.create_index([("expires", 1)], expireAfterSeconds=0)
+        self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def close(self) -> None:
+        """Stop flushing, write what was counted, forget this gateway's sockets; safe twice."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(PyMongoError):
+            await self.flush()
+            ids = [self._socket_id(user) for user in self._sockets]
+            if ids:
+                await self._docs.delete_many({"_id": {"$in": ids}})
+
+    # -- messages and bytes (the hot path: no I/O) ----------------------------------------
+    def charge(self, user: str, nbytes: int) -> str | None:
+        """Count one message of `nbytes` for `user`, or return the code refusing it."""
+        now = time.time()
+        mid = f"m.{user}.{int(now // 60)}"
+        bid = f"b.{user}.{int(now // 86400)}"
+        pending, totals = self._pending, self._totals
+        if totals.get(mid, 0) + pending.get(mid, 0) >= self.max_messages:
+            return TOO_MANY_MESSAGES
+        if totals.get(bid, 0) + pending.get(bid, 0) + nbytes > self.max_bytes:
+            return TOO_MANY_BYTES
+        pending[mid] = pending.get(mid, 0) + 1
+        pending[bid] = pending.get(bid, 0) + nbytes
+        return None
+
+    async def flush(self) -> None:
+        """Write the increments counted here, then read those buckets' totals back."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        for bucket, n in pending.items():  # counted until the totals are read back
+            self._totals[bucket] = self._totals.get(bucket, 0) + n
+        ops = [UpdateOne({"_id": bucket},
+                         {"$inc": {"n": n}, "$setOnInsert": {"expires": self._expires(bucket)}},
+                         upsert=True) for bucket, n in pending.items()]
+        try:
+            await self._docs.bulk_write(ops, ordered=False)
+        except PyMongoError:
+            for bucket, n in pending.items():  # written next time
+                self._pending[bucket] = self._pending.get(bucket, 0) + n
+            raise
+        async for doc in self._docs.find({"_id": {"$in": list(pending)}}, {"n": 1}):
+            self._totals[doc["_id"]] = max(self._totals.get(doc["_id"], 0), int(doc["n"]))
+
+    @staticmethod
+    def _expires(bucket: str) -> datetime:
+        index = int(bucket.rpartition(".")[2])
+        length = 60 if bucket.startswith("m.") else 86400
+        return _at((index + 1) * length + 3600)
+
+    def _forget_old(self) -> None:
+        now = time.time()
+        current = (str(int(now // 60)), str(int(now // 86400)))
+        self._totals = {b: n for b, n in self._totals.items()
+                        if b.rpartition(".")[2] in current}
+
+    async def _flush_forever(self) -> None:
+        refreshed = 0.0
+        while True:
+            await asyncio.sleep(self.flush_s)
+            try:
+                await self.flush()
+                if time.monotonic() - refreshed >= SOCKET_REFRESH_S:
+                    self._forget_old()
+                    await self._refresh_sockets()
+                    refreshed = time.monotonic()
+            except PyMongoError as exc:  # counted locally meanwhile; try again next round
+                log.warning("quota flush failed: %s", type(exc).__name__)
+
+    # -- sockets -----------------------------------------------------------------------
+    def _socket_id(self, user: str) -> str:
+        return f"s.{user}.{self.node}"
+
+    async def _write_sockets(self, user: str) -> None:
+        n = self._sockets.get(user, 0)
+        if n:
+            await self._docs.update_one(
+                {"_id": self._socket_id(user)},
+                {"$set": {"n": n, "expires": _at(time.time() + SOCKET_TTL_S)}}, upsert=True)
+        else:
+            await self._docs.delete_one({"_id": self._socket_id(user)})
+
+    async def _refresh_sockets(self) -> None:
+        expires = _at(time.time() + SOCKET_TTL_S)
+        ops = [UpdateOne({"_id": self._socket_id(user)},
+                         {"$set": {"n": n, "expires": expires}}, upsert=True)
+               for user, n in self._sockets.items()]
+        if ops:
+            await self._docs.bulk_write(ops, ordered=False)
+
+    async def open_socket(self, user: str) -> bool:
+        """Count a socket of `user` here; False (and not counted) past the limit of all
+        gateways together. Without MongoDB, only this gateway's sockets are counted."""
+        self._sockets[user] = self._sockets.get(user, 0) + 1
+        now = time.time()
+        # This user's sending buckets come along, so a gateway the user just reached
+        # starts from what the others counted, not from zero.
+        buckets = [f"m.{user}.{int(now // 60)}", f"b.{user}.{int(now // 86400)}"]
+        try:
+            await self._write_sockets(user)
+            total = 0
+            async for doc in self._docs.find({"$or": [
+                    {"_id": {"$regex": f"^s\\.{re.escape(user)}\\."},
+                     "expires": {"$gt": _at(now)}},
+                    {"_id": {"$in": buckets}}]}, {"n": 1}):
+                if doc["_id"].startswith("s."):
+                    total += int(doc["n"])
+                else:
+                    self._totals[doc["_id"]] = max(self._totals.get(doc["_id"], 0), int(doc["n"]))
+        except PyMongoError:
+            total = self._sockets[user]
+        if total <= self.max_sockets:
+            return True
+        await self.close_socket(user)
+        return False
+
+    async def close_socket(self, user: str) -> None:
+        n = self._sockets.get(user, 0) - 1
+        if n > 0:
+            self._sockets[user] = n
+        else:
+            self._sockets.pop(user, None)
+        with contextlib.suppress(PyMongoError):
+            await self._write_sockets(user)
