@@ -56,7 +56,8 @@ async def test_idle_authenticated_sockets_cost_under_20_kib_each(stack: Stack,
     open_one = opener(protocol)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the gateway inherits it
-    gw = stack.gateway(DUET_MAX_CONNECTIONS_PER_IP=str(SOCKETS + 100))
+    gw = stack.gateway(DUET_MAX_CONNECTIONS_PER_IP=str(SOCKETS + 100),
+                       DUET_MAX_SOCKETS_PER_USER=str(SOCKETS + 100))
     a, b = await friends(gw)
     async with contextlib.AsyncExitStack() as sockets:
         # Warm up: the first sockets allocate the room, pools and caches.
