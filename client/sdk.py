@@ -244,6 +244,44 @@ class Client:
         user = await self.api.user(username)
         return await self.api.accept_friend(user["user_id"])
 
+    async def unfriend(self, friend: str) -> None:
+        """End the friendship with `friend` (a username or user id), or withdraw or decline
+        a request; their room sockets close and sends between you are refused at once."""
+        peer = await self._peer(friend)
+        await self.api.call("DELETE", f"/api/friends/{peer}")
+        self._names.pop(peer, None)
+
+    async def block(self, username: str) -> dict[str, Any]:
+        """Block a user (friend or not): the friendship ends and they can no longer ask,
+        open a room or send to you. They are not told (docs/security.md)."""
+        blocked = dict(await self.api.call("POST", "/api/blocks", {"username": username}))
+        self._names.pop(blocked["user_id"], None)
+        return blocked
+
+    async def blocks(self) -> list[dict[str, Any]]:
+        """The users this user blocked: [{user_id, username, since}]."""
+        return list((await self.api.call("GET", "/api/blocks"))["blocks"])
+
+    async def unblock(self, user: str) -> None:
+        """Lift a block (`user` a username or user id); no friendship comes back."""
+        for b in await self.blocks():
+            if user in (b["user_id"], b["username"]) or b["username"].lower() == user.lower():
+                await self.api.call("DELETE", f"/api/blocks/{b['user_id']}")
+                return
+        raise ConfigError(f"{user!r} is not among the users you blocked")
+
+    async def delete_account(self, password: str) -> None:
+        """Delete this account for good (its password asked again): the server removes the
+        user, devices, friendships, blocks, sessions and the conversations it was in. This
+        device's socket closes and its token is forgotten; the local key files stay until
+        the profile directory is removed."""
+        self._me()
+        await self.api.call("DELETE", "/api/account", {"password": password})
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        self.profile.save_account(token=None, token_expires=None)
+
     async def _peer(self, friend: str) -> str:
         """A friend's user id, from a username or a user id."""
         for uid, name in self._names.items():

@@ -73,6 +73,28 @@ export class Api {
     return this.call('POST', `/api/friends/${encodeURIComponent(userId)}/accept`);
   }
 
+  /** End a friendship, or withdraw or decline a request (friends.js). */
+  unfriend(userId) {
+    return this.call('DELETE', `/api/friends/${encodeURIComponent(userId)}`);
+  }
+
+  block(username) {
+    return this.call('POST', '/api/blocks', { username });
+  }
+
+  unblock(userId) {
+    return this.call('DELETE', `/api/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  async blocks() {
+    return (await this.call('GET', '/api/blocks')).blocks;
+  }
+
+  /** Delete the account for good; the password is asked again. */
+  deleteAccount(password) {
+    return this.call('DELETE', '/api/account', { password });
+  }
+
   messages(peerId, { before = null, after = null, limit = 50, kinds = null } = {}) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before) query.set('before', before);

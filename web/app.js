@@ -230,6 +230,25 @@ async function signOut() {
   logout();
 }
 
+/** Delete account (settings): asked to confirm, with the password; then this browser forgets it. */
+async function deleteAccount(event) {
+  event.preventDefault();
+  const api = app.api;
+  const input = $('delete-password');
+  if (!api || !input.value) return;
+  if (!window.confirm('Delete your account and every conversation it was in? This cannot be undone.')) return;
+  try {
+    await api.deleteAccount(input.value);
+  } catch (err) {
+    $('delete-status').textContent = err instanceof ApiError && err.status === 403
+      ? 'That is not your password.' : explain(err);
+    return;
+  } finally {
+    input.value = '';
+  }
+  logout('Your account was deleted.');
+}
+
 /** A renewed token (sessions.js): the same session, a later expiry; every tab adopts it. */
 function renewed(token) {
   if (!app.session) return;
@@ -440,6 +459,7 @@ function init() {
   $('auth-form').addEventListener('submit', onAuth);
   $('logout').addEventListener('click', signOut);
   $('logout-everywhere').addEventListener('click', () => app.sessions && app.sessions.everywhere());
+  $('delete-account-form').addEventListener('submit', deleteAccount);
   $('settings-open').addEventListener('click', () => {
     $('settings').hidden = !$('settings').hidden;
     if (!$('settings').hidden && app.sessions) app.sessions.refresh();

@@ -1,7 +1,7 @@
 // Friends and friend requests: the requests to accept, the ones sent and waiting, and the
-// search for a user by name (with the button that asks them). app.js polls refresh();
-// the list is redrawn only when it changed, so the poll never takes the focus from a
-// button.
+// search for a user by name (with the button that asks them, and Unfriend, Block and
+// Unblock). app.js polls refresh(); the list is redrawn only when it changed, so the poll
+// never takes the focus from a button.
 
 import { ApiError, explain } from './api.js';
 import { clear, h } from './dom.js';
@@ -35,7 +35,7 @@ export class Friends {
     }
     if (this.closed) return;
     const accepted = (list) => list.filter((f) => f.status === 'accepted').map((f) => f.user_id).sort().join();
-    const newFriend = accepted(friends) !== accepted(this.list);
+    const newFriend = accepted(friends) !== accepted(this.list); // gained or lost one
     if (JSON.stringify(friends) === JSON.stringify(this.list) && this.list.length) return;
     this.list = friends;
     this.render();
@@ -53,11 +53,14 @@ export class Friends {
       if (f.status === 'incoming') {
         list.append(h('li', { class: 'friend incoming', dataset: { user: f.user_id, status: f.status } },
           h('span', { class: 'name', text: `${f.username} wants to chat` }),
-          h('button', { type: 'button', class: 'accept', onclick: () => this.accept(f) }, 'Accept')));
+          h('button', { type: 'button', class: 'accept', onclick: () => this.accept(f) }, 'Accept'),
+          h('button', { type: 'button', class: 'secondary decline', onclick: () => this.unfriend(f) }, 'Decline'),
+          h('button', { type: 'button', class: 'secondary block', onclick: () => this.block(f.username) }, 'Block')));
       } else if (f.status === 'outgoing') {
         list.append(h('li', { class: 'friend outgoing', dataset: { user: f.user_id, status: f.status } },
           h('span', { class: 'name', text: f.username }),
-          h('span', { class: 'muted', text: 'request sent' })));
+          h('span', { class: 'muted', text: 'request sent' }),
+          h('button', { type: 'button', class: 'secondary cancel', onclick: () => this.unfriend(f) }, 'Cancel')));
       }
     }
   }
@@ -69,6 +72,46 @@ export class Friends {
       this.result(explain(err), true);
     }
     await this.refresh();
+  }
+
+  /** End the friendship, or withdraw or decline the request; the pair's rooms close. */
+  async unfriend(friend) {
+    if (friend.status === 'accepted' && !window.confirm(`Unfriend ${friend.username}? You can ask again later.`)) return;
+    try {
+      await this.api.unfriend(friend.user_id);
+      if (friend.status === 'accepted') this.result(`You and ${friend.username} are no longer friends.`);
+    } catch (err) {
+      this.result(explain(err), true);
+    }
+    await this.refresh();
+  }
+
+  /** Block a user (friend or not): no friendship, request, room or message from them. */
+  async block(username) {
+    if (!window.confirm(`Block ${username}? They will not be told.`)) return;
+    try {
+      const blocked = await this.api.block(username);
+      this.searched = null;
+      this.result(`${blocked.username} is blocked.`, false, this.unblockButton(blocked));
+    } catch (err) {
+      this.result(explain(err), true);
+    }
+    await this.refresh();
+  }
+
+  unblockButton(blocked) {
+    return h('button', {
+      type: 'button', class: 'secondary unblock',
+      onclick: async () => {
+        try {
+          await this.api.unblock(blocked.user_id);
+          this.result(`${blocked.username} is no longer blocked.`);
+        } catch (err) {
+          this.result(explain(err), true);
+        }
+        await this.refresh();
+      },
+    }, 'Unblock');
   }
 
   /** A line (and buttons) under the search box. */
@@ -90,14 +133,27 @@ export class Friends {
       this.result('That is you.');
       return;
     }
+    let blocked = [];
+    try {
+      blocked = await this.api.blocks();
+    } catch {
+      // shown as not blocked; the server still refuses what a block forbids
+    }
+    if (blocked.some((b) => b.user_id === user.user_id)) {
+      this.searched = null;
+      this.result(`You blocked ${user.username}.`, false, this.unblockButton(user));
+      return;
+    }
     const known = this.list.find((f) => f.user_id === user.user_id);
     this.searched = { id: user.user_id, status: known ? known.status : null };
+    const block = h('button', { type: 'button', class: 'secondary block', onclick: () => this.block(user.username) }, 'Block');
     if (known && known.status === 'accepted') {
-      this.result(`${user.username} is already your friend.`);
+      const unfriend = h('button', { type: 'button', class: 'secondary unfriend', onclick: () => this.unfriend(known) }, 'Unfriend');
+      this.result(`${user.username} is your friend.`, false, unfriend, block);
       return;
     }
     if (known && known.status === 'outgoing') {
-      this.result(`You asked ${user.username} already; waiting for them to accept.`);
+      this.result(`You asked ${user.username} already; waiting for them to accept.`, false, block);
       return;
     }
     const label = known && known.status === 'incoming' ? 'Accept friend request' : 'Send friend request';
@@ -114,6 +170,6 @@ export class Friends {
       }
       await this.refresh();
     });
-    this.result(`${user.username}`, false, button);
+    this.result(`${user.username}`, false, button, block);
   }
 }

@@ -21,7 +21,7 @@ from ..progress import Bar
 from ..sdk import Client
 from . import images
 from .output import clock, printable
-from .session import Session
+from .session import Session, interactive
 
 
 # -- showing what arrived ----------------------------------------------------------------
@@ -152,6 +152,61 @@ async def cmd_friends_list(s: Session) -> int:
         s.out.emit({"type": "friend", **f}, _friend_line(f))
     if not friends:
         s.out.hint("no friends yet: duet friends add USERNAME")
+    return 0
+
+
+async def cmd_unfriend(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        await client.unfriend(s.args.friend)
+    s.out.emit({"type": "unfriended", "friend": s.args.friend},
+               f"{s.args.friend} and you are no longer friends (or the request is gone)")
+    return 0
+
+
+async def cmd_block(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        b = await client.block(s.args.username)
+    s.out.emit({"type": "blocked", **b},
+               f"{b['username']} is blocked: no friendship, request, room or message from "
+               f"them (duet unblock {b['username']} lifts it)")
+    return 0
+
+
+async def cmd_unblock(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        await client.unblock(s.args.username)
+    s.out.emit({"type": "unblocked", "username": s.args.username},
+               f"{s.args.username} is no longer blocked (no friendship came back)")
+    return 0
+
+
+async def cmd_blocks(s: Session) -> int:
+    async with await s.client(device=False) as client:
+        blocks = await client.blocks()
+    for b in blocks:
+        s.out.emit({"type": "blocked", **b}, f"{b['username']}  since {clock(b['since'])}")
+    if not blocks:
+        s.out.hint("you have blocked nobody")
+    return 0
+
+
+async def cmd_delete_account(s: Session) -> int:
+    """Confirmed by --yes, or by typing the username at the terminal; then the password is
+    read as `duet login` reads it."""
+    async with await s.client(device=False) as client:
+        name = client.username or ""
+        if not s.args.yes:
+            if not interactive() or s.args.password_stdin:
+                raise ConfigError("deleting the account cannot be undone: add --yes to confirm "
+                                  "(no terminal to ask on)")
+            typed = input(f"This deletes {name} and every conversation of it, for good. "
+                          f"Type {name} to confirm: ")
+            if typed.strip() != name:
+                raise ConfigError("not confirmed: nothing was deleted")
+        await client.delete_account(s.password(name))
+    s.out.emit({"type": "account_deleted", "username": name},
+               f"account {name} deleted; the local key files stay in {s.home} until you "
+               "remove that directory")
     return 0
 
 

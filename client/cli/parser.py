@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("accept", chat.cmd_friends_accept, "accept USERNAME's friend request", sub)
     p.add_argument("username", metavar="USERNAME", type=_username)
     command("list", chat.cmd_friends_list, "friends and pending requests", sub)
+    p = command("unfriend", chat.cmd_unfriend,
+                "end the friendship with FRIEND, or withdraw or decline a request")
+    p.add_argument("friend", metavar="FRIEND")
+    p = command("block", chat.cmd_block, "block USERNAME: no friendship, request, room or "
+                                         "message from them (they are not told)")
+    p.add_argument("username", metavar="USERNAME", type=_username)
+    p = command("unblock", chat.cmd_unblock, "lift the block on USERNAME")
+    p.add_argument("username", metavar="USERNAME", type=_username)
+    command("blocks", chat.cmd_blocks, "the users you blocked")
+    p = command("delete-account", chat.cmd_delete_account,
+                "delete this account and the conversations it was in, for good (asks to "
+                "confirm, then the password as `duet login` does)")
+    p.add_argument("--yes", action="store_true", help="confirm without asking")
 
     p = command("send", chat.cmd_send, "send a text message")
     p.add_argument("friend", metavar="FRIEND")

@@ -5,6 +5,8 @@ untouched, and their sockets and their friends' rooms with them close on every g
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +23,11 @@ from support import (
     signup,
     wait_stored,
 )
+from test_cli import duet, ok, register_pair
 from test_unfriend_block import closed_with
 
+from client import Client
+from client.errors import ApiError
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS, room_id
 from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
 from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, SESSIONS
@@ -135,3 +140,27 @@ async def test_delete_account_leaves_no_document_of_the_user(
         r = await http.post(f"{gw.http}/api/register",
                             json={"username": a.username, "password": a.password})
         assert r.status_code == 201, "the name is free again"
+
+
+async def test_sdk_and_cli_delete_account(
+        gw: Gateway, sdk_pair: tuple[Client, Client, str, str], tmp_path: Path) -> None:
+    """Client.delete_account refuses a wrong password and deletes with the right one;
+    `duet delete-account` without a terminal needs --yes, then deletes."""
+    a, b, na, _ = sdk_pair
+    with pytest.raises(ApiError) as refused:
+        await a.delete_account("not the password")
+    assert refused.value.status == 403
+    await a.delete_account("password-a-123")
+    assert await b.friends() == []
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{gw.http}/api/login",
+                            json={"username": na, "password": "password-a-123"})
+        assert r.status_code == 401
+
+    x, y, hx, hy = await asyncio.to_thread(register_pair, gw, tmp_path / "cli")
+    unconfirmed = await asyncio.to_thread(duet, gw, hx, "delete-account")
+    assert unconfirmed.code == 1 and "--yes" in unconfirmed.err, str(unconfirmed)
+    ok(await asyncio.to_thread(duet, gw, hx, "delete-account", "--yes"))
+    assert ok(await asyncio.to_thread(duet, gw, hy, "--json", "friends", "list")).lines() == []
+    gone = await asyncio.to_thread(duet, gw, hx, "login", x)
+    assert gone.code == 1, str(gone)

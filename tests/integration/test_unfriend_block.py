@@ -4,7 +4,9 @@ requests per day are counted across gateways."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +22,13 @@ from support import (
     open_socket,
     signup,
 )
+from test_cli import duet, ok, register_pair
 from websockets.exceptions import ConnectionClosed
 
+from client import Client
 from contracts.codes import FORBIDDEN_ROOM
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 AT_ONCE_S = 2.0  # a notice crosses the broker in milliseconds; this is the test's bound
 
 
@@ -181,3 +185,28 @@ async def test_friend_requests_per_day_counted_across_gateways(stack: Stack) -> 
         r = await http.post(f"{one.http}/api/friends", json={"username": asker.username},
                             headers=others[3].auth)
         assert r.status_code == 201, r.text
+
+
+async def test_sdk_and_cli_unfriend_block_unblock(
+        gw: Gateway, sdk_pair: tuple[Client, Client, str, str], tmp_path: Path) -> None:
+    """The SDK's unfriend, block, blocks and unblock, and `duet unfriend`, `duet block`,
+    `duet blocks`, `duet unblock` do what the REST calls do."""
+    a, b, na, nb = sdk_pair
+    await a.unfriend(nb)
+    assert await a.friends() == [] and await b.friends() == []
+    blocked = await b.block(na)
+    assert blocked["username"] == na
+    assert [x["username"] for x in await b.blocks()] == [na]
+    await b.unblock(na)
+    assert await b.blocks() == []
+
+    x, y, hx, _ = await asyncio.to_thread(register_pair, gw, tmp_path / "cli")
+    ok(await asyncio.to_thread(duet, gw, hx, "unfriend", y))
+    assert ok(await asyncio.to_thread(duet, gw, hx, "--json", "friends", "list")).lines() == []
+    ok(await asyncio.to_thread(duet, gw, hx, "block", y))
+    listed = ok(await asyncio.to_thread(duet, gw, hx, "--json", "blocks")).lines()
+    assert [(e["type"], e["username"]) for e in listed] == [("blocked", y)]
+    ok(await asyncio.to_thread(duet, gw, hx, "unblock", y))
+    again = await asyncio.to_thread(duet, gw, hx, "unblock", y)
+    assert again.code == 1 and "not among the users you blocked" in again.err, str(again)
+    assert ok(await asyncio.to_thread(duet, gw, hx, "--json", "blocks")).lines() == []
