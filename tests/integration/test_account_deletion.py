@@ -135,6 +135,11 @@ async def test_delete_account_leaves_no_document_of_the_user(
         r = await http.post(f"{gw.http}/api/login",
                             json={"username": a.username, "password": a.password})
         assert r.status_code == 401
+
+        async def token_refused() -> bool:  # its session is gone (a cached answer lives 2 s)
+            r = await http.get(f"{gw2.http}/api/friends", headers=a.auth)
+            return r.status_code == 401
+        await eventually(token_refused, 5, "the deleted user's token refused")
         r = await http.get(f"{gw.http}/api/users/{a.username}", headers=b.auth)
         assert r.status_code == 404
         r = await http.post(f"{gw.http}/api/register",
