@@ -36,7 +36,7 @@ from contracts.codes import NOT_AUTHENTICATED
 from contracts.documents import SESSIONS
 
 CLOSE_BOUND_S = 5.0  # issue 18: sockets of an ended session closed within this
-CACHE_S = 2.0  # gateway.sessions.CACHE_S: another gateway may trust a live answer this long
+CACHE_S = 2.0  # DUET_SESSION_CACHE_S: another gateway may trust a live answer this long
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,18 @@ async def test_logout_refuses_token_and_closes_sockets_on_two_gateways(
             with pytest.raises(ConnectionClosed):
                 await late.recv()
             assert late.ws.close_code == NOT_AUTHENTICATED
+
+
+async def test_without_a_cache_every_gateway_refuses_an_ended_session_at_once(
+        gw: Gateway, stack: Stack) -> None:
+    """With DUET_SESSION_CACHE_S=0 a gateway that did not end the session refuses its token
+    on the very next request, though it accepted it just before."""
+    strict = stack.gateway(DUET_SESSION_CACHE_S="0")
+    async with httpx.AsyncClient() as http:
+        a = await signup(http, gw.http)
+        assert (await http.get(f"{strict.http}/api/friends", headers=a.auth)).status_code == 200
+        assert (await http.post(f"{gw.http}/api/logout", headers=a.auth)).status_code == 204
+        assert await _refused(http, strict, a.token)
 
 
 async def _refused(http: httpx.AsyncClient, gw: Gateway, token: str) -> bool:
