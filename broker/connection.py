@@ -20,7 +20,12 @@ from aiormq.exceptions import AMQPError
 from service.settings import ServiceSettings
 
 from .errors import PublishError
-from .topology import declare_audit_stream, declare_exchange, declare_persist_queue
+from .topology import (
+    check_durable_path,
+    declare_audit_stream,
+    declare_exchange,
+    declare_persist_queue,
+)
 
 log = logging.getLogger(__name__)
 _NOTICE = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=1)
@@ -53,13 +58,20 @@ class Broker:
         # on_return_raises: an unroutable publish fails instead of being confirmed into void.
         self._channel = await self._connection.channel(publisher_confirms=True,
                                                        on_return_raises=True)
-        self._exchange = await declare_exchange(self._channel, self.names)
-        # Both services declare the durable path at start (idempotent), so no publish is
-        # ever routed nowhere. Only at start: see service.crash.
-        async with aio_pika.Channel(self._connection) as channel:
-            await declare_persist_queue(channel, self.names, self.settings.delivery_limit)
-            await declare_audit_stream(channel, self.names, self.settings.audit_max_age,
-                                       self.settings.audit_max_bytes)
+        if self.settings.declare_topology:
+            # Both services declare the durable path at start (idempotent), so no publish
+            # is ever routed nowhere. Only at start: see service.crash.
+            async with aio_pika.Channel(self._connection) as channel:
+                await declare_persist_queue(channel, self.names, self.settings.delivery_limit)
+                await declare_audit_stream(channel, self.names, self.settings.audit_max_age,
+                                           self.settings.audit_max_bytes)
+        else:
+            # An account that may not configure them (compose's gateways): check they
+            # exist, else raise TopologyMissing and the service exits 1 for a restart
+            # (crash-only, service.crash), by which time the persister has declared them.
+            await check_durable_path(self._connection, self.names)
+        self._exchange = await declare_exchange(self._channel, self.names,
+                                                passive=not self.settings.declare_topology)
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
     async def queue_depth(self, name: str) -> int:
@@ -95,7 +107,8 @@ class Broker:
         try:
             if self._notices is None:
                 channel = await self.connection.channel(publisher_confirms=False)
-                await declare_exchange(channel, self.names)
+                await declare_exchange(channel, self.names,
+                                       passive=not self.settings.declare_topology)
                 self._notices = channel
             amqp = await self._notices.get_underlay_channel()
             properties = _NOTICE if headers is None else aiormq.spec.Basic.Properties(

@@ -10,12 +10,29 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from contracts import Names
 from contracts.routing import MESSAGE_NS
 
+from .errors import BrokerError
+
 log = logging.getLogger(__name__)
 
 
-async def declare_exchange(channel: AbstractChannel, names: Names) -> AbstractExchange:
+class TopologyMissing(BrokerError):
+    """A name this service only checks (DUET_DECLARE_TOPOLOGY=false) does not exist."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(kind, name)
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:
+        return (f"{self.kind} {self.name} does not exist; another service (the persister) "
+                f"declares it")
+
+
+async def declare_exchange(channel: AbstractChannel, names: Names, *,
+                           passive: bool = False) -> AbstractExchange:
+    """The topic exchange; passive: only look it up (no configure permission needed)."""
     return await channel.declare_exchange(
-        names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        names.exchange, aio_pika.ExchangeType.TOPIC, durable=True, passive=passive
     )
 
 
@@ -63,3 +80,22 @@ async def declare_gateway_queue(channel: AbstractChannel, names: Names, node: st
     return await channel.declare_queue(
         names.gateway_queue(node), exclusive=True, auto_delete=True
     )
+
+
+async def check_durable_path(connection: aio_pika.abc.AbstractConnection, names: Names) -> None:
+    """Passive checks (they need no permission) that the exchange, duet.persist, its dead
+    letters and duet.audit exist: what an account that may not declare them relies on.
+    Raises TopologyMissing for the first one missing. A missing name closes the channel it
+    is asked on, so each check has a channel of its own."""
+    checks = [("exchange", names.exchange), ("exchange", names.dead_letter_exchange),
+              ("queue", names.persist_queue), ("queue", names.dead_letter_queue),
+              ("queue", names.audit_stream)]
+    for kind, name in checks:
+        try:
+            async with aio_pika.Channel(connection) as channel:
+                if kind == "exchange":
+                    await channel.declare_exchange(name, passive=True)
+                else:
+                    await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            raise TopologyMissing(kind, name) from None
