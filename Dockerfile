@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for both services: `python -m gateway` (the default) or `python -m persister`.
 # It also carries the operators' `duet-admin` (and the users' `duet`), so operators can run
-# `docker compose exec gateway duet-admin audit tail` next to the services (docs/operations.md).
+# `docker compose run --rm admin audit tail` with the ops account (docs/operations.md).
 
 # --- build: install duet and its dependencies into a virtualenv -------------------------
 FROM python:3.11.13-slim-bookworm AS build

@@ -58,12 +58,19 @@ REQUIRED_SERVICES = frozenset({"rabbitmq", "mongo", "mongo-init", "gateway", "pe
 SCALED_SERVICES = ("gateway", "persister")
 LOAD_BALANCER = "lb"
 # Services that run to completion need no healthcheck; the others wait for them to succeed.
-ONE_SHOT_SERVICES = frozenset({"mongo-init"})
+# `admin` is run by hand (`docker compose run --rm admin …`, profile ops).
+ONE_SHOT_SERVICES = frozenset({"mongo-init", "admin"})
 REPLICA_SET = "rs0"
-REQUIRED_SECRETS = ("DUET_TOKEN_SECRET", "RABBITMQ_PASSWORD")
 INTERPOLATION = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-# Values that make `docker compose config` succeed; nothing here is ever started.
-TEST_SECRETS = {"DUET_TOKEN_SECRET": "x" * 40, "RABBITMQ_PASSWORD": "compose-test-password-1"}
+# The containers that run duet or face the internet: read-only, no capabilities.
+HARDENED_SERVICES = ("gateway", "persister", LOAD_BALANCER, "admin")
+# Each service's own accounts: service -> (its RabbitMQ URL secret, its MongoDB URL secret).
+ACCOUNTS = {"gateway": ("gateway_amqp_url", "gateway_mongo_url"),
+            "persister": ("persister_amqp_url", "persister_mongo_url"),
+            "admin": ("ops_amqp_url", "ops_mongo_url")}
+SECRETS_DIR = DEPLOY / "secrets"
+# Settings whose value is a secret: never in a compose environment, only their _FILE.
+SECRET_SETTINGS = ("DUET_TOKEN_SECRET", "DUET_AMQP_URL", "DUET_MONGO_URL")
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def _run_config(compose: list[str], tmp_path: Path, *args: str,
 @pytest.fixture(scope="module")
 def resolved(compose: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The file as compose understands it: interpolated and normalised by `config`."""
-    result = _run_config(compose, tmp_path_factory.mktemp("compose"), **TEST_SECRETS)
+    result = _run_config(compose, tmp_path_factory.mktemp("compose"))
     assert result.returncode == 0, result.stderr
     loaded = yaml.safe_load(result.stdout)
     assert isinstance(loaded, dict)
@@ -230,42 +237,127 @@ def _nginx_tree(text: str) -> _NginxBlock:
 
 # -- compose accepts the file ----------------------------------------------------------------
 def test_config_compose_file_valid(compose: list[str], tmp_path: Path) -> None:
-    """A real compose implementation accepts docker-compose.yml when the secrets are set."""
-    result = _run_config(compose, tmp_path, "-q", **TEST_SECRETS)
+    """A real compose implementation accepts docker-compose.yml with an empty environment:
+    no secret comes from the environment any more."""
+    result = _run_config(compose, tmp_path, "-q")
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("missing", REQUIRED_SECRETS)
-def test_config_compose_without_secret_fails(compose: list[str], tmp_path: Path,
-                                             missing: str) -> None:
-    """Without DUET_TOKEN_SECRET or RABBITMQ_PASSWORD, compose refuses to start and names it."""
-    env = {k: v for k, v in TEST_SECRETS.items() if k != missing}
-    result = _run_config(compose, tmp_path, "-q", **env)
-    assert result.returncode != 0
-    assert missing in result.stderr + result.stdout
+def _secret_files(resolved: dict[str, Any]) -> dict[str, Path]:
+    out = {}
+    for name, secret in (resolved.get("secrets") or {}).items():
+        assert set(secret) == {"file"}, f"secret {name}: a file, not {sorted(secret)}"
+        out[str(name)] = Path(secret["file"])
+    return out
 
 
-def test_compose_secrets_required_everywhere() -> None:
-    """Every use of a secret is `${NAME:?message}`: no default, no literal, no bare `$NAME`."""
-    text = COMPOSE_FILE.read_text()
-    for name in REQUIRED_SECRETS:
-        uses = re.findall(r"\$\{?" + name + r"\b[^}]*\}?", text)
-        assert uses, f"{name} is never used"
-        for use in uses:
-            assert re.fullmatch(r"\$\{" + name + r":\?[^}]+\}", use), f"{name}: {use!r}"
+def _mounted_secrets(service: dict[str, Any]) -> set[str]:
+    return {str(s["source"]) if isinstance(s, dict) else str(s)
+            for s in service.get("secrets", [])}
 
 
-# -- house rules, on what compose resolved ---------------------------------------------------
-def test_compose_required_services_present(resolved: dict[str, Any]) -> None:
+def test_compose_secrets_are_files_no_service_sees_in_its_environment(
+        resolved: dict[str, Any]) -> None:
+    """Every secret is a Docker secret from a file in deploy/secrets/ (which git ignores),
+    each service mounts only its own, and no environment holds a secret: the token secret
+    and the URLs (with their passwords) are given as *_FILE paths to mounted secrets."""
+    files = _secret_files(resolved)
+    assert files, "no secrets"
+    for name, path in files.items():
+        assert path.parent == SECRETS_DIR and path.name == name, (name, path)
+    ignore = (SECRETS_DIR / ".gitignore").read_text().split()
+    assert "*" in ignore and "!.gitignore" in ignore
+    services = _services(resolved)
+    for name, service in services.items():
+        env = _environment(service)
+        for setting in SECRET_SETTINGS:
+            assert setting not in env, f"{name}: {setting} in the environment, use its _FILE"
+        for key, value in env.items():
+            assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"{name}: {key} has a password"
+            assert "PASSWORD" not in key or key.endswith("_FILE"), f"{name}: {key}"
+            if key.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert value.startswith("/run/secrets/") and secret in _mounted_secrets(
+                    service), f"{name}: {key}={value} is not one of its secrets"
+        assert _mounted_secrets(service) <= set(files), name
+    gateway = _environment(services["gateway"])
+    assert gateway["DUET_TOKEN_SECRET_FILE"] == "/run/secrets/token_secret"
+    holders = [n for n, s in services.items() if "token_secret" in _mounted_secrets(s)]
+    assert holders == ["gateway"], holders
+
+
+def test_compose_services_use_their_own_accounts(resolved: dict[str, Any]) -> None:
+    """Gateway, persister and the ops tool each read their own RabbitMQ and MongoDB URL,
+    and no secret of one service is mounted into another duet service."""
+    services = _services(resolved)
+    for name, (amqp, mongo) in ACCOUNTS.items():
+        mounted = _mounted_secrets(services[name])
+        assert {amqp, mongo} <= mounted, (name, mounted)
+        others = {s for n, pair in ACCOUNTS.items() if n != name for s in pair}
+        assert not mounted & others, (name, mounted & others)
+        if name != "admin":  # duet-admin reads DUET_AMQP_URL: its entrypoint cats the files
+            env = _environment(services[name])
+            assert env["DUET_AMQP_URL_FILE"] == f"/run/secrets/{amqp}"
+            assert env["DUET_MONGO_URL_FILE"] == f"/run/secrets/{mongo}"
+    admin = " ".join(services["admin"]["entrypoint"])
+    assert "/run/secrets/ops_amqp_url" in admin and "/run/secrets/ops_mongo_url" in admin
+    assert services["admin"].get("profiles") == ["ops"], "admin must not start with `up`"
+    # The broker and mongo-init read every account from the same files.
+    assert {"gateway_amqp_url", "persister_amqp_url", "ops_amqp_url"} <= _mounted_secrets(
+        services["rabbitmq"])
+    assert {"gateway_mongo_url", "persister_mongo_url", "ops_mongo_url",
+            "mongo_root_password"} <= _mounted_secrets(services["mongo-init"])
+
+
+def test_compose_gateway_only_checks_the_durable_path(resolved: dict[str, Any]) -> None:
+    """The gateways do not declare the durable path (their account may not): they check it
+    and start after the persister, which declares it."""
+    services = _services(resolved)
+    assert _environment(services["gateway"])["DUET_DECLARE_TOPOLOGY"] == "false"
+    assert _environment(services["persister"]).get("DUET_DECLARE_TOPOLOGY", "true") != "false"
+    depends = services["gateway"]["depends_on"]
+    assert depends["persister"]["condition"] == "service_healthy"
+
+
+def test_compose_containers_read_only_without_capabilities(resolved: dict[str, Any]) -> None:
+    """Gateway, persister, balancer and the ops tool: read-only root file system, every
+    capability dropped and none added, no privilege gain, not privileged, a tmpfs /tmp as
+    the only writable place; the balancer runs as the image's nginx user, not root."""
+    services = _services(resolved)
+    for name in HARDENED_SERVICES:
+        service = services[name]
+        assert service.get("read_only") is True, f"{name}: root file system writable"
+        assert [c.upper() for c in service.get("cap_drop", [])] == ["ALL"], name
+        assert not service.get("cap_add"), f"{name}: adds {service.get('cap_add')}"
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+        tmpfs = service.get("tmpfs") or []
+        tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+        assert [m.split(":")[0] for m in tmpfs] == ["/tmp"], (name, tmpfs)
+        for target, source in _mounts(service).items():
+            volume = next(v for v in service.get("volumes", [])
+                          if (v["target"] if isinstance(v, dict) else v.split(":")[1]) == target)
+            read_only = volume.get("read_only") if isinstance(volume, dict) else (
+                str(volume).endswith(":ro"))
+            assert read_only, f"{name}: {source} mounted writable at {target}"
+    lb = services[LOAD_BALANCER]
+    assert str(lb.get("user", "")).split(":")[0] not in ("", "0", "root"), lb.get("user")
+    assert str(lb.get("sysctls", {}).get("net.ipv4.ip_unprivileged_port_start")) == "0"
+    # nginx writes only under /tmp (pid, temporary files).
+    for directive in _nginx_directives(NGINX_CONF.read_text()):
+        if directive[0] == "pid" or directive[0].endswith("_temp_path"):
+            assert directive[1].startswith("/tmp/"), directive
+
+
+def test_compose_required_services_present(resolved: dict[str, Any], tmp_path: Path) -> None:
     """The broker, the database and its init job, both services and the balancer are there,
-    and the hosts in the services' URLs are services of this file."""
+    and the hosts in the URLs deploy/make_secrets.py writes are services of this file."""
     services = _services(resolved)
     assert REQUIRED_SERVICES <= set(services), sorted(REQUIRED_SERVICES - set(services))
-    for name in SCALED_SERVICES:
-        env = _environment(services[name])
-        for key in ("DUET_AMQP_URL", "DUET_MONGO_URL"):
-            host = urlsplit(env[key]).hostname
-            assert host in services, f"{name}: {key} points at {host}, not a service"
+    for key, url in _make_secrets(tmp_path / "secrets").items():
+        if key.endswith("_url"):
+            host = urlsplit(url).hostname
+            assert host in services, f"{key} points at {host}, not a service"
 
 
 def test_compose_images_pinned(resolved: dict[str, Any]) -> None:
@@ -370,32 +462,59 @@ def test_compose_matches_local_launcher(resolved: dict[str, Any], tmp_path: Path
         own = {k for k in launched[name].env if k.startswith("DUET_")}
         shared = {k for k in ("DUET_AMQP_URL", "DUET_MONGO_URL") if f'"{k}"' in source}
         assert shared == {"DUET_AMQP_URL", "DUET_MONGO_URL"}, "the launcher changed"
-        assert own | shared <= set(env), (name, sorted((own | shared) - set(env)))
-    assert "DUET_TOKEN_SECRET" in _environment(services["gateway"])
+        # Compose gives a secret as its file (DUET_X_FILE) where the launcher gives DUET_X.
+        given = set(env) | {k.removesuffix("_FILE") for k in env}
+        assert own | shared <= given, (name, sorted((own | shared) - given))
+    assert "DUET_TOKEN_SECRET_FILE" in _environment(services["gateway"])
 
 
-def test_compose_token_secret_required(spec: dict[str, Any]) -> None:
-    """DUET_TOKEN_SECRET is given to the gateway, always as `${DUET_TOKEN_SECRET:?message}`."""
-    values = [
-        value
-        for service in _services(spec).values()
-        for key, value in _environment(service).items()
-        if key == "DUET_TOKEN_SECRET"
-    ]
-    assert values, "no service gets DUET_TOKEN_SECRET"
-    for value in values:
-        assert re.fullmatch(r"\$\{DUET_TOKEN_SECRET:\?[^}]+\}", value), value
+def _make_secrets(directory: Path) -> dict[str, str]:
+    """Run deploy/make_secrets.py into `directory`; its files by name."""
+    result = subprocess.run(["python3", str(DEPLOY / "make_secrets.py"), str(directory)],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    return {p.name: p.read_text().strip() for p in directory.iterdir()}
 
 
-def test_compose_mongo_is_a_replica_set(resolved: dict[str, Any]) -> None:
-    """mongod runs with --replSet, the services' URL names the set, and mongo-init runs a
-    script that initiates it only when it is not yet initiated and waits for a primary."""
+def test_make_secrets_writes_every_secret_once(resolved: dict[str, Any], tmp_path: Path) -> None:
+    """deploy/make_secrets.py writes every secret compose mounts, readable by the containers'
+    users (0444) in a directory only its owner enters (0700), with a distinct account per
+    service, and never overwrites one."""
+    made = _make_secrets(tmp_path / "secrets")
+    assert set(made) == set(_secret_files(resolved)), sorted(set(made) ^ set(_secret_files(
+        resolved)))
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    for name in made:
+        assert (tmp_path / "secrets" / name).stat().st_mode & 0o777 == 0o444, name
+    for system in ("_amqp_url", "_mongo_url"):
+        users = [urlsplit(v).username for k, v in made.items() if k.endswith(system)]
+        assert len(users) == len(set(users)) == 3, users
+    passwords = [urlsplit(v).password for k, v in made.items() if k.endswith("_url")]
+    assert len(set(passwords)) == 6 and all(p and len(p) >= 32 for p in passwords)
+    assert len(made["token_secret"]) >= 32
+    assert re.fullmatch(r"[A-Za-z0-9+/=]{64,1024}", made["mongo_keyfile"]), "not base64"
+    again = _make_secrets(tmp_path / "secrets")
+    assert again == made, "a second run changed a secret"
+
+
+def test_compose_mongo_has_auth_and_per_service_accounts(
+        resolved: dict[str, Any], tmp_path: Path) -> None:
+    """mongod runs as the replica set with a key file (access control on) and a root account
+    from a secret; mongo-init initiates the set only when it is not yet initiated, waits for
+    a primary, and creates one account per service with only its roles on the duet database
+    (gateway and persister readWrite, ops read), read from the URLs the services use."""
     services = _services(resolved)
-    command = _command(services["mongo"])
+    mongo = services["mongo"]
+    command = _command(mongo)
     assert command[command.index("--replSet") + 1] == REPLICA_SET, command
-    for name in SCALED_SERVICES:
-        url = _environment(services[name])["DUET_MONGO_URL"]
-        assert parse_qs(urlsplit(url).query).get("replicaSet") == [REPLICA_SET], url
+    key_file = command[command.index("--keyFile") + 1]
+    assert "--noauth" not in command
+    assert "/run/secrets/mongo_keyfile" in " ".join(mongo["entrypoint"]) and key_file in " ".join(
+        mongo["entrypoint"])
+    env = _environment(mongo)
+    assert env["MONGO_INITDB_ROOT_USERNAME"] and "MONGO_INITDB_ROOT_PASSWORD" not in env
+    assert env["MONGO_INITDB_ROOT_PASSWORD_FILE"] == "/run/secrets/mongo_root_password"
+    assert {"mongo_root_password", "mongo_keyfile"} <= _mounted_secrets(mongo)
     init = services["mongo-init"]
     script_path = _command(init)[_command(init).index("--file") + 1]
     mount_target, source = next((t, s) for t, s in _mounts(init).items()
@@ -405,13 +524,46 @@ def test_compose_mongo_is_a_replica_set(resolved: dict[str, Any]) -> None:
     text = script.read_text()
     assert "rs.initiate" in text and "NotYetInitialized" in text and "isWritablePrimary" in text
     assert f'"{REPLICA_SET}"' in text
+    assert 'admin.auth(ROOT_USER, secret("mongo_root_password"))' in text
+    roles = re.search(r"const ROLES = (\{[^}]*\});", text)
+    assert roles is not None
+    assert json.loads(re.sub(r"(\w+):", r'"\1":', roles[1])) == {
+        "gateway": ["readWrite"], "persister": ["readWrite"], "ops": ["read"]}
+    assert "createUser" in text and "updateUser" in text
+    # The URLs make_secrets.py writes are the ones init.js reads its accounts from.
+    shape = re.search(r"const URL_SHAPE = /(.+)/;", text)
+    assert shape is not None
+    made = _make_secrets(tmp_path / "secrets")
+    for role in ("gateway", "persister", "ops"):
+        url = made[f"{role}_mongo_url"]
+        match = re.match(shape[1].replace("\\/", "/"), url)
+        assert match is not None, role
+        assert (match[1], match[2], match[3]) == (urlsplit(url).username,
+                                                   urlsplit(url).password, "duet")
+        query = parse_qs(urlsplit(url).query)
+        assert query.get("replicaSet") == [REPLICA_SET] and query.get("authSource") == ["admin"]
 
 
-def test_compose_rabbitmq_definitions_render_the_account(
+def _render(tmp_path: Path, urls: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    secrets = tmp_path / "render-secrets"
+    secrets.mkdir(exist_ok=True)
+    for role, url in urls.items():
+        (secrets / f"{role}_amqp_url").write_text(url + "\n")
+    return subprocess.run(
+        ["sh", str(DEPLOY / "rabbitmq" / "render-definitions.sh")], capture_output=True,
+        text=True, timeout=30, check=False,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SECRETS_DIR": str(secrets),
+             "DEFINITIONS_TEMPLATE": str(DEPLOY / "rabbitmq" / "definitions.json"),
+             "DEFINITIONS_OUT": str(tmp_path / "definitions.json")})
+
+
+def test_compose_rabbitmq_definitions_render_one_account_per_service(
         resolved: dict[str, Any], tmp_path: Path) -> None:
-    """The broker loads definitions at boot (its conf names the file the entrypoint renders),
-    and rendering them gives the vhost, the account from .env and its permissions; a
-    placeholder or URL-unsafe password is refused."""
+    """The broker loads definitions at boot (its conf names the file the entrypoint renders);
+    rendering them from make_secrets.py's URLs gives one account per service, none an
+    administrator, and permissions by which the gateway cannot configure, read or write
+    duet.persist, duet.audit or the dead letters (tests/integration/test_broker_permissions.py
+    checks the same on a real broker); a placeholder or URL-unsafe password is refused."""
     rabbit = _services(resolved)["rabbitmq"]
     mounts = _mounts(rabbit)
     conf_source = next(s for t, s in mounts.items() if t.startswith("/etc/rabbitmq/conf.d/"))
@@ -426,24 +578,43 @@ def test_compose_rabbitmq_definitions_render_the_account(
     assert re.search(r'out="\$\{DEFINITIONS_OUT:-' + re.escape(conf["load_definitions"]),
                      render.read_text()), "the conf loads another file than the one rendered"
 
-    def run(password: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["sh", str(render)], capture_output=True, text=True, timeout=30, check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RABBITMQ_USER": "duet",
-                 "RABBITMQ_PASSWORD": password,
-                 "DEFINITIONS_TEMPLATE": str(DEPLOY / "rabbitmq" / "definitions.json"),
-                 "DEFINITIONS_OUT": str(tmp_path / "definitions.json")})
-
-    password = "Zq3-x_9.kW~s7Lr2VbN4"
-    result = run(password)
+    made = _make_secrets(tmp_path / "secrets")
+    urls = {role: made[f"{role}_amqp_url"] for role in ("gateway", "persister", "ops")}
+    result = _render(tmp_path, urls)
     assert result.returncode == 0, result.stderr
     definitions = json.loads((tmp_path / "definitions.json").read_text())
     assert definitions["vhosts"] == [{"name": "/"}]
-    assert [(u["name"], u["password"]) for u in definitions["users"]] == [("duet", password)]
-    assert definitions["permissions"][0]["user"] == "duet"
-    assert "administrator" not in definitions["users"][0]["tags"]
+    accounts = {u["name"]: u for u in definitions["users"]}
+    assert {(n, u["password"]) for n, u in accounts.items()} == {
+        (urlsplit(u).username, urlsplit(u).password) for u in urls.values()}
+    for user in accounts.values():
+        assert "administrator" not in user["tags"] and "management" not in user["tags"]
+    permissions = {p["user"]: p for p in definitions["permissions"]}
+    assert set(permissions) == set(accounts) and len(definitions["permissions"]) == 3
+
+    def may(role: str, kind: str, name: str) -> bool:
+        return re.fullmatch(permissions[str(urlsplit(urls[role]).username)][kind], name) is not None
+
+    durable = ("duet.persist", "duet.audit", "duet.dead", "duet.dead-letters")
+    for name in (*durable, "duet.rooms"):
+        assert not may("gateway", "configure", name), name
+    for name in durable:
+        assert not may("gateway", "write", name) and not may("gateway", "read", name), name
+    assert may("gateway", "configure", "duet.gateway.0a1b2c3d")
+    assert may("gateway", "write", "duet.rooms") and may("gateway", "read", "duet.rooms")
+    for name in (*durable, "duet.rooms"):
+        assert may("persister", "configure", name), name
+    assert may("persister", "read", "duet.persist") and not may("persister", "read", "duet.audit")
+    assert not may("persister", "configure", "duet.gateway.0a1b2c3d")
+    assert may("ops", "read", "duet.audit")
+    for kind in ("configure", "write"):
+        for name in (*durable, "duet.rooms", "duet.gateway.0a1b2c3d"):
+            assert not may("ops", kind, name), (kind, name)
     for bad in ("change-me-change-me", "short", "has a space in it!!", "p@ss/word:1234567890"):
-        assert run(bad).returncode != 0, bad
+        assert _render(tmp_path, {**urls, "gateway": f"amqp://duet-gateway:{bad}@rabbitmq:5672/"}
+                       ).returncode != 0, bad
+    (tmp_path / "none").mkdir()
+    assert _render(tmp_path / "none", {}).returncode != 0, "rendered without the URL files"
 
 
 def test_compose_gateway_trusts_forwarded_for_and_persister_checks_health_port(
@@ -557,9 +728,12 @@ def test_dockerfile_pins_base_and_runs_as_non_root() -> None:
     assert re.search(r"^COPY web (\S+)", text, re.M) and "DUET_WEB_DIR=" in text
 
 
-def test_env_example_leaves_secrets_empty() -> None:
-    """.env.example names the secrets with no value, and .dockerignore keeps .env out."""
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    for name in REQUIRED_SECRETS:
-        assert f"{name}=" in lines, name
+def test_env_example_holds_no_secret() -> None:
+    """.env.example sets no secret (they are files in deploy/secrets/), .dockerignore keeps
+    .env out, and the image copies nothing from deploy/."""
+    text = (ROOT / ".env.example").read_text()
+    for name in ("DUET_TOKEN_SECRET", "PASSWORD", "DUET_AMQP_URL", "DUET_MONGO_URL"):
+        assert not re.search(rf"^[A-Z_]*{name}[A-Z_]*=", text, re.M), name
+    assert "make_secrets.py" in text
     assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
+    assert not re.search(r"^COPY\s+(\.|deploy)\b", DOCKERFILE.read_text(), re.M)
