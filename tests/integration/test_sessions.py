@@ -340,3 +340,25 @@ async def test_sdk_and_cli_list_revoke_renew_change_password_and_log_out(
             await other.close()
     finally:
         await sdk.close()
+
+
+async def test_sdk_renews_its_session_while_its_device_socket_is_open(
+        gw: Gateway, tmp_path: Path) -> None:
+    """With its token near its end, an SDK client holding the device socket renews the
+    session by itself: a new token for the same session, kept in its profile."""
+    c = Client(gw.http, home=tmp_path / "renew", passphrase="sdk passphrase")
+    try:
+        await c.register(unique_name("renew"), PASSWORD)
+        first = c.api.token or ""
+        SECRETS.add(first)
+        c.profile.save_account(token_expires=int(time.time()) + 1, token_ttl=5)
+        session = await c._device_session()
+        renewed = await eventually(
+            lambda: (t := c.profile.account().get("token")) != first and t,
+            timeout=10, what="the SDK renewing its token")
+        SECRETS.add(renewed)
+        assert sid(renewed) == sid(first) and c.api.token == renewed
+        assert session is c._session  # the same device session, not a new login
+        assert len(await c.sessions()) == 1
+    finally:
+        await c.close()
