@@ -217,17 +217,20 @@ function logout(reason = '', { everywhere = true } = {}) {
   authStatus('');
 }
 
-/** The Log out button: end this session on the server (so its token is worthless), then here. */
+/**
+ * The Log out button: every tab of this browser logs out (through localStorage) before the
+ * server ends the session, so none mistakes the closing of its socket for an expiry; then
+ * the session ends on the server, so the token is worthless wherever it was copied.
+ */
 async function signOut() {
-  const api = app.api;
-  if (api) {
-    try {
-      await api.logout();
-    } catch {
-      // unreachable or already ended: this browser forgets the token all the same
-    }
-  }
+  const token = app.session ? app.session.token : null;
   logout();
+  if (!token) return;
+  try {
+    await new Api(token).logout();
+  } catch {
+    // unreachable or already ended: this browser has forgotten the token all the same
+  }
 }
 
 /** Delete account (settings): asked to confirm, with the password; then this browser forgets it. */

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 from playwright.async_api import Browser, expect
-from support import Gateway, unique_name
+from support import Gateway, eventually, unique_name
 from webclient import PASSWORD, open_tab, session_token, sign_up
 
 
@@ -32,6 +32,11 @@ async def test_web_lists_and_ends_sessions_and_logout_ends_the_token(
                                headers={"Authorization": f"Bearer {mine}"})).status_code == 200
         await tab.locator("#logout").click()
         await expect(tab.locator("#auth")).to_be_visible()
-        r = await http.get(f"{gw.http}/api/friends", headers={"Authorization": f"Bearer {mine}"})
-        assert r.status_code == 401
+
+        async def refused() -> bool:
+            r = await http.get(f"{gw.http}/api/friends",
+                               headers={"Authorization": f"Bearer {mine}"})
+            return r.status_code == 401
+
+        await eventually(refused, timeout=5, what="the logged-out token refused")
     assert tab.errors == []
