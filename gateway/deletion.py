@@ -10,7 +10,7 @@ import logging
 import re
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS
@@ -19,8 +19,9 @@ from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, SESSIONS
 from contracts.routing import account_key
 
 from .deps import CurrentUser, Svc
-from .errors import Forbidden, Unauthenticated
+from .errors import Forbidden, TooManyRequests, Unauthenticated
 from .friendship import announce_ended
+from .sessions import client_address
 
 log = logging.getLogger(__name__)
 security = logging.getLogger("duet.security")
@@ -61,14 +62,26 @@ async def _sweep_later(db: AsyncDatabase[dict[str, Any]], user: str) -> None:
 
 
 @router.delete("/account", status_code=204)
-async def delete_account(body: AccountDeletion, svc: Svc, me: CurrentUser) -> Response:
+async def delete_account(body: AccountDeletion, svc: Svc, me: CurrentUser,
+                         request: Request) -> Response:
     """Delete the account of the token's user, given its password (a token alone, maybe
-    stolen, is not enough)."""
-    user = await svc.db[USERS].find_one({"_id": me}, projection={"password_hash": 1})
+    stolen, is not enough). Wrong passwords count with the failed logins and password
+    changes (per user and per address), so a token is no faster a password oracle."""
+    user = await svc.db[USERS].find_one({"_id": me},
+                                        projection={"password_hash": 1, "username_key": 1})
     if user is None:
         raise Unauthenticated("no such user")
+    name, address = user["username_key"], client_address(request)
+    wait = max(svc.login_users.retry_after(name), svc.login_ips.retry_after(address))
+    if wait > 0:
+        security.warning("account deletion throttled user=%s address=%s", me, address)
+        raise TooManyRequests(f"too many failed attempts; try again in {int(wait) + 1} s",
+                              retry_after=int(wait) + 1)
     if not await svc.passwords.verify(user["password_hash"], body.password):
-        security.warning("account deletion refused user=%s: wrong password", me)
+        svc.login_users.fail(name)
+        svc.login_ips.fail(address)
+        security.warning("account deletion refused (wrong password) user=%s address=%s",
+                         me, address)
         raise Forbidden("the password is wrong")
     # The user first: from here nobody can log in as them, and the name is free again.
     await svc.db[USERS].delete_one({"_id": me})
