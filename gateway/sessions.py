@@ -188,13 +188,19 @@ class SessionStore:
         return ended
 
     async def _sweep_forever(self) -> None:
+        failing = False  # one line per MongoDB outage, not one per round
         while True:
             await asyncio.sleep(SWEEP_S)
             try:
                 ended = await self.sweep()
-            except PyMongoError as exc:  # try again next round
-                log.warning("session sweep failed: %s", type(exc).__name__)
+            except PyMongoError as exc:  # sockets stay open; try again next round
+                if not failing:
+                    log.warning("session sweep failed: %s", type(exc).__name__)
+                failing = True
                 continue
+            if failing:
+                log.info("session sweep works again")
+                failing = False
             if ended:
                 log.info("session sweep closed the sockets of %d ended sessions", ended)
 
