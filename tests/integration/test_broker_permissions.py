@@ -1,7 +1,9 @@
 """Least privilege on a real RabbitMQ: the accounts and permissions of
 deploy/rabbitmq/definitions.json (rendered by render-definitions.sh, as compose does) are
 created in a vhost of this test's own, and each service's account may do what the service
-does and nothing more. The gateway's account cannot delete or redeclare duet.persist.
+does and nothing more. The gateway's account cannot delete or redeclare duet.persist, and
+a real gateway process runs on it as compose runs it (DUET_DECLARE_TOPOLOGY=false, the URL
+and the token secret from files), or exits when the durable path is missing.
 
 The local node is shared: the test adds one vhost and three users, named after a random id,
 and deletes them afterwards; it touches nothing else (no other vhost, no configuration).
@@ -22,6 +24,7 @@ import aio_pika
 import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel
+from support import Gateway, Stack, eventually, free_port
 
 from broker import Broker
 from broker.topology import TopologyMissing, declare_gateway_queue
@@ -227,3 +230,39 @@ async def test_ops_account_reads_the_audit_stream_only(declared: Accounts) -> No
         await amqp.basic_publish(b"{}", exchange=NAMES.exchange, routing_key="room.a.b")
 
     assert await _refused(url, publish)
+
+
+def _gateway(stack: Stack, accounts: Accounts, tmp_path: Path, prefix: str) -> Gateway:
+    """A `python -m gateway` as compose runs it: the gateway's account, the URL and the token
+    secret from files, DUET_DECLARE_TOPOLOGY=false; its database is the stack's."""
+    (tmp_path / "gateway_amqp_url").write_text(accounts.urls["gateway"] + "\n")
+    (tmp_path / "token_secret").write_text("t" * 48 + "\n")
+    port = free_port()
+    env = stack.env(DUET_PORT=str(port), DUET_PREFIX=prefix, DUET_MONGO_DB=stack.db_name,
+                    DUET_DECLARE_TOPOLOGY="false",
+                    DUET_AMQP_URL_FILE=str(tmp_path / "gateway_amqp_url"),
+                    DUET_TOKEN_SECRET_FILE=str(tmp_path / "token_secret"))
+    del env["DUET_AMQP_URL"], env["DUET_TOKEN_SECRET"]
+    gateway = Gateway("gateway", env, stack.log_dir, f"gateway-least-{port}", port)
+    stack.services.append(gateway)
+    gateway.start()
+    return gateway
+
+
+async def test_gateway_process_runs_on_its_account_from_files(
+        declared: Accounts, stack: Stack, tmp_path: Path) -> None:
+    """The real gateway process with compose's settings (account and token secret from
+    files, only checking the topology) becomes ready once the persister declared the path."""
+    gateway = _gateway(stack, declared, tmp_path, "")
+    await gateway.wait_ready_async()
+    gateway.stop()
+
+
+async def test_gateway_process_exits_without_the_durable_path(
+        declared: Accounts, stack: Stack, tmp_path: Path) -> None:
+    """Without the durable path (a prefix nobody declared) the gateway process exits with a
+    failure status, for compose's restart, naming what is missing."""
+    gateway = _gateway(stack, declared, tmp_path, "absent.")
+    await eventually(lambda: gateway.returncode is not None, 30, "the gateway exits")
+    assert gateway.returncode not in (None, 0)
+    assert "absent.duet.rooms does not exist" in gateway.log()
