@@ -113,6 +113,7 @@ class Quotas:
             await self._docs.bulk_write(ops, ordered=False)
         except PyMongoError:
             for bucket, n in pending.items():  # written next time
+                self._totals[bucket] -= n
                 self._pending[bucket] = self._pending.get(bucket, 0) + n
             raise
         async for doc in self._docs.find({"_id": {"$in": list(pending)}}, {"n": 1}):
