@@ -92,8 +92,8 @@ async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser,
     if len(live) > MAX_DEVICES:
         raise Conflict(f"at most {MAX_DEVICES} live device keys; revoke one first")
     await svc.db[USERS].update_one({"_id": me}, {"$set": {"keys": list(live.values())}})
-    security.info("device keys published user=%s kids=%s address=%s", me,
-                  ",".join(d.kid for d in devices), _address(request))
+    security.info("device keys published user=%s session=%s kids=%s address=%s", me,
+                  _session(request), ",".join(d.kid for d in devices), _address(request))
     return KeySet(keys=[DeviceKey.model_validate(k) for k in live.values()])
 
 
@@ -107,9 +107,14 @@ async def revoke_key(kid: str, svc: Svc, me: CurrentUser, request: Request) -> R
     key["revoked_at"] = int(time.time() * 1000)
     await svc.db[USERS].update_one(
         {"_id": me}, {"$pull": {"keys": {"kid": kid}}, "$push": {"revoked": key}})
-    security.info("device key revoked user=%s kid=%s address=%s", me, kid, _address(request))
+    security.info("device key revoked user=%s session=%s kid=%s address=%s", me,
+                  _session(request), kid, _address(request))
     return Response(status_code=204)
 
 
 def _address(request: Request) -> str:
     return request.client.host if request.client else "?"
+
+
+def _session(request: Request) -> str:
+    return str(getattr(request.state, "session", "-"))

@@ -280,8 +280,8 @@ async def test_security_log_records_logins_revocations_and_keys_without_secrets(
               f"login failed user={me} address=127.0.0.1",
               "login throttled address=127.0.0.1",
               f"session revoked user={me} session={sid(second)} by={sid(a.token)}",
-              f"device keys published user={me} kids={device.kid}",
-              f"device key revoked user={me} kid={device.kid}",
+              f"device keys published user={me} session={sid(a.token)} kids={device.kid}",
+              f"device key revoked user={me} session={sid(a.token)} kid={device.kid}",
               f"password changed user={me} session={sid(a.token)}",
               f"logged out user={me} session={sid(a.token)}"]
     lines = await eventually(
