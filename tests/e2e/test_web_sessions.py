@@ -4,6 +4,7 @@ ends this browser's session on the server, not only in the browser."""
 from __future__ import annotations
 
 import httpx
+import jwt
 from playwright.async_api import Browser, expect
 from support import Gateway, eventually, unique_name
 from webclient import PASSWORD, open_tab, session_token, sign_up
@@ -39,4 +40,35 @@ async def test_web_lists_and_ends_sessions_and_logout_ends_the_token(
             return r.status_code == 401
 
         await eventually(refused, timeout=5, what="the logged-out token refused")
+    assert tab.errors == []
+
+
+async def test_web_renews_its_session_before_the_token_expires(
+        gw: Gateway, browser: Browser) -> None:
+    """A page whose token nears its end renews it (same session, new token, saved for
+    every tab) without logging out."""
+    tab = await open_tab(browser, gw.http)
+    name = unique_name("webrenew")
+    await sign_up(tab, name)
+    first = await session_token(tab)
+    await tab.page.evaluate("""() => {
+      const s = JSON.parse(localStorage.getItem('duet.session'));
+      s.expiresAt = Date.now() + 5000;
+      s.lifetimeMs = 10000;
+      localStorage.setItem('duet.session', JSON.stringify(s));
+    }""")
+    await tab.page.reload()
+    await expect(tab.locator("#me-name")).to_have_text(name)
+
+    async def renewed() -> str | None:
+        token = await session_token(tab)
+        return token if token != first else None
+
+    token = await eventually(renewed, timeout=15, what="the page renewing its token")
+    claims = [jwt.decode(t, options={"verify_signature": False}) for t in (first, token)]
+    assert claims[0]["sid"] == claims[1]["sid"]
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{gw.http}/api/friends", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    await expect(tab.locator("#app")).to_be_visible()
     assert tab.errors == []
