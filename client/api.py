@@ -8,11 +8,15 @@ import httpx
 
 from .errors import ApiError
 
+USER_AGENT = "duet Python client"
+
 
 class Api:
     def __init__(self, base_url: str, *, timeout: float = 15.0, verify: Any = True) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=verify)
+        # The User-Agent labels this login in the user's list of sessions.
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=verify,
+                                       headers={"User-Agent": USER_AGENT})
         self.token: str | None = None
 
     async def close(self) -> None:

@@ -307,6 +307,7 @@ async def test_sdk_and_cli_list_revoke_renew_change_password_and_log_out(
     try:
         await sdk.login(name, PASSWORD)
         mine = [x for x in await sdk.sessions() if x["current"]]
+        assert mine and mine[0]["label"] == "duet Python client"
         listed = ok(duet(gw, home, "--json", "sessions")).lines()
         assert len(listed) == 2 and mine and mine[0]["id"] in {x["id"] for x in listed}
         [cli_session] = [x["id"] for x in listed if x["current"]]
