@@ -4,6 +4,7 @@ renewal keeps a session (and its sockets) alive; the security log records it all
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -103,12 +104,13 @@ async def test_logout_refuses_token_and_closes_sockets_on_two_gateways(
             assert r.status_code == 204, r.text
             r = await http.get(f"{gw.http}/api/friends", headers=a.auth)
             assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+            names = ("gw v1", "gw v2", "gw2 v1", "gw2 v2")
+            closing = [asyncio.create_task(closed_within(sock, CLOSE_BOUND_S, since=logged_out))
+                       for sock in (v1_1, v2_1, v1_2, v2_2)]
             await eventually(lambda: _refused(http, gw2, a.token), timeout=CACHE_S + 0.5,
                              what="gw2 refusing the logged-out token")
             print(f"gw2 refused the token {time.monotonic() - logged_out:.2f} s after logout")
-            for where, sock in (("gw v1", v1_1), ("gw v2", v2_1), ("gw2 v1", v1_2),
-                                ("gw2 v2", v2_2)):
-                took = await closed_within(sock, CLOSE_BOUND_S, since=logged_out)
+            for where, took in zip(names, await asyncio.gather(*closing), strict=True):
                 print(f"{where} socket closed 4401 {took:.2f} s after logout")
             await still_open(kept)
             assert (await http.get(f"{gw.http}/api/friends",
