@@ -4,6 +4,13 @@ awaiting the broker's confirm, and its resume state (gateway.resume).
 Per socket it holds a deque and at most one waiting future at a time (no asyncio.Queue,
 Event or Semaphore: each carries deques of its own), because 10,000 idle sockets must fit
 in ~20 KB each.
+
+The outbox is bounded twice: in frames (DUET_OUTBOX_FRAMES) and in characters of frame
+text (DUET_OUTBOX_BYTES; frames are JSON, ASCII but for error details, so characters are
+bytes). A live frame past either bound closes the socket (too_far_behind: a reader that
+does not keep up is not buffered for); a replayed frame waits until the writer has
+drained enough. One frame always fits an empty outbox, however large, so a message larger
+than the bound still goes out, alone.
 """
 
 from __future__ import annotations
@@ -25,19 +32,24 @@ from .resume import Resume
 
 log = logging.getLogger(__name__)
 
+# DUET_OUTBOX_BYTES' default (gateway.settings): two of the largest images (5 MiB of
+# plaintext, ~6.7 MiB as a frame) fit, a third waits.
+OUTBOX_BYTES = 16 * 1024 * 1024
+
 
 class Connection:
     """What the fan-out needs of a socket: whose it is, which rooms it is sent, and a
     push that never blocks. v1 (`room` set): one room's messages. v2 (`room` None):
     everything about its user's rooms."""
 
-    __slots__ = ("id", "user", "peer", "room", "_outbox", "_outbox_max", "_wake",
+    __slots__ = ("id", "user", "peer", "room", "_outbox", "_outbox_max", "_outbox_bytes",
+                 "_outbox_bytes_max", "_wake",
                  "closed", "close_code", "close_reason", "resume", "_metrics", "_in_flight",
                  "_max_in_flight", "_slot", "typing")
 
     def __init__(self, conn_id: str, user: str, peer: str | None, room: str | None,
                  outbox_frames: int, metrics: GatewayMetrics, max_in_flight: int = 32,
-                 margin_s: float = 5.0) -> None:
+                 margin_s: float = 5.0, outbox_bytes: int = OUTBOX_BYTES) -> None:
         self._metrics = metrics
         self.id = conn_id
         self.user = user
@@ -45,6 +57,8 @@ class Connection:
         self.room = room
         self._outbox: deque[str] = deque()
         self._outbox_max = outbox_frames
+        self._outbox_bytes = 0  # characters of the frames in _outbox
+        self._outbox_bytes_max = outbox_bytes
         # The writer waits on it for frames (or the close); replay waits on it for room.
         self._wake: asyncio.Future[None] | None = None
         # Messages published but not yet confirmed; at the limit the reader waits on _slot
@@ -74,17 +88,33 @@ class Connection:
         if self.closed:
             return
         if self.resume.holding:
-            if self.resume.hold(cursor or "", text) > self._outbox_max:
+            frames, size = self.resume.hold(cursor or "", text)
+            if frames > self._outbox_max or (frames > 1 and size > self._outbox_bytes_max):
                 self.close(TRY_AGAIN_LATER, "too far behind")
             return
-        if len(self._outbox) >= self._outbox_max:
+        if self._full(len(text)):
             # A reader that does not keep up is closed rather than buffered without bound.
             self.close(TRY_AGAIN_LATER, "too far behind")
             return
         if cursor is not None:
             self.resume.track(cursor)
+        self._append(text)
+
+    def _full(self, size: int) -> bool:
+        """Would a frame of `size` characters overflow the outbox? Never when it is empty."""
+        return bool(self._outbox) and (
+            len(self._outbox) >= self._outbox_max
+            or self._outbox_bytes + size > self._outbox_bytes_max)
+
+    def _append(self, text: str) -> None:
         self._outbox.append(text)
+        self._outbox_bytes += len(text)
         self._wakeup()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Characters of frame text waiting for the writer."""
+        return self._outbox_bytes
 
     def _wakeup(self) -> None:
         wake, self._wake = self._wake, None
@@ -126,15 +156,15 @@ class Connection:
 
     # -- sync replay -----------------------------------------------------------------
     async def replay(self, text: str, cursor: str | None = None) -> None:
-        """Queue a replayed frame, waiting for room (replay is paced by the reader)."""
+        """Queue a replayed frame, waiting for room in frames and bytes (replay is paced
+        by the reader: the writer sends a frame only once the socket can take it)."""
         if cursor is not None:
             self.resume.track(cursor)
             self._metrics.out_message.inc()
-        while len(self._outbox) >= self._outbox_max and not self.closed:
+        while self._full(len(text)) and not self.closed:
             self._wake = asyncio.get_running_loop().create_future()
             await self._wake
-        self._outbox.append(text)
-        self._wakeup()
+        self._append(text)
 
     def release(self) -> list[dict[str, Any]]:
         """End a replay: send the held live frames it did not already send; return the
@@ -168,6 +198,7 @@ class Connection:
                 continue
             # Frames taken out make room: a replay waiting for it goes on.
             text = outbox.popleft()
+            self._outbox_bytes -= len(text)
             if self._wake is not None:
                 self._wakeup()
             await ws.send_text(text)

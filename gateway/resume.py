@@ -45,12 +45,14 @@ class Resume:
     """One socket's resume state. Items are stored-notice entries (contracts.StoredItem as
     dicts: room, sender, id, cursor, origin)."""
 
-    __slots__ = ("until_us", "sent", "held", "held_items", "positions", "synced")
+    __slots__ = ("until_us", "sent", "held", "held_bytes", "held_items", "positions",
+                 "synced")
 
     def __init__(self, joined_us: int, margin_us: int) -> None:
         self.until_us = joined_us + margin_us
         self.sent: set[str] | None = set()
         self.held: list[tuple[str, str]] | None = None  # (cursor, frame text) while replaying
+        self.held_bytes = 0
         self.held_items: list[dict[str, Any]] = []
         self.positions: Positions | None = None
         self.synced = False
@@ -81,18 +83,22 @@ class Resume:
     def begin(self, positions: Positions | None) -> None:
         """A replay starts: live frames and stored items wait until `end`."""
         self.held = []
+        self.held_bytes = 0
         self.positions = positions
 
-    def hold(self, cursor: str, text: str) -> int:
-        """Keep a live frame for after the replay; returns how many are held."""
+    def hold(self, cursor: str, text: str) -> tuple[int, int]:
+        """Keep a live frame for after the replay; returns how many are held, and their
+        characters (the outbox's bound applies to them too)."""
         assert self.held is not None, "not replaying"
         self.held.append((cursor, text))
-        return len(self.held)
+        self.held_bytes += len(text)
+        return len(self.held), self.held_bytes
 
     def end(self) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
         """The replay is over: the held frames to send now (those it did not send), and
         the held stored items, to pass through `missed`."""
         held, self.held = self.held or [], None
+        self.held_bytes = 0
         items, self.held_items = self.held_items, []
         self.synced = True
         return [(c, t) for c, t in held if not c or not self.already_sent(c)], items
