@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pymongo
+import pytest
 from support import (
     Stack,
     User,
@@ -98,6 +99,7 @@ async def page(http: httpx.AsyncClient, base: str, me: User, peer: User,
     return result
 
 
+@pytest.mark.timeout(120)  # ~25 s here: 3.3 GiB stored, read twice over loopback
 async def test_read_large_images_gateway_memory_bounded(stack: Stack, mongo: Any) -> None:
     """500 images of 5 MiB: a history page holds two (the byte budget), and a replay to a
     slow reader sends all 500 in order while the gateway's RSS stays under the bound."""
