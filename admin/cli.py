@@ -7,8 +7,9 @@
 
 It reads the broker and MongoDB, never a device profile, a server URL or a user's secret.
 Where they are: --amqp-url (else DUET_AMQP_URL), --prefix (else DUET_PREFIX), --mongo-url
-(else DUET_MONGO_URL), --mongo-db (else DUET_MONGO_DB): the services' own environment, so
-`docker compose exec gateway duet-admin audit tail` needs no option at all.
+(else DUET_MONGO_URL), --mongo-db (else DUET_MONGO_DB): in compose the `admin` service sets
+the URLs from the ops account's secrets, so `docker compose run --rm admin audit tail`
+needs no option at all.
 
 Output: one JSON object per line on stdout. Errors: one line `duet-admin: error: ...` on
 stderr, URLs without their passwords. Exit codes: 0 done, 1 error (and `audit verify`: a

@@ -44,6 +44,28 @@ class Token(BaseModel):
     user_id: str
 
 
+class SessionOut(BaseModel):
+    """One of the user's live sessions (GET /api/sessions)."""
+
+    id: str
+    created_at: int
+    last_seen: int
+    expires_at: int
+    label: str
+    current: bool = Field(description="The session of the token that asked.")
+
+
+class Sessions(BaseModel):
+    sessions: list[SessionOut]
+
+
+class PasswordChange(_Body):
+    """POST /api/password: ends every other session of the user."""
+
+    current: Password
+    new: Password
+
+
 class FriendRequest(_Body):
     username: Username
 
@@ -56,6 +78,28 @@ class Friend(BaseModel):
 
 class Friends(BaseModel):
     friends: list[Friend]
+
+
+class BlockRequest(_Body):
+    """POST /api/blocks: block a user by name (a stranger as well as a friend)."""
+
+    username: Username
+
+
+class Blocked(BaseModel):
+    user_id: str
+    username: str
+    since: int = Field(description="When the block was made, ms since the epoch.")
+
+
+class Blocks(BaseModel):
+    blocks: list[Blocked]
+
+
+class AccountDeletion(_Body):
+    """DELETE /api/account: the account's current password, to prove it is the owner."""
+
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class HistoryPage(BaseModel):

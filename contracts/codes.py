@@ -46,7 +46,8 @@ ERRORS: dict[str, ErrorCode] = {e.code: e for e in (
     ErrorCode("too_large", "the ciphertext exceeds the limit of its kind "
                            "(DUET_MAX_TEXT_BYTES, DUET_MAX_IMAGE_BYTES, or 512 bytes for a "
                            "receipt or typing signal)"),
-    ErrorCode("not_friends", "v2: the peer is not an accepted friend (or not a user)"),
+    ErrorCode("not_friends", "v2: the peer is not an accepted friend (or not a user; or "
+                             "the friendship ended: unfriend, block, a deleted account)"),
     ErrorCode("rate_limited", "v2: typing signals faster than DUET_TYPING_PER_S; the signal "
                               "was dropped"),
     ErrorCode("publish_failed", "the broker did not confirm in time; resend the same frame "
@@ -54,6 +55,11 @@ ERRORS: dict[str, ErrorCode] = {e.code: e for e in (
     ErrorCode("sync_failed", "history could not be read; send `sync` again"),
     ErrorCode("unavailable", "v2: storage did not answer (a `read` position was not kept); "
                              "send it again"),
+    ErrorCode("too_many_messages", "the user sent DUET_MESSAGES_PER_MINUTE messages this "
+                                   "UTC minute (all sockets and gateways together); send "
+                                   "it again (same id) next minute"),
+    ErrorCode("too_many_bytes", "the user sent DUET_BYTES_PER_DAY bytes of ciphertext this "
+                                "UTC day (all sockets and gateways together)"),
 )}
 
 NOT_AUTHENTICATED = 4401
@@ -63,21 +69,28 @@ TOO_LARGE = 1009
 UNAVAILABLE = 1011
 RESTARTING = 1012
 TRY_AGAIN_LATER = 1013
+TOO_MANY_SOCKETS = 4429
 
 CLOSES: dict[int, CloseCode] = {c.code: c for c in (
     CloseCode(NOT_AUTHENTICATED, "not_authenticated",
-              "no token, a bad or expired one, or one of no user", "never"),
+              "no token, a bad or expired one, one of no user, or its session ended (logout, "
+              "revocation, a password change, expiry)", "never"),
     CloseCode(FORBIDDEN_ROOM, "forbidden_room",
-              "v1: the peer is not an accepted friend (or not a user)", "never"),
+              "v1: the peer is not an accepted friend (or not a user), or the friendship "
+              "ended while the socket was open (unfriend, block, a deleted account)", "never"),
     CloseCode(POLICY, "policy", "the frame rate limit, the sockets-per-address limit, or a "
                                 "foreign Origin", "backoff"),
     CloseCode(TOO_LARGE, "too_large", "a frame over DUET_MAX_FRAME_BYTES (do not send it "
                                       "again)", "backoff"),
+    CloseCode(TOO_MANY_SOCKETS, "too_many_sockets",
+              "the user already has DUET_MAX_SOCKETS_PER_USER sockets open (all gateways "
+              "together): close one", "backoff"),
     CloseCode(UNAVAILABLE, "unavailable", "storage unavailable while opening", "backoff"),
     CloseCode(RESTARTING, "restarting", "the gateway is shutting down: reconnect elsewhere",
               "now"),
     CloseCode(TRY_AGAIN_LATER, "too_far_behind",
-              "the socket fell more than DUET_OUTBOX_FRAMES behind: reconnect and sync",
+              "the socket fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind: "
+              "reconnect and sync",
               "backoff"),
 )}
 

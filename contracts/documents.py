@@ -13,6 +13,9 @@ USERS = "users"
 FRIENDSHIPS = "friendships"
 READS = "reads"
 PRESENCE = "presence"
+SESSIONS = "sessions"
+BLOCKS = "blocks"
+FRIEND_REQUEST_DAYS = "friend_request_days"
 
 
 def message_doc_id(sender: str, message_id: str) -> str:
@@ -26,6 +29,10 @@ def read_doc_id(user: str, room: str) -> str:
 
 def presence_doc_id(user: str, node: str) -> str:
     return f"{user}/{node}"
+
+
+def block_doc_id(blocker: str, blocked: str) -> str:
+    return f"{blocker}/{blocked}"
 
 
 class MessageDocument(BaseModel):
@@ -89,6 +96,45 @@ class PresenceDocument(BaseModel):
     expires_at: int  # ms since the epoch
 
 
+class SessionDocument(BaseModel):
+    """A device login: every access token names one (its `sid` claim). Logout, revocation
+    and a password change set `revoked`; account deletion removes the document. Either
+    way, or once `expires_at` passes, the session's tokens and sockets stop working."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    session_id: str = Field(alias="_id")
+    user: str
+    created_at: int  # ms since the epoch
+    last_seen: int  # ms; coarse: written at most once a minute
+    expires_at: int  # ms; pushed forward by POST /api/sessions/renew
+    label: str  # the client's User-Agent, cut to 80 characters
+    revoked: bool = False
+
+
+class BlockDocument(BaseModel):
+    """`blocker` blocked `blocked`: no friendship, request or room between them."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    doc_id: str = Field(alias="_id")  # block_doc_id
+    blocker: str
+    blocked: str
+    created_at: int
+
+
+class FriendRequestDayDocument(BaseModel):
+    """How many friend requests a user made on one UTC day (DUET_FRIEND_REQUESTS_PER_DAY);
+    MongoDB's TTL monitor removes it after `expires_at`."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    doc_id: str = Field(alias="_id")  # "<user>/<YYYY-MM-DD>"
+    user: str
+    count: int
+    expires_at: Any  # a BSON date: the end of the day, plus a day
+
+
 # (collection, keys, options): created idempotently by the service that owns the queries.
 IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 MESSAGE_INDEXES: list[IndexSpec] = [
@@ -107,4 +153,12 @@ PRESENCE_INDEXES: list[IndexSpec] = [
 FRIENDSHIP_INDEXES: list[IndexSpec] = [
     (FRIENDSHIPS, [("requester", 1)], {"name": "requester"}),
     (FRIENDSHIPS, [("addressee", 1)], {"name": "addressee"}),
+]
+BLOCK_INDEXES: list[IndexSpec] = [
+    (BLOCKS, [("blocker", 1)], {"name": "blocker"}),
+    (BLOCKS, [("blocked", 1)], {"name": "blocked"}),
+    (FRIEND_REQUEST_DAYS, [("expires_at", 1)], {"name": "expires", "expireAfterSeconds": 0}),
+]
+SESSION_INDEXES: list[IndexSpec] = [
+    (SESSIONS, [("user", 1)], {"name": "user"}),
 ]

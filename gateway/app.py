@@ -19,15 +19,27 @@ from pymongo.errors import PyMongoError
 from broker import Broker
 from contracts.codes import RESTARTING
 from contracts.documents import (
+    BLOCK_INDEXES,
     FRIENDSHIP_INDEXES,
     MESSAGE_INDEXES,
     PRESENCE_INDEXES,
     READ_INDEXES,
+    SESSION_INDEXES,
     USER_INDEXES,
 )
 from contracts.envelope import MAX_SIGNAL_BYTES, ct_limit
 
-from . import accounts, conversations, errors, friends, history, keys, socket
+from . import (
+    accounts,
+    conversations,
+    deletion,
+    errors,
+    friends,
+    history,
+    keys,
+    sessions,
+    socket,
+)
 from .auth import Passwords, Tokens
 from .body_limit import BodyLimit
 from .cursors import CursorClock
@@ -36,8 +48,9 @@ from .hub import Hub
 from .metrics import GatewayMetrics
 from .presence import Presence
 from .publisher import Publisher
+from .quotas import Quotas
 from .settings import GatewaySettings
-from .throttle import ConnectionCounter, FailureWindow
+from .throttle import Backoff, ConnectionCounter, FailureWindow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +60,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
        "form-action 'self'; require-trusted-types-for 'script'; trusted-types 'none'")
 LOGIN_WINDOW_S = 15 * 60
+REGISTER_WINDOW_S = 60 * 60
 READY_TIMEOUT_S = 1.5  # /readyz answers within this, MongoDB down or not
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -73,7 +87,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             db = mongo[settings.names.database]
             await ensure_indexes(db, USER_INDEXES + FRIENDSHIP_INDEXES + MESSAGE_INDEXES
-                                 + READ_INDEXES + PRESENCE_INDEXES)
+                                 + READ_INDEXES + PRESENCE_INDEXES + BLOCK_INDEXES
+                                 + SESSION_INDEXES)
             await broker.open()
             hub = Hub(broker, settings.node,
                       fetch=lambda cursors: history.read_cursors(db, cursors), metrics=metrics)
@@ -81,6 +96,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             hub.arrivals = presence
             await presence.start()
             await hub.start()
+            quotas = Quotas(db, settings.node, sockets=settings.max_sockets_per_user,
+                            messages_per_minute=settings.messages_per_minute,
+                            bytes_per_day=settings.bytes_per_day)
+            await quotas.start()
             publisher = Publisher(broker, metrics, settings.publish_timeout_s,
                                   max_batch=settings.publish_batch,
                                   in_flight=settings.publish_in_flight,
@@ -96,17 +115,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                         "receipt": ct_limit(MAX_SIGNAL_BYTES),
                         "typing": ct_limit(MAX_SIGNAL_BYTES)},
                 login_users=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
-                login_ips=FailureWindow(settings.login_failures_per_ip, LOGIN_WINDOW_S),
+                login_pairs=FailureWindow(settings.login_failures_per_user, LOGIN_WINDOW_S),
+                login_ips=Backoff(settings.login_failures_per_ip, LOGIN_WINDOW_S,
+                                  settings.backoff_max_s),
+                registrations=Backoff(settings.registrations_per_ip, REGISTER_WINDOW_S,
+                                      settings.backoff_max_s),
                 connections=ConnectionCounter(settings.max_connections_per_ip),
+                quotas=quotas,
                 metrics=metrics)
+            # Sessions: their store (and its sweep of ended sessions' sockets) from the start.
+            sessions.store(app)
             log.info("gateway %s ready on %s:%s", settings.node, settings.host, settings.port)
             yield
             # Tell clients to reconnect elsewhere, then let go of the broker and MongoDB.
             for conn in hub.connections():
                 conn.close(RESTARTING, "gateway restarting")
             await publisher.close()  # what was accepted still reaches the broker
+            await quotas.close()  # this gateway's counts written, its sockets forgotten
             await hub.close()
             await presence.close()
+            await sessions.store(app).close()
         finally:
             await broker.close()
             await mongo.close()
@@ -121,6 +149,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_rest_bytes)
     app.include_router(accounts.router)
     app.include_router(friends.router)
+    app.include_router(deletion.router)
     app.include_router(history.router)
     app.include_router(keys.router)
     app.include_router(conversations.router)

@@ -48,6 +48,10 @@ router = APIRouter(prefix="/api", tags=["conversations"])
 UNREAD_CAP = 1000
 _FRAME = {"_id": 0, "id": 1, "sender": 1, "room": 1, "kind": 1, "body": 1, "ts": 1,
           "cursor": 1}
+# The last message: a text's envelope is small enough to preview; an image's (up to
+# DUET_MAX_IMAGE_BYTES) never leaves MongoDB here, so a list of friends whose last messages
+# are large images costs no more memory than one of texts.
+_LAST = {**_FRAME, "body": {"$cond": [{"$eq": ["$kind", "text"]}, "$body", "$$REMOVE"]}}
 
 
 def _unread_query(me: str, room: str, after: str | None) -> dict[str, Any]:
@@ -98,15 +102,13 @@ async def _conversation(db: AsyncDatabase[dict[str, Any]], me: str, friend: dict
     peer, room = friend["user_id"], room_id(me, friend["user_id"])
     last_doc, unread, receipt = await asyncio.gather(
         db[MESSAGES].find_one({"room": room, "kind": {"$in": list(MESSAGE_KINDS)}},
-                              projection=_FRAME, sort=[("cursor", DESCENDING)]),
+                              projection=_LAST, sort=[("cursor", DESCENDING)]),
         unread_count(db, me, room, read),
         db[MESSAGES].find_one({"room": room, "sender": peer, "kind": "receipt"},
                               projection=_FRAME, sort=[("cursor", DESCENDING)]))
     last = None
     if last_doc is not None:
-        # A text's envelope is small enough to preview; an image's stays on the server.
-        last = LastMessage(**{**last_doc, "body": last_doc["body"]
-                              if last_doc["kind"] == "text" else None})
+        last = LastMessage(**{**last_doc, "body": last_doc.get("body")})
     return Conversation(
         user_id=peer, username=friend["username"], room=room,
         last_activity=last.ts if last else friend["since"], last=last, unread=unread,

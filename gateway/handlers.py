@@ -6,6 +6,7 @@ contracts.codes'.
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -31,14 +32,19 @@ from contracts.routing import typing_key
 from .conversations import mark_read
 from .deps import Services
 from .friendship import accepted_friends, are_friends
-from .history import read_after_rooms
+from .history import replay_after_rooms
 from .outbox import Connection
 from .publisher import Outgoing
+from .quotas import TOO_MANY_BYTES, TOO_MANY_MESSAGES
 from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 
-REPLAY_PAGE = 500
+QUOTA_KINDS = frozenset({"text", "image"})  # receipts are bounded per socket instead
+QUOTA_DETAILS = {
+    TOO_MANY_MESSAGES: "too many messages this minute; send it again next minute",
+    TOO_MANY_BYTES: "too many bytes sent today",
+}
 V1_TYPES: dict[str, type[BaseModel]] = {"send": SendFrame, "sync": SyncFrame}
 V2_TYPES: dict[str, type[BaseModel]] = {
     "send": DeviceSendFrame, "sync": DeviceSyncFrame, "typing": TypingFrame, "read": ReadFrame}
@@ -111,6 +117,7 @@ async def _friend(peer: str, conn: Connection, svc: Services, frame_id: str | No
         return False
     if svc.hub.knows_friend(conn.user, peer):
         return True
+    epoch = svc.hub.friend_epoch(conn.user)  # an unfriend during the query wins
     try:
         ok = await are_friends(svc.db, conn.user, peer)
     except PyMongoError:
@@ -119,7 +126,7 @@ async def _friend(peer: str, conn: Connection, svc: Services, frame_id: str | No
     if not ok:
         conn.send(error("not_friends", "not an accepted friend", frame_id))
         return False
-    svc.hub.remember_friend(conn.user, peer)
+    svc.hub.remember_friend(conn.user, peer, epoch)
     return True
 
 
@@ -144,6 +151,11 @@ async def _send(frame: SendFrame | DeviceSendFrame, peer: str, room: str, conn: 
         return
     if frame.retry and await _answer_retry(frame.id, room, conn, svc):
         return
+    if frame.kind in QUOTA_KINDS:  # per user across gateways, counted in memory
+        refused = svc.quotas.charge(conn.user, len(frame.body.ct))
+        if refused is not None:
+            conn.send(error(refused, QUOTA_DETAILS[refused], frame.id))
+            return
     # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
     # on unless this socket already has its limit of messages awaiting one. Stamped after
     # that wait, so cursors follow the order messages reach the broker.
@@ -194,22 +206,20 @@ async def sync(conn: Connection, svc: Services, positions: dict[str, str | None]
     """Replay the stored messages after each room's position, holding live frames
     meanwhile, then let through those the replay did not send (gateway.resume)."""
     conn.resume.begin(positions)
-    after = dict(positions)
     count, last = 0, positions.get(conn.room) if conn.room is not None else None
     try:
-        while True:
-            docs = await read_after_rooms(svc.db, after, REPLAY_PAGE, kinds)
-            for doc in docs:
-                cursor = doc["cursor"]
+        # Read a message at a time, in queries of about DUET_MAX_READ_BYTES; each waits
+        # for room in the outbox (the socket drains it) before the next is read.
+        messages = replay_after_rooms(svc.db, positions, svc.settings.max_read_bytes, kinds,
+                                      max(svc.limits.values()))
+        async with aclosing(messages):
+            async for cursor, text in messages:
+                if conn.closed:
+                    break
                 if not conn.resume.already_sent(cursor):
-                    await conn.replay(orjson.dumps(doc).decode(), cursor)
+                    await conn.replay(text, cursor)
                     count += 1
                 last = cursor
-            if len(docs) < REPLAY_PAGE:
-                break
-            # The page holds the smallest cursors of every room: resume each after it.
-            assert last is not None
-            after = {room: max(c or "", last) for room, c in after.items()}
     except PyMongoError as exc:
         log.warning("sync failed: %s", type(exc).__name__, extra={"conn": conn.id})
         conn.release()

@@ -26,6 +26,9 @@ class GatewaySettings(ServiceSettings):
         description="Older signing secrets, comma-separated: tokens they signed stay valid "
                     "until they expire (key rotation without logging anyone out).")
     token_ttl_s: int = Field(12 * 3600, ge=60)
+    session_cache_s: float = Field(
+        2.0, ge=0, le=30, description="How long a gateway trusts that a session is live "
+                                      "before asking MongoDB again; 0: on every request.")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -35,6 +38,15 @@ class GatewaySettings(ServiceSettings):
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1, description="Largest image plaintext.")
     outbox_frames: int = Field(
         1024, ge=16, description="Frames queued per socket before it is closed.")
+    outbox_bytes: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024,
+        description="Bytes queued per socket: a live frame past it closes the socket "
+                    "(too_far_behind), a replay waits for the socket to drain (one frame "
+                    "always fits).")
+    max_read_bytes: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024,
+        description="Stored bytes one read holds at once: a history page, or one batch of "
+                    "a sync replay (at least one message, however large).")
     publish_timeout_s: float = Field(5.0, gt=0)
     max_in_flight: int = Field(
         32, ge=1, description="Messages a socket may have awaiting the broker's confirm; "
@@ -72,8 +84,28 @@ class GatewaySettings(ServiceSettings):
                                       "(it died) has them shown offline this long after, "
                                       "plus a sixth of it at most.")
     max_connections_per_ip: int = Field(100, ge=1)
-    login_failures_per_user: int = Field(10, ge=1, description="Per 15 minutes.")
-    login_failures_per_ip: int = Field(50, ge=1, description="Per 15 minutes.")
+    login_failures_per_user: int = Field(
+        10, ge=1, description="Failed logins per (user, client address) per 15 minutes.")
+    login_failures_per_ip: int = Field(
+        50, ge=1, description="Failed logins per client address per 15 minutes before "
+                              "its growing delay.")
+    registrations_per_ip: int = Field(
+        100, ge=1, description="Registrations per client address per hour before its "
+                               "growing delay.")
+    backoff_max_s: float = Field(
+        900.0, ge=1, description="Longest delay an address's login or registration "
+                                 "back-off grows to.")
+    max_sockets_per_user: int = Field(
+        50, ge=1, description="Open sockets per user, all gateways together.")
+    messages_per_minute: int = Field(
+        6000, ge=1, description="Messages (text, image) a user may send per UTC minute, "
+                                "all gateways together.")
+    bytes_per_day: int = Field(
+        4 * 1024 ** 3, ge=1024, description="Ciphertext bytes a user may send per UTC day, "
+                                            "all gateways together.")
+    friend_requests_per_day: int = Field(
+        50, ge=1, description="Friend requests a user may make per UTC day, counted across "
+                              "gateways in MongoDB; more are refused with 429.")
     forwarded_allow_ips: str = Field(
         "127.0.0.1", description="Proxies whose X-Forwarded-For names the client address.")
     api_docs: bool = Field(

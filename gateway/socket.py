@@ -21,7 +21,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from contracts import room_id
-from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, POLICY, TOO_LARGE, UNAVAILABLE
+from contracts.codes import (
+    FORBIDDEN_ROOM,
+    NOT_AUTHENTICATED,
+    POLICY,
+    TOO_LARGE,
+    TOO_MANY_SOCKETS,
+    UNAVAILABLE,
+)
 
 from .deps import Services
 from .errors import Unauthenticated
@@ -29,6 +36,7 @@ from .friendship import accepted_friends, are_friends
 from .handlers import error, handle
 from .outbox import Connection
 from .presence import now_ms
+from .sessions import store
 from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -89,6 +97,9 @@ class SocketRoute:
                 return
             peer_id = path[len(WS_PATH) + 1:]
             if path.startswith(WS_PATH + "/") and peer_id and "/" not in peer_id:
+                # uvicorn logs the path of every accepted socket at INFO: it must not say
+                # who is talking to whom, so the peer is taken out of it first.
+                scope["path"], scope["raw_path"] = WS_PATH + "/-", b"/ws/-"
                 await socket(WebSocket(scope, receive, send), peer_id)
                 return
         await self.app(scope, receive, send)
@@ -120,7 +131,12 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str | None, svc: Servi
     try:
         if token is None:
             raise Unauthenticated("missing token")
-        user = svc.tokens.verify(token)
+        user, sid = svc.tokens.verify_session(token)
+        sessions = store(ws.app)
+        await sessions.check(user, sid)
+    except PyMongoError:
+        await ws.close(UNAVAILABLE, "storage unavailable")
+        return
     except Unauthenticated as exc:
         svc.metrics.error(NOT_AUTHENTICATED)
         await ws.close(NOT_AUTHENTICATED, exc.detail)
@@ -140,13 +156,23 @@ async def _authenticate_and_serve(ws: WebSocket, peer_id: str | None, svc: Servi
         room = room_id(user, peer_id)
     # Nothing reads the request headers from here on; an idle socket need not keep them.
     ws.scope["headers"] = []
+    if not await svc.quotas.open_socket(user):  # counted across gateways (gateway.quotas)
+        svc.metrics.error(TOO_MANY_SOCKETS)
+        await ws.close(TOO_MANY_SOCKETS, "too many sockets open for this user")
+        return
     conn = Connection(f"{svc.settings.node}-{next(_conn_ids)}", user, peer_id, room,
-                      svc.settings.outbox_frames, svc.metrics, svc.settings.max_in_flight)
+                      svc.settings.outbox_frames, svc.metrics, svc.settings.max_in_flight,
+                      outbox_bytes=svc.settings.outbox_bytes)
     svc.metrics.sockets.inc()
+    # Closed (not_authenticated) when its session ends (gateway.sessions), not when the
+    # token expires.
+    sessions.attach(sid, conn)
     try:
         await _serve(ws, conn, svc)
     finally:
+        sessions.detach(sid, conn)
         svc.metrics.sockets.dec()
+        await svc.quotas.close_socket(user)
 
 
 async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
@@ -161,11 +187,23 @@ async def _serve(ws: WebSocket, conn: Connection, svc: Services) -> None:
         writer = asyncio.create_task(_write(ws, conn))
         if conn.device:
             await _presence_snapshot(conn, svc)
+        elif conn.peer is not None and not await _still_friends(conn, svc):
+            # Checked again once bound: an unfriend notice sent between the first check
+            # and the binding reached no hub.
+            conn.close(FORBIDDEN_ROOM, "not an accepted friend")
         try:
             await _read_loop(ws, conn, svc)
         finally:
             conn.stop()
             await asyncio.gather(writer, return_exceptions=True)
+
+
+async def _still_friends(conn: Connection, svc: Services) -> bool:
+    assert conn.peer is not None
+    try:
+        return await are_friends(svc.db, conn.user, conn.peer)
+    except PyMongoError:
+        return True  # storage did not answer: the first check's answer stands
 
 
 async def _presence_snapshot(conn: Connection, svc: Services) -> None:

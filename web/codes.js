@@ -17,7 +17,7 @@ export const ERRORS = {
     "code": "invalid_frame"
   },
   "not_friends": {
-    "cause": "v2: the peer is not an accepted friend (or not a user)",
+    "cause": "v2: the peer is not an accepted friend (or not a user; or the friendship ended: unfriend, block, a deleted account)",
     "code": "not_friends"
   },
   "publish_failed": {
@@ -35,6 +35,14 @@ export const ERRORS = {
   "too_large": {
     "cause": "the ciphertext exceeds the limit of its kind (DUET_MAX_TEXT_BYTES, DUET_MAX_IMAGE_BYTES, or 512 bytes for a receipt or typing signal)",
     "code": "too_large"
+  },
+  "too_many_bytes": {
+    "cause": "the user sent DUET_BYTES_PER_DAY bytes of ciphertext this UTC day (all sockets and gateways together)",
+    "code": "too_many_bytes"
+  },
+  "too_many_messages": {
+    "cause": "the user sent DUET_MESSAGES_PER_MINUTE messages this UTC minute (all sockets and gateways together); send it again (same id) next minute",
+    "code": "too_many_messages"
   },
   "unavailable": {
     "cause": "v2: storage did not answer (a `read` position was not kept); send it again",
@@ -71,21 +79,27 @@ export const CLOSES = {
     "retry": "now"
   },
   "1013": {
-    "cause": "the socket fell more than DUET_OUTBOX_FRAMES behind: reconnect and sync",
+    "cause": "the socket fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind: reconnect and sync",
     "code": 1013,
     "name": "too_far_behind",
     "retry": "backoff"
   },
   "4401": {
-    "cause": "no token, a bad or expired one, or one of no user",
+    "cause": "no token, a bad or expired one, one of no user, or its session ended (logout, revocation, a password change, expiry)",
     "code": 4401,
     "name": "not_authenticated",
     "retry": "never"
   },
   "4403": {
-    "cause": "v1: the peer is not an accepted friend (or not a user)",
+    "cause": "v1: the peer is not an accepted friend (or not a user), or the friendship ended while the socket was open (unfriend, block, a deleted account)",
     "code": 4403,
     "name": "forbidden_room",
     "retry": "never"
+  },
+  "4429": {
+    "cause": "the user already has DUET_MAX_SOCKETS_PER_USER sockets open (all gateways together): close one",
+    "code": 4429,
+    "name": "too_many_sockets",
+    "retry": "backoff"
   }
 };

@@ -16,6 +16,7 @@ from reliability import record
 from support import (
     TOKEN_SECRET,
     Gateway,
+    Stack,
     User,
     befriend,
     device_send,
@@ -357,3 +358,213 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
             record("test_bad_rest_requests_get_problem_json", case.name,
                    f"HTTP {case.answer} problem JSON")
         assert (await http.get(f"{base}/api/friends", headers=a.auth)).status_code == 200
+
+
+# --- unfriend, block, account deletion, friend requests per day -------------------------
+async def test_unfriend_block_and_deletion_refusals(gw: Gateway) -> None:
+    """Unfriending a stranger, blocking oneself or nobody, asking someone one blocked,
+    deleting an account without its password, a blocked user's room and send, and the
+    friend request past the day's limit each get their documented answer."""
+    test = "test_unfriend_block_and_deletion_refusals"
+    async with httpx.AsyncClient() as http:
+        a, b, c, d = [await signup(http, gw.http) for _ in range(4)]
+        await befriend(http, gw.http, a, b)
+        await befriend(http, gw.http, a, d)
+        r = await http.post(f"{gw.http}/api/blocks", json={"username": a.username},
+                            headers=d.auth)  # d blocks a: the friendship ends
+        assert r.status_code == 201, r.text
+        r = await http.post(f"{gw.http}/api/blocks", json={"username": c.username},
+                            headers=a.auth)  # a blocks c
+        assert r.status_code == 201, r.text
+        cases = [
+            (Case("unfriend someone who is no friend", "404"), "DELETE",
+             f"/api/friends/{c.user_id}", {}),
+            (Case("unfriend with an id that is not a user id", "404"), "DELETE",
+             "/api/friends/not-a-user", {}),
+            (Case("block oneself", "409"), "POST", "/api/blocks",
+             {"json": {"username": a.username}}),
+            (Case("block an unknown user", "404"), "POST", "/api/blocks",
+             {"json": {"username": "nobody_by_that_name"}}),
+            (Case("block with an operator object as name", "422"), "POST", "/api/blocks",
+             {"json": {"username": {"$ne": ""}}}),
+            (Case("unblock someone not blocked", "404"), "DELETE",
+             f"/api/blocks/{b.user_id}", {}),
+            (Case("friend request to a user one blocked", "409"), "POST", "/api/friends",
+             {"json": {"username": c.username}}),
+            (Case("account deletion without the password", "422"), "DELETE", "/api/account",
+             {}),
+            (Case("account deletion with a wrong password", "403"), "DELETE", "/api/account",
+             {"json": {"password": "not the password at all"}}),
+            (Case("account deletion with an operator object as password", "422"), "DELETE",
+             "/api/account", {"json": {"password": {"$ne": ""}}}),
+        ]
+        for case, method, path, kwargs in cases:
+            r = await http.request(method, gw.http + path, headers=a.auth, **kwargs)
+            assert str(r.status_code) == case.answer, (case, r.status_code, r.text[:200])
+            assert r.headers["content-type"] == "application/problem+json", case
+            record(test, case.name, f"HTTP {case.answer} problem JSON")
+        room = Case("room with a user who blocked you", "close 4403")
+        code = await closed_with(f"{gw.ws}/ws/{d.user_id}", additional_headers=a.auth)
+        assert f"close {code}" == room.answer, code
+        record(test, room.name, room.answer)
+        send = Case("v2: send to a user who blocked you", "error not_friends")
+        async with open_device(gw, a) as sa:
+            await sa.send(device_send(a, d, "blocked"))
+            assert f"error {(await sa.recv_type('error'))['code']}" == send.answer
+            await sa.send(device_send(a, b, "still-fine"))
+            assert (await sa.recv_type("ack"))["id"] == "still-fine"
+        record(test, send.name, send.answer + "; the socket stays open")
+        # Every request counts, found or not: the default limit is 50 a day.
+        many = Case("friend requests over DUET_FRIEND_REQUESTS_PER_DAY", "429")
+        for i in range(50):
+            r = await http.post(f"{gw.http}/api/friends", json={"username": f"nobody_{i}"},
+                                headers=b.auth)
+            assert r.status_code == 404, r.text
+        r = await http.post(f"{gw.http}/api/friends", json={"username": c.username},
+                            headers=b.auth)
+        assert str(r.status_code) == many.answer and r.headers["Retry-After"], r.text
+        assert r.json()["code"] == "rate_limited"
+        record(test, many.name, f"HTTP {many.answer} problem JSON")
+        # Wrong passwords count as failed logins do: DUET_LOGIN_FAILURES_PER_USER (3 here).
+        guess = Case("account deletion past DUET_LOGIN_FAILURES_PER_USER wrong passwords",
+                     "429")
+        for _ in range(3):
+            r = await http.request("DELETE", f"{gw.http}/api/account", headers=d.auth,
+                                   json={"password": "still not the password"})
+            assert r.status_code == 403, r.text
+        r = await http.request("DELETE", f"{gw.http}/api/account", headers=d.auth,
+                               json={"password": d.password})
+        assert str(r.status_code) == guess.answer and r.headers["Retry-After"], r.text
+        record(test, guess.name, f"HTTP {guess.answer} problem JSON")
+        assert (await http.get(f"{gw.http}/api/friends", headers=a.auth)).status_code == 200
+
+
+# --- sessions: logout, revocation, password change --------------------------------------
+async def test_session_refusals(gw: Gateway) -> None:
+    """A token naming no session or an ended one, someone else's session, a wrong or
+    malformed password change and a renewal of an ended session get their documented
+    answers; the user's other session keeps working."""
+    test = "test_session_refusals"
+    async with httpx.AsyncClient() as http:
+        a, b = await signup(http, gw.http), await signup(http, gw.http)
+        await befriend(http, gw.http, a, b)
+        r = await http.post(f"{gw.http}/api/login",
+                            json={"username": a.username, "password": a.password})
+        ended = r.json()["access_token"]
+        assert (await http.post(f"{gw.http}/api/logout",
+                                headers={"Authorization": f"Bearer {ended}"})).status_code == 204
+        b_session = jwt.decode(b.token, options={"verify_signature": False})["sid"]
+        gone = {"Authorization": f"Bearer {ended}"}
+        cases = [
+            (Case("token naming no session", "401"), "GET", "/api/friends",
+             {"headers": {"Authorization": f"Bearer {token(a)}"}}),
+            (Case("token of a logged-out session on REST", "401"), "GET", "/api/friends",
+             {"headers": gone}),
+            (Case("renewal of a logged-out session", "401"), "POST", "/api/sessions/renew",
+             {"headers": gone}),
+            (Case("logout without a token", "401"), "POST", "/api/logout", {}),
+            (Case("revoke another user's session", "404"), "DELETE",
+             f"/api/sessions/{b_session}", {"headers": a.auth}),
+            (Case("password change with a wrong current password", "403"), "POST",
+             "/api/password", {"json": {"current": "not the password", "new": "long enough"},
+                               "headers": a.auth}),
+            (Case("password change to a password under 8 characters", "422"), "POST",
+             "/api/password", {"json": {"current": a.password, "new": "short"},
+                               "headers": a.auth}),
+            (Case("password change with an operator object as password", "422"), "POST",
+             "/api/password", {"json": {"current": {"$ne": ""}, "new": "long enough"},
+                               "headers": a.auth}),
+        ]
+        for case, method, path, kwargs in cases:
+            r = await http.request(method, gw.http + path, **kwargs)
+            assert str(r.status_code) == case.answer, (case, r.status_code, r.text[:200])
+            assert r.headers["content-type"] == "application/problem+json", case
+            record(test, case.name, f"HTTP {case.answer} problem JSON")
+        for case, url in ((Case("token of a logged-out session", "close 4401"),
+                           f"{gw.ws}/ws/{b.user_id}"),
+                          (Case("v2: token of a logged-out session", "close 4401"),
+                           f"{gw.ws}/ws")):
+            code = await closed_with(url, additional_headers=gone)
+            assert f"close {code}" == case.answer, (case, code)
+            record(test, case.name, case.answer)
+        assert (await http.get(f"{gw.http}/api/friends", headers=a.auth)).status_code == 200
+
+
+# --- abuse limits: per address and per user across gateways ------------------------------
+async def test_abuse_limit_refusals(stack: Stack) -> None:
+    """Logins and registrations past their per-address or per-(user, address) limits get
+    429 with Retry-After; a socket past the user's limit is closed 4429; sends past the
+    user's messages a minute or bytes a day get their error frame on a socket that stays
+    open; the same user from another address, and another user, are not refused."""
+    test = "test_abuse_limit_refusals"
+    gw = stack.gateway(DUET_LOGIN_FAILURES_PER_USER="2", DUET_LOGIN_FAILURES_PER_IP="3",
+                       DUET_REGISTRATIONS_PER_IP="3", DUET_MAX_SOCKETS_PER_USER="2",
+                       DUET_MESSAGES_PER_MINUTE="5", DUET_BYTES_PER_DAY="20000")
+    async with httpx.AsyncClient() as http:
+        a, b = await signup(http, gw.http), await signup(http, gw.http)
+        await befriend(http, gw.http, a, b)
+
+        async def login(name: str, password: str, address: str) -> httpx.Response:
+            return await http.post(f"{gw.http}/api/login",
+                                   json={"username": name, "password": password},
+                                   headers={"X-Forwarded-For": address})
+
+        pair = Case("login after DUET_LOGIN_FAILURES_PER_USER failures for that user from "
+                    "that address", "429")
+        for _ in range(2):
+            assert (await login(a.username, "wrong password", "203.0.113.1")).status_code == 401
+        r = await login(a.username, a.password, "203.0.113.1")
+        assert str(r.status_code) == pair.answer and r.headers["Retry-After"], r.text
+        assert (await login(a.username, a.password, "198.51.100.1")).status_code == 200
+        record(test, pair.name, f"HTTP {pair.answer} problem JSON; the user's own address "
+                                "logs in")
+        spray = Case("login from an address in its back-off (past DUET_LOGIN_FAILURES_PER_IP)",
+                     "429")
+        for i in range(4):
+            assert (await login(f"nobody_{i}", "wrong password", "203.0.113.2")).status_code == 401
+        r = await login(b.username, b.password, "203.0.113.2")
+        assert str(r.status_code) == spray.answer and r.headers["Retry-After"] == "1", r.text
+        record(test, spray.name, f"HTTP {spray.answer} problem JSON, Retry-After doubling")
+        farm = Case("registration from an address in its back-off (past "
+                    "DUET_REGISTRATIONS_PER_IP)", "429")
+        for i in range(5):
+            r = await http.post(f"{gw.http}/api/register",
+                                json={"username": f"farm_{a.user_id[-8:]}_{i}",
+                                      "password": "long enough pw"},
+                                headers={"X-Forwarded-For": "203.0.113.3"})
+        assert str(r.status_code) == farm.answer and r.headers["Retry-After"], r.text
+        record(test, farm.name, f"HTTP {farm.answer} problem JSON, Retry-After doubling")
+
+    sockets = Case("socket past DUET_MAX_SOCKETS_PER_USER", "close 4429")
+    async with open_device(gw, a), open_device(gw, a):
+        code = await closed_with(f"{gw.ws}/ws", additional_headers=a.auth)
+        assert f"close {code}" == sockets.answer, code
+        async with open_device(gw, b) as other:
+            assert other.ws.close_code is None
+    record(test, sockets.name, sockets.answer)
+
+    minute = Case("v2: send past DUET_MESSAGES_PER_MINUTE", "error too_many_messages")
+    day = Case("v2: send past DUET_BYTES_PER_DAY", "error too_many_bytes")
+    async with open_device(gw, a) as sa:
+        codes = []
+        for i in range(11):  # 5 a minute: refused by the 6th, or the 11th across a minute
+            await sa.send(device_send(a, b, f"m{i}", i))
+            frame = await sa.recv()
+            while frame["type"] not in ("ack", "error"):
+                frame = await sa.recv()
+            codes.append(frame.get("code", "ack"))
+            if frame["type"] == "error":
+                break
+        assert f"error {codes[-1]}" == minute.answer, codes
+        record(test, minute.name, minute.answer + "; the socket stays open")
+    async with open_device(gw, b) as sb:
+        big = {"type": "send", "id": "big", "peer": a.user_id, "kind": "text",
+               "body": envelope(b, a, 1, size=15_000)}  # 20,000 base64url characters
+        await sb.send(big)
+        assert (await sb.recv_type("ack"))["id"] == "big"
+        await sb.send({**big, "id": "big2", "body": envelope(b, a, 2, size=15_000)})
+        error = await sb.recv_type("error")
+        assert f"error {error['code']}" == day.answer and error["id"] == "big2", error
+        await sb.send(device_send(b, a, "small", 3))
+        assert (await sb.recv_type("error"))["code"] == "too_many_bytes"  # 20,000 used up
+    record(test, day.name, day.answer + "; the socket stays open")
