@@ -6,6 +6,8 @@ One file per secret, each made only if it does not exist yet (run it again after
 service: nothing existing changes, so rotating one means deleting that file first):
 
     token_secret                 signs access tokens (gateway, DUET_TOKEN_SECRET_FILE)
+    token_secrets_previous       older signing secrets still accepted, empty at first
+                                 (gateway, DUET_TOKEN_SECRETS_PREVIOUS_FILE)
     {gateway,persister,ops}_amqp_url    each service's own RabbitMQ account, as the URL the
                                  service reads (DUET_AMQP_URL_FILE); the broker's
                                  render-definitions.sh reads the accounts from the same files
@@ -40,6 +42,7 @@ def _password() -> str:
 def plan(rabbitmq: str, mongo: str, database: str) -> dict[str, str]:
     """Every secret's file name and a fresh value for it."""
     values = {"token_secret": secrets.token_urlsafe(48),
+              "token_secrets_previous": "",  # filled by hand when rotating (operations.md)
               "mongo_root_password": _password(),
               # mongod takes only the base64 alphabet in a key file.
               "mongo_keyfile": base64.b64encode(secrets.token_bytes(96)).decode()}

@@ -25,9 +25,12 @@ class GatewaySettings(ServiceSettings):
         default_factory=list,
         description="Older signing secrets, comma-separated: tokens they signed stay valid "
                     "until they expire (key rotation without logging anyone out).")
+    token_secrets_previous_file: Path | None = Field(
+        None, description="A file holding the older signing secrets (comma- or "
+                          "line-separated; may be empty), instead of the variable.")
     token_ttl_s: int = Field(12 * 3600, ge=60)
     session_cache_s: float = Field(
-        2.0, ge=0, le=30, description="How long a gateway trusts that a session is live "
+        0.0, ge=0, le=30, description="How long a gateway trusts that a session is live "
                                       "before asking MongoDB again; 0: on every request.")
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -132,6 +135,12 @@ class GatewaySettings(ServiceSettings):
     def _load_secret(self) -> GatewaySettings:
         if self.token_secret is None and self.token_secret_file is not None:
             self.token_secret = SecretStr(self.token_secret_file.read_text().strip())
+        if self.token_secrets_previous_file is not None:
+            if self.token_secrets_previous:
+                raise ValueError("set DUET_TOKEN_SECRETS_PREVIOUS or its _FILE, not both")
+            text = self.token_secrets_previous_file.read_text().replace("\n", ",")
+            self.token_secrets_previous = [SecretStr(v.strip()) for v in text.split(",")
+                                           if v.strip()]
         if self.token_secret is None:
             raise ValueError("set DUET_TOKEN_SECRET or DUET_TOKEN_SECRET_FILE")
         value = self.token_secret.get_secret_value()

@@ -50,3 +50,22 @@ def test_an_empty_web_dir_serves_no_files(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DUET_WEB_DIR", "")
     monkeypatch.setenv("DUET_TOKEN_SECRET", "x" * 32)
     assert GatewaySettings().web_dir is None
+
+
+def test_previous_secrets_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """DUET_TOKEN_SECRETS_PREVIOUS_FILE (a Docker secret) holds the older secrets, one a
+    line; a token one of them signed is accepted; the variable and its file together are
+    refused."""
+    old, new = "o" * 40, "n" * 40
+    (tmp_path / "previous").write_text(f"{old}\n\n")
+    monkeypatch.setenv("DUET_TOKEN_SECRET", new)
+    monkeypatch.setenv("DUET_TOKEN_SECRETS_PREVIOUS_FILE", str(tmp_path / "previous"))
+    settings = GatewaySettings()
+    assert [s.get_secret_value() for s in settings.token_secrets_previous] == [old]
+    monkeypatch.setenv("DUET_TOKEN_SECRET", old)
+    token = Tokens(GatewaySettings(_env_file=None)).issue("a" * 24, "alice")  # type: ignore[call-arg]
+    monkeypatch.setenv("DUET_TOKEN_SECRET", new)
+    assert Tokens(settings).verify(token)
+    monkeypatch.setenv("DUET_TOKEN_SECRETS_PREVIOUS", "x" * 40)
+    with pytest.raises(ValueError, match="not both"):
+        GatewaySettings()
