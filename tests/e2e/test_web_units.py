@@ -10,15 +10,15 @@ verdicts on good and bad inputs built from the shared envelope vectors (v2)
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
+from support import http_server
 
 from client.vectors import DEFAULT_PATH
 
@@ -87,15 +87,8 @@ class _Handler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def web_server() -> Iterator[str]:
     """web/ over HTTP on a free port of 127.0.0.1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(WEB)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(partial(_Handler, directory=str(WEB))) as url:
+        yield url
 
 
 @pytest.fixture

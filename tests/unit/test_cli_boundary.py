@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from support import http_server
 
 from client.profile import Profile
 
@@ -51,15 +51,8 @@ class EchoingServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def echoing_server() -> Iterator[str]:
     """An HTTP server on a free port that echoes each request back in its error detail."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(EchoingServer) as url:
+        yield url
 
 
 def test_import_user_cli_leaves_out_aio_pika() -> None:
