@@ -15,9 +15,15 @@ other gateways accepted since their last flush (at most about one second of send
 which each socket's frame rate bounds; or a new bucket's first second). If MongoDB does
 not answer, each gateway goes on with what it counted itself.
 
-Sockets are not the hot path: opening one writes this gateway's count for the user and
-sums every gateway's (one write and one read by _id prefix); a gateway that dies stops
-counting SOCKET_TTL_S later, when its documents are no longer refreshed.
+Sockets: a user's first socket here writes this gateway's count and sums every gateway's
+(one write and one read by _id prefix), and remembers what the other gateways hold; for
+FLUSH_S after that, further opens of that user's are checked against that sum plus this
+gateway's count without I/O, and the changed counts are written with the next flush
+(bench (c), quick, 10,000 v1 sockets of 100 users on loopback: 437 → 517 connects/s,
+1,980 → 1,661 µs of gateway CPU each, against an open that always wrote and read). So
+other gateways see an open or a close up to FLUSH_S late: a user can
+pass the socket limit by what other gateways opened in that second. A gateway that dies
+stops counting SOCKET_TTL_S later, when its documents are no longer refreshed.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -63,6 +69,8 @@ class Quotas:
         self._pending: dict[str, int] = {}   # bucket id -> counted here since the last flush
         self._totals: dict[str, int] = {}    # bucket id -> every gateway's, as last read
         self._sockets: dict[str, int] = {}   # user -> sockets open here
+        self._elsewhere: dict[str, tuple[float, int]] = {}  # user -> (read at, others' sockets)
+        self._changed: set[str] = set()      # users whose count here is not written yet
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -100,7 +108,9 @@ class Quotas:
         return None
 
     async def flush(self) -> None:
-        """Write the increments counted here, then read those buckets' totals back."""
+        """Write the socket counts and the increments counted here, then read those
+        buckets' totals back."""
+        await self._write_changed_sockets()
         pending, self._pending = self._pending, {}
         if not pending:
             return
@@ -130,6 +140,8 @@ class Quotas:
         current = (str(int(now // 60)), str(int(now // 86400)))
         self._totals = {b: n for b, n in self._totals.items()
                         if b.rpartition(".")[2] in current}
+        fresh = time.monotonic() - self.flush_s
+        self._elsewhere = {u: e for u, e in self._elsewhere.items() if e[0] > fresh}
 
     async def _flush_forever(self) -> None:
         refreshed = 0.0
@@ -157,6 +169,22 @@ class Quotas:
         else:
             await self._docs.delete_one({"_id": self._socket_id(user)})
 
+    async def _write_changed_sockets(self) -> None:
+        changed, self._changed = self._changed, set()
+        if not changed:
+            return
+        expires = _at(time.time() + SOCKET_TTL_S)
+        ops: list[Any] = [
+            UpdateOne({"_id": self._socket_id(u)}, {"$set": {"n": self._sockets[u],
+                                                             "expires": expires}}, upsert=True)
+            if self._sockets.get(u) else DeleteOne({"_id": self._socket_id(u)})
+            for u in changed]
+        try:
+            await self._docs.bulk_write(ops, ordered=False)
+        except PyMongoError:
+            self._changed |= changed  # written next time
+            raise
+
     async def _refresh_sockets(self) -> None:
         expires = _at(time.time() + SOCKET_TTL_S)
         ops = [UpdateOne({"_id": self._socket_id(user)},
@@ -169,6 +197,13 @@ class Quotas:
         """Count a socket of `user` here; False (and not counted) past the limit of all
         gateways together. Without MongoDB, only this gateway's sockets are counted."""
         self._sockets[user] = self._sockets.get(user, 0) + 1
+        read_at, others = self._elsewhere.get(user, (-FLUSH_S, 0))
+        if time.monotonic() - read_at < self.flush_s:
+            if others + self._sockets[user] <= self.max_sockets:
+                self._changed.add(user)
+                return True
+            await self.close_socket(user)
+            return False
         now = time.time()
         # This user's sending buckets come along, so a gateway the user just reached
         # starts from what the others counted, not from zero.
@@ -186,16 +221,20 @@ class Quotas:
                     self._totals[doc["_id"]] = max(self._totals.get(doc["_id"], 0), int(doc["n"]))
         except PyMongoError:
             total = self._sockets[user]
+        self._elsewhere[user] = (time.monotonic(), total - self._sockets[user])
         if total <= self.max_sockets:
             return True
         await self.close_socket(user)
+        with contextlib.suppress(PyMongoError):  # the refused one was written: unwrite it
+            await self._write_sockets(user)
+            self._changed.discard(user)
         return False
 
     async def close_socket(self, user: str) -> None:
+        """Count one socket of `user` less here (written with the next flush)."""
         n = self._sockets.get(user, 0) - 1
         if n > 0:
             self._sockets[user] = n
         else:
             self._sockets.pop(user, None)
-        with contextlib.suppress(PyMongoError):
-            await self._write_sockets(user)
+        self._changed.add(user)
