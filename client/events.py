@@ -24,12 +24,16 @@ class Message:
         return self.content.as_text() if self.kind == "text" else f"[image {self.content.mime}]"
 
 
+NOT_FOR_DEVICE = "not_for_device"
+
+
 @dataclass(frozen=True)
 class Alert:
     """A message or signal that did not verify, or a change the user must see."""
 
     kind: str  # bad_signature | unknown_key | undecryptable | mismatch | gap | replay | fork
-    #            | key_changed | malformed | stale
+    #            | key_changed | malformed | stale | not_for_device (NOT_FOR_DEVICE: no key
+    #            for this device, e.g. sent before it was added; explained, not a failure)
     sender: str
     detail: str
     id: str | None = None

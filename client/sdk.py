@@ -33,7 +33,7 @@ from .chain import Chains
 from .device import DeviceSession
 from .envelope import Content, Recipient, envelope_hash, open_content, seal, verify_signature
 from .errors import ApiError, ConfigError, CryptoError
-from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
+from .events import NOT_FOR_DEVICE, Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
 from .profile import Profile, default_home
 from .signals import (
     TYPING_SHOWN_S,
@@ -673,6 +673,13 @@ class Client:
                                     frame.get("cursor")))
             if not verdict.show:
                 return alerts
+        if not any(isinstance(k, dict) and k.get("kid") == self.device.kid
+                   for k in env.get("keys") or ()):
+            # Sent before this device was added (or to a list without it): explained, not
+            # a failure. A signal of then is stale anyway: nothing to show.
+            if kind in SIGNAL_KINDS:
+                return alerts
+            return alert(NOT_FOR_DEVICE, "the message holds no key for this device")
         try:
             content = await asyncio.to_thread(open_content, env, self.device)
         except CryptoError as exc:

@@ -6,7 +6,8 @@
 //   timeline.js  the list on screen: order, day lines, ticks, warnings
 //   trust.js     the friend's keys: trusted on first use, a change shown until accepted
 //   history.js   stored pages, and the chain heads remembered between visits
-// What fails any check is a warning, never a message. Messages are de-duplicated by
+// What fails any check is a warning, never a message; what holds no key for this device is
+// neither: one line counts each run of them (timeline.js). Messages are de-duplicated by
 // (sender, id). Own messages tick through pending, sent, stored, then delivered and read
 // (the friend's receipts, kept by the inbox).
 
@@ -92,6 +93,8 @@ export class Conversation {
   }
 
   addAlert(frame, alert) {
+    // A receipt sent before this device was added: not for it, and nothing to warn about.
+    if (alert.kind === 'not_for_device') return;
     this.timeline.addAlert(frame, alert);
   }
 
@@ -167,6 +170,10 @@ export class Conversation {
       for (const alert of c.alerts) this.timeline.addAlert(c.frame, alert);
       if (!c.show) continue;
       const { content, alert } = await openVerified(c.frame, this.device);
+      if (alert && alert.kind === 'not_for_device') {
+        this.timeline.addUnreadable(c.frame);
+        continue;
+      }
       if (alert) {
         this.timeline.addAlert(c.frame, alert);
         continue;
@@ -179,6 +186,7 @@ export class Conversation {
       });
     }
     this.timeline.renderDays();
+    this.timeline.renderUnreadable();
     this.applyMarks();
     this.timeline.keep(position, origin === 'older');
     if (origin !== 'older') this.history.saveHeadsSoon(this.device.kid);

@@ -3,7 +3,9 @@
 // cursor (pending sends, notices) come last, in arrival order. A line stands before the
 // first message of each day; own messages carry ticks; a picture is shown only when its
 // bytes are the type it claims; whatever failed a check is a warning line (role=alert),
-// never a message. Messages and warnings are only ever text nodes (dom.js).
+// never a message. A message that holds no key for this device (sent before the device was
+// added) is no warning: each run of them is one quiet line that counts them. Messages and
+// warnings are only ever text nodes (dom.js).
 
 import { fromUtf8 } from './codec.js';
 import { formatDateTime, formatDay, formatTime, h, linkify } from './dom.js';
@@ -22,6 +24,7 @@ const ALERT_TITLES = {
   bad_signature: 'Signature check failed',
   unknown_key: 'Unknown sender key',
   undecryptable: 'Could not decrypt',
+  not_for_device: 'Not for this device',
   mismatch: 'Misaddressed message',
   malformed: 'Malformed message',
   gap: 'Missing messages',
@@ -172,6 +175,41 @@ export class Timeline {
   addAlertAbout(device, id, alert) {
     const item = id ? this.find(device, id) : null;
     this.addAlert(item ? { id: item.id, cursor: item.cursor } : null, alert);
+  }
+
+  /**
+   * A message that holds no key for this device: a hidden row in its place, counted in the
+   * line of its run (renderUnreadable).
+   */
+  addUnreadable(frame) {
+    const cursor = typeof frame.cursor === 'string' ? frame.cursor : null;
+    const el = h('li', { class: 'unreadable-msg', hidden: true, dataset: { id: frame.id ?? '' } });
+    el.duetUnreadable = true;
+    let key;
+    if (cursor) key = this.rowKey(cursor, 1);
+    else if (this.lastCursor) key = this.rowKey(this.lastCursor, 2);
+    else key = this.rowKey(null, 0);
+    this.insertRow(key, el);
+  }
+
+  /** One line before each run of unreadable messages (a shown message ends a run). */
+  renderUnreadable() {
+    for (const el of this.list.querySelectorAll('li.unreadable')) el.remove();
+    let run = [];
+    const flush = () => {
+      if (!run.length) return;
+      const n = run.length;
+      const text = n === 1
+        ? '1 earlier message was sent before this device was added and cannot be read here'
+        : `${n} earlier messages were sent before this device was added and cannot be read here`;
+      this.list.insertBefore(h('li', { class: 'unreadable', role: 'note', dataset: { count: String(n) }, text }), run[0]);
+      run = [];
+    };
+    for (const { el } of this.rows) {
+      if (el.duetUnreadable) run.push(el);
+      else if (el.duetItem) flush();
+    }
+    flush();
   }
 
   /** The friend's receipts (Marks) move own messages' ticks on to delivered and read. */

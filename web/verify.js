@@ -7,7 +7,9 @@
 //   mismatch       from outside the room, or the envelope names another sender/room/kind
 //   unknown_key    signed by a device the sender never published (or keys unreachable)
 //   bad_signature  the signature does not cover these bytes (altered or forged)
-//   undecryptable  verified, but holds no key for this device or fails to decrypt
+//   not_for_device verified, but holds no key for this device (sent before it was added):
+//                  explained quietly (one line per run of them), not a warning
+//   undecryptable  verified, holds a key for this device, but that fails to decrypt
 //   gap            links of a device's chain are missing
 //   replay         a link seen before, again under another envelope or id, or too late
 //   fork           a link that does not follow the one before it
@@ -21,7 +23,7 @@ import { ALG, envelopeHash, openEnvelope, verifySignature } from './envelope.js'
 import { parseReceipt, parseTyping } from './signals.js';
 
 export const REASONS = [
-  'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'undecryptable',
+  'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'not_for_device', 'undecryptable',
   'gap', 'replay', 'fork', 'key_changed',
 ];
 
@@ -87,6 +89,10 @@ export async function verifyFrame(frame, { room, members, key }) {
 
 /** Decrypt a verified frame with this browser's device (`reader`): {content, alert}. */
 export async function openVerified(frame, reader) {
+  const keys = Array.isArray(frame.body.keys) ? frame.body.keys : [];
+  if (!keys.some((k) => k && k.kid === reader.kid)) {
+    return { content: null, alert: { kind: 'not_for_device', detail: 'the message holds no key for this device' } };
+  }
   try {
     return { content: await openEnvelope(frame.body, reader), alert: null };
   } catch (err) {

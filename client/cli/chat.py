@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..events import Alert, Event, Message
+from ..events import NOT_FOR_DEVICE, Alert, Event, Message
 from ..progress import Bar
 from ..sdk import Client
 from . import images
@@ -27,6 +27,38 @@ from .session import Session, interactive
 # -- showing what arrived ----------------------------------------------------------------
 def show_alert(s: Session, alert: Alert) -> None:
     s.out.alert(alert, s.names.get(alert.sender, alert.sender))
+
+
+def unreadable_line(count: int) -> str:
+    if count == 1:
+        return "1 earlier message was sent before this device was added and cannot be read here"
+    return (f"{count} earlier messages were sent before this device was added and cannot be "
+            "read here")
+
+
+class Shown:
+    """Shows events in order; a run of messages that hold no key for this device is one
+    line (`unreadable`, with their count), printed when the run ends: at the next message or
+    alert, or by flush() at the end."""
+
+    def __init__(self, s: Session, save_dir: Path) -> None:
+        self.s, self.save_dir = s, save_dir
+        self.run: list[Alert] = []
+
+    async def show(self, event: Event) -> None:
+        if isinstance(event, Alert) and event.kind == NOT_FOR_DEVICE:
+            self.run.append(event)
+            return
+        if isinstance(event, Alert | Message):
+            self.flush()
+        await show(self.s, event, self.save_dir)
+
+    def flush(self) -> None:
+        run, self.run = self.run, []
+        if run:
+            self.s.out.emit({"type": "unreadable", "count": len(run),
+                             "ids": [a.id for a in run], "cursors": [a.cursor for a in run]},
+                            unreadable_line(len(run)))
 
 
 async def show(s: Session, event: Event, save_dir: Path) -> None:
@@ -277,6 +309,7 @@ async def cmd_listen(s: Session) -> int:
                                on_ready=lambda: s.out.note(f"listening to {what} "
                                                            "(Ctrl-C to stop)"))
         received = 0
+        shown = Shown(s, save_dir)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout if args.timeout else None
         try:
@@ -292,13 +325,14 @@ async def cmd_listen(s: Session) -> int:
                     if not timer.expired():
                         raise  # a connection that timed out, not the --timeout
                     break
-                await show(s, event, save_dir)
+                await shown.show(event)
                 if isinstance(event, Message) and not event.own:
                     received += 1
                     # Printed is read: the position (all this user's devices) and, unless
                     # read receipts are off, a receipt to the friend.
                     await client.mark_read(event.sender, event.cursor)
         finally:
+            shown.flush()
             await events.aclose()  # type: ignore[attr-defined]
     if args.count and received < args.count:
         raise ConfigError(f"--timeout {args.timeout:g}s passed with {received} of "
@@ -335,8 +369,10 @@ async def cmd_history(s: Session) -> int:
     async with await s.client(device=True) as client:
         f = await s.friend(client, s.args.friend)
         events = await client.history(f["username"])
+        shown = Shown(s, s.save_dir())
         for event in events:
-            await show(s, event, s.save_dir())
+            await shown.show(event)
+        shown.flush()
     if not events:
         s.out.hint(f"no messages with {f['username']} yet")
     return 0

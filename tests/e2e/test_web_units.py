@@ -244,8 +244,8 @@ async def test_verify_frame_misaddressed_and_malformed_refused(page: Page) -> No
     }
 
 
-async def test_open_frame_not_for_this_device_undecryptable(page: Page) -> None:
-    """A verified envelope that holds no key for this device is undecryptable, not shown."""
+async def test_open_frame_not_for_this_device_explained(page: Page) -> None:
+    """A verified envelope that holds no key for this device is not_for_device, not shown."""
     out = await run(page, """
       const env = await u.E.sealEnvelope({room: u.v.room, sender: u.v.devices.alice.user,
         device: u.dev.alice, seq: 1, prev: '', kind: 'text', meta: {mime: u.E.TEXT_MIME},
@@ -254,7 +254,7 @@ async def test_open_frame_not_for_this_device_undecryptable(page: Page) -> None:
       const r = await V.openFrame(u.frame(env), u.context(u.keys.alice), u.dev.bob);
       return [r.device && r.device.kid, r.content, r.alert];""")
     assert out == [VECTORS["devices"]["alice"]["kid"], None,
-                   {"kind": "undecryptable", "detail": "the message holds no key for this device"}]
+                   {"kind": "not_for_device", "detail": "the message holds no key for this device"}]
 
 
 # -- the hash chain ----------------------------------------------------------------------

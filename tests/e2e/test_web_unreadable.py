@@ -1,0 +1,55 @@
+"""A browser added to an account later sees the history it was never given a key for as one
+explained line, not a warning per message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Browser, expect
+from support import Gateway, unique_name
+from webclient import PASSWORD, Tab, message, open_chat, open_tab, warnings
+
+from client import Client
+
+PASS = "sdk passphrase"
+LINE = "{} earlier messages were sent before this device was added and cannot be read here"
+
+
+async def log_in(tab: Tab, name: str) -> None:
+    await tab.locator("#auth-username").fill(name)
+    await tab.locator("#auth-password").fill(PASSWORD)
+    await tab.locator("#login").click()
+    await expect(tab.locator("#me-name")).to_have_text(name, timeout=30_000)
+
+
+async def test_open_conversation_second_browser_one_line_for_earlier_messages(
+        gw: Gateway, browser: Browser, tmp_path: Path) -> None:
+    """Alice's second browser opens a conversation of N messages sent before it existed:
+    one quiet line names N, no warning; Bob's next message reads."""
+    na, nb, n = unique_name("ua"), unique_name("ub"), 5
+    async with Client(gw.http, home=tmp_path / "a", passphrase=PASS) as a, \
+            Client(gw.http, home=tmp_path / "b", passphrase=PASS) as b:
+        await a.register(na, PASSWORD)
+        await b.register(nb, PASSWORD)
+        await a.add_friend(nb)
+        await b.accept_friend(na)
+        for i in range(n - 1):
+            sent = await b.send_text(na, f"before {i}")
+        await b.wait_stored(na, sent["id"])
+        own = await a.send_text(nb, "before, from alice")
+        await a.wait_stored(nb, own["id"])
+
+        tab = await open_tab(browser, gw.http)
+        await log_in(tab, na)
+        await open_chat(tab, nb)
+        line = tab.locator("#messages li.unreadable")
+        await expect(line).to_have_count(1)
+        await expect(line).to_have_text(LINE.format(n))
+        await expect(line).to_have_attribute("data-count", str(n))
+        assert await warnings(tab) == []
+
+        await b.send_text(na, "after the browser joined")
+        await expect(message(tab, "after the browser joined")).to_be_visible()
+        await expect(line).to_have_count(1)
+        await expect(line).to_have_text(LINE.format(n))
+        assert await warnings(tab) == [] and tab.errors == []
