@@ -180,6 +180,21 @@ class Client:
         self._me()
         await self.api.revoke_session(session_id)
 
+    # -- devices (this account's device keys; docs/clients.md "Devices") --------------
+    async def devices(self) -> list[dict[str, Any]]:
+        """The account's live device keys, oldest first: kid, label, created_at, and
+        `current` for this device's."""
+        self._me()
+        user = await self.api.user(self.username or self._me())
+        keys = sorted(user.get("keys", []), key=lambda k: k["created_at"])
+        return [{"kid": k["kid"], "label": k.get("label"), "created_at": k["created_at"],
+                 "current": k["kid"] == self.device.kid} for k in keys]
+
+    async def revoke_device(self, kid: str) -> None:
+        """Revoke a device key: new messages wrap no key for it (docs/clients.md)."""
+        self._me()
+        await self.api.revoke_key(kid)
+
     async def logout(self, *, everywhere: bool = False) -> None:
         """End this device's session (with everywhere, every session of the user) and
         forget its token; the device keys stay, for the next login."""

@@ -17,6 +17,7 @@ import { Composer } from './composer.js';
 import { Conversation } from './conversation.js';
 import { generateDevice } from './crypto.js';
 import { DeviceSocket } from './device.js';
+import { Devices } from './devices.js';
 import { deviceUpload } from './envelope.js';
 import { Directory } from './directory.js';
 import { $, clear } from './dom.js';
@@ -48,6 +49,7 @@ const app = {
   inbox: null,
   friends: null,
   sessions: null,
+  devices: null,
   conversation: null,
   poll: null,
   run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
@@ -179,6 +181,9 @@ async function start(session, { save = true } = {}) {
     onRenewed: renewed, onEnded: () => logout('You logged out.'),
   });
   app.sessions.keepRenewed();
+  app.devices = new Devices({
+    api: app.api, me, device, els: { list: $('devices'), status: $('devices-status') },
+  });
   for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
     if (!current()) return;
@@ -201,11 +206,12 @@ function logout(reason = '', { everywhere = true } = {}) {
   if (app.inbox) app.inbox.close();
   if (app.friends) app.friends.close();
   if (app.sessions) app.sessions.close();
+  if (app.devices) app.devices.close();
   if (everywhere) localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PEER_KEY);
   Object.assign(app, {
     api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: null,
-    sessions: null,
+    sessions: null, devices: null,
   });
   clear($('conversations'));
   $('me-name').textContent = '';
@@ -466,6 +472,7 @@ function init() {
   $('settings-open').addEventListener('click', () => {
     $('settings').hidden = !$('settings').hidden;
     if (!$('settings').hidden && app.sessions) app.sessions.refresh();
+    if (!$('settings').hidden && app.devices) app.devices.refresh();
   });
   $('set-read-receipts').addEventListener('change', onSetting);
   $('set-hide-presence').addEventListener('change', onSetting);

@@ -6,6 +6,7 @@
     listen, inbox, history          what friends sent, verified and decrypted
     verify                          the safety number of a friendship
     logout, sessions, password      this device's session, the user's others, the password
+    devices [revoke KID]            the account's device keys; revoke one
 """
 
 from __future__ import annotations
@@ -138,6 +139,29 @@ async def cmd_sessions_revoke(s: Session) -> int:
         await client.revoke_session(s.args.session_id)
     s.out.emit({"type": "session_revoked", "id": s.args.session_id},
                f"session {s.args.session_id} ended")
+    return 0
+
+
+async def cmd_devices(s: Session) -> int:
+    async with await s.client(device=True) as client:
+        devices = await client.devices()
+    for d in devices:
+        mark = " (this device)" if d["current"] else ""
+        s.out.emit({"type": "device", **d},
+                   f"{d['kid']}  added {clock(d['created_at'])}  "
+                   f"{printable(d['label'] or '') or '-'}{mark}")
+    return 0
+
+
+async def cmd_devices_revoke(s: Session) -> int:
+    kid = s.args.kid
+    async with await s.client(device=True) as client:
+        if kid == client.device.kid and not s.args.yes:
+            raise ConfigError("that is this device: new messages would no longer reach it "
+                              "(add --yes to revoke it all the same)")
+        await client.revoke_device(kid)
+    s.out.emit({"type": "device_revoked", "kid": kid},
+               f"device {kid} revoked: new messages wrap no key for it")
     return 0
 
 

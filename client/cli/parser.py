@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="sessions_command", metavar="ACTION")
     p = command("revoke", chat.cmd_sessions_revoke, "end the session ID", sub)
     p.add_argument("session_id", metavar="ID")
+    p = command("devices", chat.cmd_devices,
+                "this account's devices (device keys): label, added, this one marked")
+    sub = p.add_subparsers(dest="devices_command", metavar="ACTION")
+    p = command("revoke", chat.cmd_devices_revoke,
+                "revoke the device KID: new messages wrap no key for it", sub)
+    p.add_argument("kid", metavar="KID")
+    p.add_argument("--yes", action="store_true", help="revoke even this device")
     command("password", chat.cmd_password,
             "change the account password (every other session ends); the current and the "
             "new one are read as `duet login` reads one")
