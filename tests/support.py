@@ -66,6 +66,21 @@ def http_server(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]
         thread.join(5)
 
 
+async def conversation_before(a: Any, b: Any, na: str, nb: str, password: str,
+                              n: int) -> None:
+    """SDK clients a and b register as na and nb, become friends, and store n messages
+    (n - 1 from b, then one from a): history that a device added later cannot read."""
+    await a.register(na, password)
+    await b.register(nb, password)
+    await a.add_friend(nb)
+    await b.accept_friend(na)
+    for i in range(n - 1):
+        sent = await b.send_text(na, f"before {i}")
+    await b.wait_stored(na, sent["id"])
+    own = await a.send_text(nb, "before, from alice")
+    await a.wait_stored(nb, own["id"])
+
+
 def unique_name(stem: str = "u") -> str:
     return f"{stem}{next(_names)}_{uuid.uuid4().hex[:8]}"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
-from support import Gateway, unique_name
+from support import Gateway, conversation_before, unique_name
 from webclient import PASSWORD, Tab, message, open_chat, open_tab, warnings
 
 from client import Client
@@ -29,15 +29,7 @@ async def test_open_conversation_second_browser_one_line_for_earlier_messages(
     na, nb, n = unique_name("ua"), unique_name("ub"), 5
     async with Client(gw.http, home=tmp_path / "a", passphrase=PASS) as a, \
             Client(gw.http, home=tmp_path / "b", passphrase=PASS) as b:
-        await a.register(na, PASSWORD)
-        await b.register(nb, PASSWORD)
-        await a.add_friend(nb)
-        await b.accept_friend(na)
-        for i in range(n - 1):
-            sent = await b.send_text(na, f"before {i}")
-        await b.wait_stored(na, sent["id"])
-        own = await a.send_text(nb, "before, from alice")
-        await a.wait_stored(nb, own["id"])
+        await conversation_before(a, b, na, nb, PASSWORD, n)
 
         tab = await open_tab(browser, gw.http)
         await log_in(tab, na)

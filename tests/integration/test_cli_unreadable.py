@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support import Gateway, unique_name
+from support import Gateway, conversation_before, unique_name
 
 from client import Alert, Client, Message
 from client.events import NOT_FOR_DEVICE
@@ -42,15 +42,7 @@ async def test_history_new_device_one_line_per_unreadable_run(gw: Gateway,
     na, nb, n = unique_name("ca"), unique_name("cb"), 4
     async with Client(gw.http, home=tmp_path / "a", passphrase=PASSPHRASE) as a, \
             Client(gw.http, home=tmp_path / "b", passphrase=PASSPHRASE) as b:
-        await a.register(na, PASSWORD)
-        await b.register(nb, PASSWORD)
-        await a.add_friend(nb)
-        await b.accept_friend(na)
-        for i in range(n - 1):
-            sent = await b.send_text(na, f"before {i}")
-        await b.wait_stored(na, sent["id"])
-        own = await a.send_text(nb, "before, from alice")
-        await a.wait_stored(nb, own["id"])
+        await conversation_before(a, b, na, nb, PASSWORD, n)
 
         # The SDK: one alert a message, of its own kind, not undecryptable.
         async with Client(gw.http, home=tmp_path / "a3", passphrase=PASSPHRASE) as a3:
