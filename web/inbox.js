@@ -146,7 +146,10 @@ export class Inbox {
   async previewOf(conv, frame) {
     const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.device);
     let text = null;
-    if (alert) {
+    if (alert?.kind === 'not_for_device') {
+      // Sent before this device was added: nothing failed, it is just not readable here.
+      conv.preview = { own: frame.sender === this.me.id, text: 'a message this device cannot read' };
+    } else if (alert) {
       conv.preview = { own: false, text: '⚠ a message failed verification', alert: true };
     } else {
       text = frame.kind === 'image' ? 'Photo' : fromUtf8(content.data).replace(/\s+/g, ' ').slice(0, PREVIEW_CHARS);

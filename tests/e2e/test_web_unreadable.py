@@ -3,11 +3,20 @@ explained line, not a warning per message."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
 from support import Gateway, conversation_before, unique_name
-from webclient import PASSWORD, Tab, message, open_chat, open_tab, warnings
+from webclient import (
+    PASSWORD,
+    Tab,
+    conversation_item,
+    message,
+    open_chat,
+    open_tab,
+    warnings,
+)
 
 from client import Client
 
@@ -33,6 +42,10 @@ async def test_open_conversation_second_browser_one_line_for_earlier_messages(
 
         tab = await open_tab(browser, gw.http)
         await log_in(tab, na)
+        # The list's preview of the newest message says so quietly, not as a failure.
+        preview = conversation_item(tab, nb).locator(".preview")
+        await expect(preview).to_contain_text("a message this device cannot read")
+        await expect(preview).not_to_have_class(re.compile(r"\balert\b"))
         await open_chat(tab, nb)
         line = tab.locator("#messages li.unreadable")
         await expect(line).to_have_count(1)
