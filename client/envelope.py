@@ -110,13 +110,20 @@ def verify_signature(envelope: dict[str, Any], public: ec.EllipticCurvePublicKey
         return False
 
 
-def open_content(envelope: dict[str, Any], device: crypto.DeviceKeys) -> Content:
-    """Unwrap this device's content key and decrypt. Verify the signature first."""
+def content_key(envelope: dict[str, Any], device: crypto.DeviceKeys) -> bytes:
+    """This device's content key, unwrapped."""
     wrapped = next((k["wk"] for k in envelope.get("keys", []) if k.get("kid") == device.kid),
                    None)
     if wrapped is None:
         raise CryptoError("the message holds no key for this device")
-    key = crypto.unwrap(device.enc, crypto.unb64u(wrapped))
+    return crypto.unwrap(device.enc, crypto.unb64u(wrapped))
+
+
+def open_content(envelope: dict[str, Any], device: crypto.DeviceKeys,
+                 key: bytes | None = None) -> Content:
+    """Decrypt with this device's content key (or `key`, from a history share). Verify the
+    signature first."""
+    key = key if key is not None else content_key(envelope, device)
     if len(key) != 32:
         raise CryptoError("content key of the wrong length")
     return Content.decode(crypto.unseal(key, crypto.unb64u(envelope["iv"]),

@@ -5,7 +5,8 @@
     ├── ApiError            the server answered a REST call with a problem (status, code)
     ├── SendError           a send was refused (error frame) or not acknowledged in time
     └── ConfigError         no profile, no passphrase, a missing friend
-        └── InsecureServer  plain http:// or ws:// to a server off this machine (transport.py)
+        ├── InsecureServer  plain http:// or ws:// to a server off this machine (transport.py)
+        └── IdentityChanged the friend's identity key changed: accept it before sending
 """
 
 from __future__ import annotations
@@ -52,3 +53,8 @@ class InsecureServer(ConfigError):
         return (f"refusing {self.url}: unencrypted to a host that is not this machine, so "
                 f"anyone on the network could read the password and the token; use https://, "
                 f"or {self.flag} to allow it")
+
+
+class IdentityChanged(ConfigError):
+    """The friend's signed device list is under another identity key than the pinned one:
+    nothing is sent to them until the user accepts it (Client.accept_identity)."""

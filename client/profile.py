@@ -1,8 +1,9 @@
 """A device's files: who it is, its private keys (passphrase-encrypted) and its state.
 
     <home>/profile.json   server, user id, username, access token
-    <home>/device.json    the device's private keys, PKCS#8 PEM encrypted with the passphrase
-    <home>/state.json     own send chains, seen chains, cursors, remembered friend keys
+    <home>/device.json    the device's private keys, PKCS#8 PEM encrypted with the passphrase,
+                          and the account's identity key when this device holds it
+    <home>/state.json     own send chains, seen chains, cursors, pinned device lists
 
 Every file is written atomically with mode 0600 in a 0700 directory.
 """
@@ -15,8 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from .crypto import DeviceKeys
-from .errors import ConfigError
+from .errors import ConfigError, CryptoError
 
 
 def default_home() -> Path:
@@ -78,6 +82,27 @@ class Profile:
             raise ConfigError("a passphrase is needed to keep the device keys encrypted")
         self._write("device.json", {"kid": device.kid, "sid": device.sid,
                                     "pem": device.to_pem(passphrase.encode())})
+
+    def load_identity(self, passphrase: str | None) -> ec.EllipticCurvePrivateKey | None:
+        """The account's identity key, if this device holds it."""
+        pem = self._read("device.json").get("identity")
+        if pem is None:
+            return None
+        try:
+            key = serialization.load_pem_private_key(
+                pem.encode(), passphrase.encode() if passphrase else None)
+        except (ValueError, TypeError) as exc:
+            raise CryptoError("cannot unlock the identity key (wrong passphrase?)") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise CryptoError("unexpected key type for the identity key")
+        return key
+
+    def save_identity(self, key: ec.EllipticCurvePrivateKey, passphrase: str | None) -> None:
+        if not passphrase:
+            raise ConfigError("a passphrase is needed to keep the identity key encrypted")
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(passphrase.encode()))
+        self._write("device.json", {**self._read("device.json"), "identity": pem.decode()})
 
     # -- state -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -25,16 +25,28 @@ import httpx
 import orjson
 
 from contracts import room_id
-from contracts.envelope import SIGNAL_KINDS
+from contracts.devicelist import link_code, safety_number
+from contracts.envelope import MESSAGE_KINDS, SIGNAL_KINDS
 
 from . import crypto
+from . import identity as identity_mod
 from .api import Api
 from .chain import Chains
 from .device import DeviceSession
-from .envelope import Content, Recipient, envelope_hash, open_content, seal, verify_signature
-from .errors import ApiError, ConfigError, CryptoError
+from .envelope import (
+    Content,
+    Recipient,
+    content_key,
+    envelope_hash,
+    open_content,
+    seal,
+    verify_signature,
+)
+from .errors import ApiError, ConfigError, CryptoError, IdentityChanged
 from .events import NOT_FOR_DEVICE, Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
+from .identity import Directory, Pin
 from .profile import Profile, default_home
+from .shares import open_share, seal_shares
 from .signals import (
     TYPING_SHOWN_S,
     Ticks,
@@ -56,24 +68,6 @@ Progress = Callable[[str], None]
 
 __all__ = ["Alert", "Client", "Event", "Message", "Presence", "ReadPosition", "Receipt",
            "Typing"]
-
-
-@dataclass
-class _Device:
-    kid: str
-    sid: str
-    enc: str
-    sig: str
-    revoked_at: int | None = None
-
-
-@dataclass
-class _Directory:
-    devices: dict[str, _Device] = field(default_factory=dict)
-    fetched: float = 0.0
-
-    def live(self) -> list[_Device]:
-        return [d for d in self.devices.values() if d.revoked_at is None]
 
 
 class Client:
@@ -98,14 +92,19 @@ class Client:
         if account.get("token") and account.get("server", "").rstrip("/") == self.url:
             self.api.token = account["token"]
         self._device: crypto.DeviceKeys | None = None
+        self._identity_key: Any = None
+        self._shared: dict[str, bytes] | None = None  # history shares, loaded when needed
         state = self.profile.state()
         self._send_chains: dict[str, dict[str, Any]] = state.get("send_chains", {})
         self._chains = Chains(state.get("recv_chains"))
         self._cursors: dict[str, str] = state.get("cursors", {})
-        self._peers: dict[str, list[list[str]]] = state.get("peers", {})
+        self._pins: dict[str, Pin] = {u: Pin(p["list"], bool(p.get("verified")))
+                                      for u, p in state.get("pins", {}).items()}
         self._names: dict[str, str] = {}
-        self._directories: dict[str, _Directory] = {}
-        self._key_changed: set[str] = set(state.get("key_changed", []))
+        self._directories: dict[str, Directory] = {}
+        self.warnings: list[Alert] = []  # trust alerts heard outside a message (docs/clients.md)
+        self._warned: set[tuple[str, str]] = set()
+        self.device_state: str | None = None  # "identity" | "linked" | "pending"
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._session: DeviceSession | None = None
         self._opening: asyncio.Lock | None = None
@@ -144,8 +143,9 @@ class Client:
     def _save_state(self) -> None:
         self.profile.save_state({"send_chains": self._send_chains,
                                  "recv_chains": self._chains.to_json(),
-                                 "cursors": self._cursors, "peers": self._peers,
-                                 "key_changed": sorted(self._key_changed)})
+                                 "cursors": self._cursors,
+                                 "pins": {u: {"list": p.list, "verified": p.verified}
+                                          for u, p in self._pins.items()}})
 
     # -- account and device ----------------------------------------------------------
     async def register(self, username: str, password: str) -> str:
@@ -164,6 +164,48 @@ class Client:
             self.profile.save_device(device, self._passphrase)
             self._device = device
         await self.api.publish_keys([self.device.public(self.user_id)])
+        await self.refresh_device_state()
+
+    async def refresh_device_state(self) -> str:
+        """Whether this device holds the account's identity key ("identity"), is in the
+        list it signed ("linked") or waits to be approved ("pending"). On an account with
+        no list yet, this device makes the identity key and signs the first list."""
+        me = self._me()
+        profile = await self.api.user(self.username or me)
+        identity = self._identity()
+        if profile.get("device_list") is None:
+            identity = identity_mod.new_identity()
+            mine = next(k for k in profile["keys"] if k["kid"] == self.device.kid)
+            body = {"v": 1, "user": me, "identity": identity_mod.identity_spki(identity),
+                    "version": 1, "devices": [identity_mod.listed(mine)], "revoked": []}
+            await self._put_list(identity, body)
+            self.profile.save_identity(identity, self._passphrase)
+            self._identity_key = identity
+            self._pins[me] = Pin(body)
+            self._save_state()
+        directory = await self._directory(me, refresh=True)
+        if identity is not None and identity_mod.identity_spki(identity) == directory.identity:
+            self.device_state = "identity"
+        elif self.device.kid in {d.kid for d in directory.live()}:
+            self.device_state = "linked"
+        else:
+            self.device_state = "pending"
+        return self.device_state
+
+    @property
+    def link_code(self) -> str:
+        """The code this device shows while it waits for approval (docs/protocol.md)."""
+        return link_code(self.device.kid, self.device.sid)
+
+    def _identity(self) -> Any:
+        if self._identity_key is None:
+            self._identity_key = self.profile.load_identity(self._passphrase)
+        return self._identity_key
+
+    async def _put_list(self, identity: Any, body: dict[str, Any], *,
+                        reset: bool = False) -> None:
+        signed = identity_mod.sign_list(identity, body)
+        await self.api.call("PUT", "/api/devicelist", {**signed, "reset": reset})
 
     def _save_token(self, token: dict[str, Any]) -> None:
         self.profile.save_account(token=token["access_token"],
@@ -180,20 +222,157 @@ class Client:
         self._me()
         await self.api.revoke_session(session_id)
 
-    # -- devices (this account's device keys; docs/clients.md "Devices") --------------
+    # -- devices (this account's signed device list; docs/clients.md "Devices") ------
     async def devices(self) -> list[dict[str, Any]]:
-        """The account's live device keys, oldest first: kid, label, created_at, and
-        `current` for this device's."""
-        self._me()
-        user = await self.api.user(self.username or self._me())
-        keys = sorted(user.get("keys", []), key=lambda k: k["created_at"])
-        return [{"kid": k["kid"], "label": k.get("label"), "created_at": k["created_at"],
-                 "current": k["kid"] == self.device.kid} for k in keys]
+        """The account's devices, oldest first: those the signed list names (`state`
+        "approved") and those waiting for approval ("pending", with their link `code`).
+        `current` marks this device."""
+        directory = await self._directory(self._me(), refresh=True)
+        approved = [{"kid": d.kid, "label": d.label, "created_at": d.added,
+                     "state": "approved", "code": None} for d in directory.live()]
+        pending = [{"kid": k["kid"], "label": k.get("label"), "created_at": k["created_at"],
+                    "state": "pending", "code": link_code(k["kid"], k["sid"])}
+                   for k in directory.unlisted]
+        every = sorted(approved + pending, key=lambda d: d["created_at"])
+        return [{**d, "current": d["kid"] == self.device.kid} for d in every]
 
-    async def revoke_device(self, kid: str) -> None:
-        """Revoke a device key: new messages wrap no key for it (docs/clients.md)."""
+    async def pending_devices(self) -> list[dict[str, Any]]:
+        """Devices of this account waiting for approval: kid, label, created_at, code."""
+        return [{k: d[k] for k in ("kid", "label", "created_at", "code")}
+                for d in await self.devices() if d["state"] == "pending"]
+
+    async def approve_device(self, code: str) -> str:
+        """Approve the pending device showing `code` (spaces optional): the identity key
+        signs the next list with it. Returns its kid."""
+        wanted = "".join(code.split())
+        directory = await self._directory(self._me(), refresh=True)
+        match = [k for k in directory.unlisted
+                 if "".join(link_code(k["kid"], k["sid"]).split()) == wanted]
+        if not match:
+            raise ConfigError("no device waiting for approval shows that code")
+        await self._change_list(lambda body: body["devices"].append(
+            identity_mod.listed(match[0])))
+        await self._share_history(match[0])
+        return str(match[0]["kid"])
+
+    async def _share_history(self, device: dict[str, Any]) -> None:
+        """Give a newly linked device the content keys of every message this device can
+        read, so it reads the same history (docs/protocol.md "History for a linked
+        device"). Signals are left out: their moment has passed."""
+        wrapped: list[dict[str, Any]] = []
+        for conversation in (await self.api.call("GET", "/api/conversations"))["conversations"]:
+            after = None
+            while True:
+                peer = conversation["user_id"]
+                page = await self.api.messages(peer, after=after, limit=100)
+                wrapped.extend(m["body"] for m in page["messages"] if m.get("kind")
+                               in MESSAGE_KINDS and isinstance(m.get("body"), dict))
+                after = page["next"]
+                if after is None:
+                    break
+
+        def unwrap_all() -> dict[str, bytes]:
+            keys = {}
+            for env in wrapped:
+                try:
+                    keys[envelope_hash(env)] = content_key(env, self.device)
+                except CryptoError:
+                    continue  # not readable here either
+            return keys
+
+        keys = await asyncio.to_thread(unwrap_all)
+        if not keys:
+            return
+        shares = await asyncio.to_thread(
+            seal_shares, user=self._me(), sender=self.device, to_kid=device["kid"],
+            to_key=crypto.load_rsa_public(device["enc"]), keys=keys)
+        for share in shares:
+            await self.api.call("PUT", "/api/history-shares", share)
+
+    async def _shared_key(self, env: dict[str, Any]) -> bytes | None:
+        """A content key another device of this user shared with this one, if any."""
+        if self._shared is None:
+            self._shared = {}
+            mine = await self._directory(self._me())
+            found = await self.api.call("GET", "/api/history-shares",
+                                        params={"to": self.device.kid})
+            for share in found["shares"]:
+                signer = mine.devices.get(share.get("from", ""))
+                if signer is None or signer.revoked_at is not None:
+                    continue
+                try:
+                    self._shared.update(await asyncio.to_thread(
+                        open_share, share, user=self._me(), device=self.device,
+                        signer=crypto.load_ec_public(signer.sig)))
+                except CryptoError:
+                    continue
+        return self._shared.get(envelope_hash(env))
+
+    async def decline_device(self, kid: str) -> None:
+        """Refuse a pending device: its uploaded keys are deleted."""
         self._me()
         await self.api.revoke_key(kid)
+
+    async def revoke_device(self, kid: str) -> None:
+        """Revoke a device: the identity key signs the next list with it moved to
+        `revoked` (messages it signs later are refused; new ones wrap no key for it). A
+        device still pending is declined instead."""
+        directory = await self._directory(self._me(), refresh=True)
+        if any(k["kid"] == kid for k in directory.unlisted):
+            await self.decline_device(kid)
+            return
+
+        def revoke(body: dict[str, Any]) -> None:
+            gone = [d for d in body["devices"] if d["kid"] == kid]
+            if not gone:
+                raise ConfigError(f"no approved device {kid}")
+            body["devices"] = [d for d in body["devices"] if d["kid"] != kid]
+            body["revoked"] = [*body["revoked"],
+                               {**gone[0], "revoked_at": identity_mod.now_ms()}]
+        await self._change_list(revoke)
+
+    async def reset_identity(self) -> None:
+        """A new identity key for the account (the old one's device is lost): it signs a
+        list of this device alone; every friend sees identity_changed."""
+        me = self._me()
+        profile = await self.api.user(self.username or me)
+        mine = next(k for k in profile["keys"] if k["kid"] == self.device.kid)
+        stored = profile.get("device_list")
+        version = stored["list"]["version"] + 1 if stored else 1
+        identity = identity_mod.new_identity()
+        body = {"v": 1, "user": me, "identity": identity_mod.identity_spki(identity),
+                "version": version, "devices": [identity_mod.listed(mine)], "revoked": []}
+        await self._put_list(identity, body, reset=True)
+        self.profile.save_identity(identity, self._passphrase)
+        self._identity_key = identity
+        self._pins[me] = Pin(body)
+        self._save_state()
+        self.device_state = "identity"
+
+    async def _change_list(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Sign and upload the next version of the own list (this device must hold the
+        identity key); on a concurrent change, start again from the new one, once."""
+        identity = self._identity()
+        if identity is None:
+            raise ConfigError("this device does not hold the account's identity key: "
+                              "approve or revoke devices from the one that does")
+        for attempt in range(2):
+            directory = await self._directory(self._me(), refresh=True)
+            pin = self._pins[self._me()]
+            body = {**pin.list, "version": pin.version + 1,
+                    "devices": list(pin.list["devices"]), "revoked": list(pin.list["revoked"])}
+            change(body)
+            body["devices"].sort(key=lambda d: d["kid"])
+            try:
+                await self._put_list(identity, body)
+            except ApiError as exc:
+                if exc.status == 409 and attempt == 0:
+                    continue
+                raise
+            self._pins[self._me()] = Pin(body, pin.verified)
+            self._save_state()
+            del directory
+            return
 
     async def logout(self, *, everywhere: bool = False) -> None:
         """End this device's session (with everywhere, every session of the user) and
@@ -307,8 +486,10 @@ class Client:
                 return str(f["user_id"])
         raise ConfigError(f"{friend!r} is not among your friends")
 
-    # -- keys ------------------------------------------------------------------------
-    async def _directory(self, user_id: str, *, refresh: bool = False) -> _Directory:
+    # -- keys: the signed device lists this client pins (docs/protocol.md) ------------
+    async def _directory(self, user_id: str, *, refresh: bool = False) -> Directory:
+        """The user's devices as this client trusts them: from the list signed by the
+        pinned identity key. What the server adds beside it is `unlisted`, warned of."""
         cached = self._directories.get(user_id)
         if cached is not None and not refresh:
             return cached
@@ -319,33 +500,76 @@ class Client:
         if name is None:
             raise ConfigError(f"unknown user {user_id}")
         profile = await self.api.user(name)
-        directory = _Directory(fetched=time.monotonic())
-        for k in profile["keys"]:
-            directory.devices[k["kid"]] = _Device(k["kid"], k["sid"], k["enc"], k["sig"])
-        for k in profile.get("revoked", []):
-            directory.devices[k["kid"]] = _Device(k["kid"], k["sid"], k["enc"], k["sig"],
-                                                  k["revoked_at"])
+        pin = self._pins.get(user_id)
+        verdict = identity_mod.judge(pin, profile.get("device_list"), user_id)
+        if verdict.use is not None and (pin is None or verdict.use is not pin.list):
+            self._pins[user_id] = Pin(verdict.use, pin.verified if pin else False)
+            self._save_state()
+        directory = Directory.from_list(verdict.use)
+        directory.fetched = time.monotonic()
+        directory.changed_to = verdict.changed_to
+        directory.unlisted = [k for k in profile.get("keys", [])
+                              if k["kid"] not in directory.devices]
         self._directories[user_id] = directory
-        if user_id != self.user_id:
-            self._remember_keys(user_id, directory)
+        if verdict.alert is not None:
+            kind, detail = verdict.alert
+            if kind == "identity_changed" and pin is not None and pin.verified:
+                detail = "you had verified this user, and their identity key changed: " + detail
+            self._warn(kind, user_id, detail, verdict.alert[0] + ":" + str(
+                (verdict.changed_to or {}).get("identity", "")))
+        for k in directory.unlisted:
+            if user_id == self.user_id and k["kid"] == self._device_kid():
+                continue
+            label = f"{k.get('label') or 'unnamed device'} ({k['kid'][:12]})"
+            self._warn("unapproved_device", user_id,
+                       f"device {label} is not in this user's signed device list: it gets "
+                       "no key", k["kid"])
         return directory
 
-    def _remember_keys(self, user_id: str, directory: _Directory) -> None:
-        """Trust on first use; afterwards a changed key set raises a key_changed alert."""
-        current = sorted([d.kid, d.sid] for d in directory.live())
-        known = self._peers.get(user_id)
-        if known is not None and known != current:
-            self._key_changed.add(user_id)
-        self._peers[user_id] = current
-        self._save_state()
+    def _device_kid(self) -> str | None:
+        return self.device.kid if self.profile.has_device() else None
+
+    def _warn(self, kind: str, user: str, detail: str, key: str) -> None:
+        """A trust alert, said once per thing (device, identity) per client."""
+        if (user, key) in self._warned:
+            return
+        self._warned.add((user, key))
+        self.warnings.append(Alert(kind, user, detail))
 
     async def safety_number(self, friend: str) -> str:
+        """Over the two pinned identity keys: devices coming and going do not change it."""
         peer = await self._peer(friend)
         mine = await self._directory(self._me(), refresh=True)
         theirs = await self._directory(peer, refresh=True)
-        return crypto.safety_number(
-            self._me(), [(d.kid, d.sid) for d in mine.live()],
-            peer, [(d.kid, d.sid) for d in theirs.live()])
+        if mine.identity is None or theirs.identity is None:
+            raise ConfigError("no identity key pinned for this account or this friend yet")
+        return safety_number(self._me(), crypto.fingerprint(crypto.unb64u(mine.identity)),
+                             peer, crypto.fingerprint(crypto.unb64u(theirs.identity)))
+
+    async def accept_identity(self, friend: str) -> None:
+        """Trust the friend's new identity key (after comparing safety numbers): sending
+        to them works again; the verified mark is cleared."""
+        peer = await self._peer(friend)
+        directory = await self._directory(peer, refresh=True)
+        if directory.changed_to is None:
+            return
+        self._pins[peer] = Pin(directory.changed_to)
+        self._save_state()
+        await self._directory(peer, refresh=True)
+
+    async def mark_verified(self, friend: str, verified: bool = True) -> None:
+        """The user compared safety numbers with the friend (out of band)."""
+        peer = await self._peer(friend)
+        await self._directory(peer, refresh=True)
+        pin = self._pins.get(peer)
+        if pin is None:
+            raise ConfigError("no identity key pinned for this friend yet")
+        pin.verified = verified
+        self._save_state()
+
+    def verified(self, friend_id: str) -> bool:
+        pin = self._pins.get(friend_id)
+        return pin is not None and pin.verified
 
     # -- sending ---------------------------------------------------------------------
     async def send_text(self, friend: str, text: str, *, message_id: str | None = None
@@ -371,11 +595,19 @@ class Client:
         return await self._send(friend, "image", Content(meta, data), message_id, progress)
 
     async def _recipients(self, peer: str) -> list[Recipient]:
-        """Every live device of the friend and of this user, asked afresh."""
+        """Every live device of the friend's and this user's signed lists, asked afresh."""
         theirs = await self._directory(peer, refresh=True)
         mine = await self._directory(self._me(), refresh=True)
+        name = self._names.get(peer, peer)
+        if theirs.changed_to is not None:
+            raise IdentityChanged(f"{name}'s identity key changed: compare safety numbers "
+                                  f"(duet verify {name}), then accept the new key to send")
         if not theirs.live():
-            raise ConfigError(f"{self._names.get(peer, peer)} has published no device keys yet")
+            raise ConfigError(f"{name} has no signed device list yet (their client has not "
+                              "set up an identity key)")
+        if self.device.kid not in {d.kid for d in mine.live()}:
+            raise ConfigError("this device waits for approval: approve it from the device "
+                              f"that holds your identity key (code {self.link_code})")
         return [Recipient(d.kid, crypto.load_rsa_public(d.enc))
                 for d in theirs.live() + mine.live()]
 
@@ -552,7 +784,7 @@ class Client:
             self._cursors = {r: c for r, c in self._cursors.items() if not dropped(r)}
             self._chains = Chains({k: v for k, v in self._chains.to_json().items()
                                    if not dropped(k.partition("/")[0])})
-        listener = _Listener(rooms)
+        listener = _Listener(rooms, warned=len(self.warnings))
         self._listeners.append(listener)
         try:
             if self._session is not None:
@@ -565,7 +797,11 @@ class Client:
             while True:
                 # Verify, advance the chains and the cursor, and save, one frame at a time
                 # as the caller asks: a caller that stops early finds the rest next time.
-                for event in await self._handle(await listener.queue.get()):
+                events = await self._handle(await listener.queue.get())
+                # Trust alerts heard meanwhile (an unapproved device, a changed identity)
+                # come first: they say what the messages after them are worth.
+                fresh, listener.warned = self.warnings[listener.warned:], len(self.warnings)
+                for event in [*fresh, *events]:
                     if signals or isinstance(event, Message | Alert):
                         yield event
         finally:
@@ -621,6 +857,7 @@ class Client:
         """Every stored message of the room, verified and decrypted, oldest first."""
         peer = await self._peer(friend)
         events: list[Event] = []
+        self._shared = None  # a share may have come since
         chains = self._chains
         self._chains = Chains()  # history is checked as a whole, from its first message
         try:
@@ -669,14 +906,14 @@ class Client:
                 device = directory.devices.get(env.get("from", ""))
         except ConfigError as exc:
             return alert("unknown_key", str(exc))
-        if sender in self._key_changed and kind not in SIGNAL_KINDS:
-            self._key_changed.discard(sender)
-            alerts.append(Alert("key_changed", sender,
-                                "this friend's keys changed: compare safety numbers", mid))
         if device is None:
-            return alert("unknown_key", "signed by a key this user never published")
+            return alert("unknown_key", "signed by a device not in this user's signed "
+                                        "device list")
         if not verify_signature(env, crypto.load_ec_public(device.sig)):
             return alert("bad_signature", "the signature does not match the sender's key")
+        if device.revoked_at is not None and int(frame.get("ts") or 0) > device.revoked_at:
+            return alert("revoked_device", f"signed by device {device.kid[:12]} after its "
+                                           "revocation")
         if kind in SIGNAL_KINDS:
             if env.get("seq") != 0 or env.get("prev") != "":
                 return alert("malformed", "a signal inside the message chain")
@@ -694,9 +931,13 @@ class Client:
             # a failure. A signal of then is stale anyway: nothing to show.
             if kind in SIGNAL_KINDS:
                 return alerts
-            return alert(NOT_FOR_DEVICE, "the message holds no key for this device")
+            shared = await self._shared_key(env)
+            if shared is None:
+                return alert(NOT_FOR_DEVICE, "the message holds no key for this device")
+        else:
+            shared = None
         try:
-            content = await asyncio.to_thread(open_content, env, self.device)
+            content = await asyncio.to_thread(open_content, env, self.device, shared)
         except CryptoError as exc:
             return alert("undecryptable", str(exc))
         own = sender == self.user_id
@@ -730,6 +971,7 @@ class _Listener:
 
     rooms: set[str] | None
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    warned: int = 0  # how many of Client.warnings it has yielded
 
 
 def _dumps(frame: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from .devicelist import SignedDeviceList
 from .frames import Cursor, MessageFrame, StoredKind
 from .keys import DeviceKey, RevokedKey
 
@@ -24,12 +25,14 @@ class Credentials(_Body):
 
 
 class UserOut(BaseModel):
-    """A user's public profile: live device keys, and revoked ones (to check old messages)."""
+    """A user's public profile: the device keys uploaded (live, and revoked ones), and the
+    device list the user's identity key signed: clients trust only the list."""
 
     user_id: str
     username: str
     keys: list[DeviceKey] = Field(default_factory=list)
     revoked: list[RevokedKey] = Field(default_factory=list)
+    device_list: SignedDeviceList | None = None
 
 
 class Registered(BaseModel):

@@ -16,6 +16,7 @@ PRESENCE = "presence"
 SESSIONS = "sessions"
 BLOCKS = "blocks"
 FRIEND_REQUEST_DAYS = "friend_request_days"
+HISTORY_SHARES = "history_shares"
 
 
 def message_doc_id(sender: str, message_id: str) -> str:
@@ -161,4 +162,5 @@ BLOCK_INDEXES: list[IndexSpec] = [
 ]
 SESSION_INDEXES: list[IndexSpec] = [
     (SESSIONS, [("user", 1)], {"name": "user"}),
+    (HISTORY_SHARES, [("user", 1), ("to", 1)], {"name": "user_to"}),
 ]

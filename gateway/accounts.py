@@ -90,4 +90,5 @@ async def get_user(username: str, svc: Svc, _: CurrentUser) -> UserOut:
     if user is None:
         raise NotFound(f"no user {username!r}")
     return UserOut(user_id=user["_id"], username=user["username"],
-                   keys=user.get("keys", []), revoked=user.get("revoked", []))
+                   keys=user.get("keys", []), revoked=user.get("revoked", []),
+                   device_list=user.get("device_list"))

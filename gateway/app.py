@@ -33,9 +33,11 @@ from . import (
     accounts,
     conversations,
     deletion,
+    devicelist,
     errors,
     friends,
     history,
+    historyshares,
     keys,
     sessions,
     socket,
@@ -152,6 +154,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(deletion.router)
     app.include_router(history.router)
     app.include_router(keys.router)
+    app.include_router(devicelist.router)
+    app.include_router(historyshares.router)
     app.include_router(conversations.router)
 
     @app.middleware("http")

@@ -33,14 +33,14 @@ def fingerprint(der: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
-def _der(value: str, what: str) -> bytes:
+def der_of(value: str, what: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         raise InvalidKey(f"{what}: not base64url") from None
 
 
-def _load(der: bytes, what: str) -> Any:
+def load_public(der: bytes, what: str) -> Any:
     try:
         return load_der_public_key(der)
     except (ValueError, TypeError):
@@ -50,8 +50,8 @@ def _load(der: bytes, what: str) -> Any:
 def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
     """Parse both keys with `cryptography`; refuse weak, malformed or wrong-type keys, and
     a device whose proof is not its signing key's over this user's claim."""
-    enc_der, sig_der = _der(device.enc, "enc"), _der(device.sig, "sig")
-    enc, sig = _load(enc_der, "enc"), _load(sig_der, "sig")
+    enc_der, sig_der = der_of(device.enc, "enc"), der_of(device.sig, "sig")
+    enc, sig = load_public(enc_der, "enc"), load_public(sig_der, "sig")
     if not isinstance(enc, rsa.RSAPublicKey):
         raise InvalidKey(f"enc: expected an RSA key, got {type(enc).__name__}")
     if not MIN_RSA_BITS <= enc.key_size <= MAX_RSA_BITS:
@@ -62,7 +62,7 @@ def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
     if not isinstance(sig, ec.EllipticCurvePublicKey) or not isinstance(sig.curve,
                                                                          ec.SECP256R1):
         raise InvalidKey("sig: expected an ECDSA P-256 key")
-    raw = _der(device.proof, "proof")
+    raw = der_of(device.proof, "proof")
     try:
         sig.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
                                         int.from_bytes(raw[32:], "big")),
@@ -93,7 +93,7 @@ async def publish_keys(body: KeysUpload, svc: Svc, me: CurrentUser,
         raise Conflict(f"at most {MAX_DEVICES} live device keys; revoke one first")
     await svc.db[USERS].update_one({"_id": me}, {"$set": {"keys": list(live.values())}})
     security.info("device keys published user=%s session=%s kids=%s address=%s", me,
-                  _session(request), ",".join(d.kid for d in devices), _address(request))
+                  session_of(request), ",".join(d.kid for d in devices), client_address(request))
     return KeySet(keys=[DeviceKey.model_validate(k) for k in live.values()])
 
 
@@ -108,13 +108,13 @@ async def revoke_key(kid: str, svc: Svc, me: CurrentUser, request: Request) -> R
     await svc.db[USERS].update_one(
         {"_id": me}, {"$pull": {"keys": {"kid": kid}}, "$push": {"revoked": key}})
     security.info("device key revoked user=%s session=%s kid=%s address=%s", me,
-                  _session(request), kid, _address(request))
+                  session_of(request), kid, client_address(request))
     return Response(status_code=204)
 
 
-def _address(request: Request) -> str:
+def client_address(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _session(request: Request) -> str:
+def session_of(request: Request) -> str:
     return str(getattr(request.state, "session", "-"))

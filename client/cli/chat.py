@@ -6,7 +6,7 @@
     listen, inbox, history          what friends sent, verified and decrypted
     verify                          the safety number of a friendship
     logout, sessions, password      this device's session, the user's others, the password
-    devices [revoke KID]            the account's device keys; revoke one
+    devices [approve|revoke|...]    the signed device list: approve, revoke, reset identity
 """
 
 from __future__ import annotations
@@ -104,11 +104,17 @@ async def cmd_login(s: Session) -> int:
             await asyncio.to_thread(lambda: client.device)  # a wrong passphrase fails here
         await client.login(username, password)
         s.keep(client.api.token or "")
-        kid = client.device.kid
+        kid, state, code = client.device.kid, client.device_state, client.link_code
     what = "new device, keys published" if new_device else "keys republished"
     s.out.emit({"type": "logged_in", "user_id": client.user_id, "username": username,
-                "device": kid, "new_device": new_device, "server": url, "home": str(s.home)},
+                "device": kid, "new_device": new_device, "server": url, "home": str(s.home),
+                "device_state": state, "link_code": code},
                f"logged in as {username} on {url} ({what}: {kid[:12]})")
+    if state == "pending":
+        s.out.hint(f"This device waits for approval. Its link code: {code}\n"
+                   "On your device that holds your identity key, compare the code and run "
+                   f"`duet devices approve {code.replace(' ', '')}` (or, in the web client, "
+                   "Settings → Devices → Approve). Until then it can neither read nor send.")
     return 0
 
 
@@ -145,11 +151,39 @@ async def cmd_sessions_revoke(s: Session) -> int:
 async def cmd_devices(s: Session) -> int:
     async with await s.client(device=True) as client:
         devices = await client.devices()
+        state = await client.refresh_device_state()
     for d in devices:
         mark = " (this device)" if d["current"] else ""
+        how = f"PENDING, code {d['code']}" if d["state"] == "pending" else "approved"
         s.out.emit({"type": "device", **d},
-                   f"{d['kid']}  added {clock(d['created_at'])}  "
+                   f"{d['kid']}  {how}  added {clock(d['created_at'])}  "
                    f"{printable(d['label'] or '') or '-'}{mark}")
+    if any(d["state"] == "pending" for d in devices):
+        s.out.hint("a pending device gets no message key until approved: compare its code "
+                   "with the one it shows, then `duet devices approve CODE`; a device you do "
+                   "not know: `duet devices revoke KID`" if state == "identity" else
+                   "approve pending devices from the device that holds your identity key")
+    return 0
+
+
+async def cmd_devices_approve(s: Session) -> int:
+    async with await s.client(device=True) as client:
+        kid = await client.approve_device(s.args.code)
+    s.out.emit({"type": "device_approved", "kid": kid},
+               f"device {kid} approved: it is in your signed device list now")
+    return 0
+
+
+async def cmd_devices_reset_identity(s: Session) -> int:
+    if not s.args.yes:
+        raise ConfigError("a new identity key makes every friend see a changed identity and "
+                          "stop sending to you until they accept it; your other devices "
+                          "leave the list: add --yes to go ahead")
+    async with await s.client(device=True) as client:
+        await client.reset_identity()
+    s.out.emit({"type": "identity_reset"},
+               "a new identity key now signs your device list (this device alone); "
+               "friends will see that it changed")
     return 0
 
 
@@ -267,17 +301,11 @@ async def cmd_delete_account(s: Session) -> int:
 
 
 # -- sending -----------------------------------------------------------------------------
-def _peer_keys(client: Client, peer: str) -> Any:
-    return client.profile.state().get("peers", {}).get(peer)
-
-
-def _warn_key_change(s: Session, client: Client, f: dict[str, Any], before: Any) -> None:
-    """Keys first seen changed by this send: say so, since no listener will now."""
-    after = _peer_keys(client, f["user_id"])
-    if before is not None and after is not None and before != after:
-        show_alert(s, Alert("key_changed", f["user_id"],
-                            f"{f['username']}'s devices changed: compare safety numbers "
-                            f"(duet verify {f['username']})"))
+def _show_warnings(s: Session, client: Client) -> None:
+    """Trust alerts heard while sending (an unapproved device, a changed identity)."""
+    for alert in client.warnings:
+        show_alert(s, alert)
+    client.warnings.clear()
 
 
 async def cmd_send(s: Session) -> int:
@@ -288,9 +316,10 @@ async def cmd_send(s: Session) -> int:
         if not text:
             raise ConfigError("nothing to send: the text is empty")
         f = await s.friend(client, s.args.friend)
-        before = _peer_keys(client, f["user_id"])
-        ack = await client.send_text(f["username"], text)
-        _warn_key_change(s, client, f, before)
+        try:
+            ack = await client.send_text(f["username"], text)
+        finally:
+            _show_warnings(s, client)
     s.out.emit({"type": "sent", "id": ack["id"], "kind": "text", "to": f["username"],
                 "ts": ack["ts"]}, f"[{clock(ack['ts'])}] sent to {f['username']}")
     return 0
@@ -301,7 +330,6 @@ async def cmd_send_image(s: Session) -> int:
     async with await s.client(device=True) as client:
         size, mime = images.check(path, client.max_image)
         f = await s.friend(client, s.args.friend)
-        before = _peer_keys(client, f["user_id"])
         bar = Bar(sys.stderr, [("read", 0.3), ("encrypt", 0.3), ("send", 0.4)],
                   label=path.name[:40], enabled=not s.out.json and sys.stderr.isatty())
         try:
@@ -311,8 +339,9 @@ async def cmd_send_image(s: Session) -> int:
         except BaseException:
             bar.close(ok=False)
             raise
+        finally:
+            _show_warnings(s, client)
         bar.close()
-        _warn_key_change(s, client, f, before)
     s.out.emit({"type": "sent", "id": ack["id"], "kind": "image", "to": f["username"],
                 "ts": ack["ts"], "mime": mime, "bytes": len(data)},
                f"[{clock(ack['ts'])}] sent {path.name} ({len(data)} bytes) to {f['username']}")
@@ -405,17 +434,25 @@ async def cmd_history(s: Session) -> int:
 async def cmd_verify(s: Session) -> int:
     async with await s.client(device=False) as client:
         f = await s.friend(client, s.args.friend, accepted=False)
-        number = await client.safety_number(f["username"])
-        me = client.username
+        name, me = f["username"], client.username
+        if s.args.accept:
+            await client.accept_identity(name)
+        if s.args.mark:
+            await client.mark_verified(name)
+        number = await client.safety_number(name)
+        verified = client.verified(f["user_id"])
+        _show_warnings(s, client)
     groups = number.split()
     rows = "\n".join("    " + " ".join(groups[i:i + 4]) for i in range(0, len(groups), 4))
-    name = f["username"]
+    mark = (f"You marked {name} verified." if verified else
+            f"Once you have compared it, run `duet verify {name} --mark`.")
     s.out.emit({"type": "safety_number", "friend": name, "friend_id": f["user_id"],
-                "safety_number": number},
+                "safety_number": number, "verified": verified},
                f"Safety number for {me} and {name}:\n\n{rows}\n\n"
                f"Compare it with {name} in person, or on a call where you know each other's\n"
                f"voices ({name} runs `duet verify {me}`). If both of you see the same number,\n"
-               f"your messages are encrypted for your own devices and no one else's. If it\n"
-               f"differs, someone may be intercepting: send nothing sensitive. The number\n"
-               f"changes when either of you adds or removes a device: compare again then.")
+               f"your messages are encrypted for the devices your identity keys approved and\n"
+               f"no one else's. If it differs, someone may be intercepting: send nothing\n"
+               f"sensitive. It changes only when one of you resets the identity key, never\n"
+               f"when a device is added or revoked. {mark}")
     return 0

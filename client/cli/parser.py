@@ -94,10 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("devices", chat.cmd_devices,
                 "this account's devices (device keys): label, added, this one marked")
     sub = p.add_subparsers(dest="devices_command", metavar="ACTION")
+    p = command("approve", chat.cmd_devices_approve,
+                "approve the pending device showing CODE (compare it first)", sub)
+    p.add_argument("code", metavar="CODE")
     p = command("revoke", chat.cmd_devices_revoke,
-                "revoke the device KID: new messages wrap no key for it", sub)
+                "revoke the device KID (or decline it, if pending): new messages wrap no "
+                "key for it, and what it signs from now on is refused", sub)
     p.add_argument("kid", metavar="KID")
     p.add_argument("--yes", action="store_true", help="revoke even this device")
+    p = command("reset-identity", chat.cmd_devices_reset_identity,
+                "a new identity key for the account, if the device holding it is lost "
+                "(friends see it change)", sub)
+    p.add_argument("--yes", action="store_true", help="confirm without asking")
     command("password", chat.cmd_password,
             "change the account password (every other session ends); the current and the "
             "new one are read as `duet login` reads one")
@@ -153,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-dir", metavar="DIR", help="where images go (default: HOME/images)")
     p = command("verify", chat.cmd_verify, "show the safety number to compare with FRIEND")
     p.add_argument("friend", metavar="FRIEND")
+    p.add_argument("--mark", action="store_true",
+                   help="you compared it: mark FRIEND verified")
+    p.add_argument("--accept", action="store_true",
+                   help="trust FRIEND's new identity key (after comparing): sending works again")
 
     for name in MOVED:
         # No help: left out of the list. Every word after it is taken as it is (no option of

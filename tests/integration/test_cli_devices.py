@@ -29,15 +29,30 @@ def ok(p: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.stdout.splitlines() if line.strip().startswith("{")]
 
 
-def test_devices_list_mark_current_revoke_other_refuse_own(gw: Gateway, tmp_path: Path) -> None:
-    """Two homes of one account list the same two devices, each marking its own; one
-    revokes the other; revoking itself needs --yes."""
+def test_devices_link_by_code_list_revoke_other_refuse_own(gw: Gateway, tmp_path: Path) -> None:
+    """A second home of one account waits with a link code; the first lists it as pending
+    with that code and approves it by the code; both then list the same two approved
+    devices, each marking its own; one revokes the other; revoking itself needs --yes."""
     name, home, other = unique_name("dv"), tmp_path / "a", tmp_path / "a2"
     ok(duet(gw, home, "register", name))
-    ok(duet(gw, other, "login", name))
+    joined = duet(gw, other, "--json", "login", name)
+    login = ok(joined)[0]
+    assert login["device_state"] == "pending"
+    code = login["link_code"]
+    third = duet(gw, tmp_path / "a3", "login", name)  # a person reads how to go on
+    assert "waits for approval" in third.stdout and "duet devices approve" in third.stdout
+    ok(duet(gw, home, "devices", "revoke", ok(duet(gw, home, "--json", "devices"))[-1]["kid"]))
     listed = ok(duet(gw, home, "--json", "devices"))
-    assert [d["type"] for d in listed] == ["device", "device"]
-    assert [d["current"] for d in listed] == [True, False]
+    assert [(d["state"], d["current"]) for d in listed] == [("approved", True),
+                                                             ("pending", False)]
+    assert listed[1]["code"] == code
+    refused = duet(gw, other, "devices", "approve", code)
+    assert refused.returncode == 1 and "identity key" in refused.stderr, refused.stderr
+    assert ok(duet(gw, home, "--json", "devices", "approve", code.replace(" ", ""))) == [
+        {"type": "device_approved", "kid": listed[1]["kid"]}]
+    listed = ok(duet(gw, home, "--json", "devices"))
+    assert [(d["state"], d["current"]) for d in listed] == [("approved", True),
+                                                             ("approved", False)]
     mine, theirs = listed[0]["kid"], listed[1]["kid"]
     assert [d["current"] for d in ok(duet(gw, other, "--json", "devices"))] == [False, True]
     human = duet(gw, home, "devices").stdout.splitlines()
@@ -50,5 +65,3 @@ def test_devices_list_mark_current_revoke_other_refuse_own(gw: Gateway, tmp_path
     refused = duet(gw, home, "devices", "revoke", mine)
     assert refused.returncode == 1 and "--yes" in refused.stderr, refused.stderr
     assert [d["kid"] for d in ok(duet(gw, home, "--json", "devices"))] == [mine]
-    ok(duet(gw, home, "devices", "revoke", mine, "--yes"))
-    assert ok(duet(gw, home, "--json", "devices")) == []

@@ -351,6 +351,7 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
             (Case("a key upload whose proof another key signed", "422"), "PUT", "/api/keys",
              {"json": {"keys": [{**keys.public(a.user_id), "sig": other.sig_spki}]},
               "headers": a.auth}),
+            *_device_list_cases(a, b, *(await _stored_list(http, base, a, keys))),
         ]
         for case, method, path, kwargs in cases:
             r = await http.request(method, base + path, **kwargs)
@@ -360,6 +361,60 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
             record("test_bad_rest_requests_get_problem_json", case.name,
                    f"HTTP {case.answer} problem JSON")
         assert (await http.get(f"{base}/api/friends", headers=a.auth)).status_code == 200
+
+
+async def _stored_list(http: httpx.AsyncClient, base: str, a: User,
+                       keys: Any) -> tuple[Any, dict[str, Any]]:
+    """a's device uploaded and a first device list stored: (identity key, that list)."""
+    from client.identity import identity_spki, listed, new_identity, sign_list
+    r = await http.put(f"{base}/api/keys", json={"keys": [keys.public(a.user_id)]},
+                       headers=a.auth)
+    assert r.status_code == 200, r.text
+    identity = new_identity()
+    body = {"v": 1, "user": a.user_id, "identity": identity_spki(identity), "version": 1,
+            "devices": [listed(r.json()["keys"][0])], "revoked": []}
+    r = await http.put(f"{base}/api/devicelist", json=sign_list(identity, body),
+                       headers=a.auth)
+    assert r.status_code == 200, r.text
+    return identity, body
+
+
+def _device_list_cases(a: User, b: User, identity: Any, body: dict[str, Any]
+                       ) -> list[tuple[Case, str, str, dict[str, Any]]]:
+    """PUT /api/devicelist and /api/history-shares refusals (docs/protocol.md)."""
+    from client.crypto import b64u, unb64u
+    from client.identity import identity_spki, new_identity, sign_list
+    from contracts.envelope import P256_N
+    stranger = new_identity()
+    v2 = {**body, "version": 2}
+    signed = sign_list(identity, v2)
+    raw = unb64u(signed["sig"])
+    high_s = b64u(raw[:32] + (P256_N - int.from_bytes(raw[32:], "big")).to_bytes(32, "big"))
+    ghost = {**body["devices"][0], "kid": "G" * 43}
+    share = {"v": 1, "user": b.user_id, "to": body["devices"][0]["kid"],
+             "from": body["devices"][0]["kid"], "part": 0, "wk": "A" * 342, "iv": "A" * 16,
+             "ct": "AAAA", "sig": signed["sig"]}
+
+    def put(case: Case, path: str, upload: dict[str, Any]) -> tuple[Case, str, str,
+                                                                    dict[str, Any]]:
+        return case, "PUT", path, {"json": upload, "headers": a.auth}
+    return [
+        put(Case("a device list for another user", "403"), "/api/devicelist",
+            sign_list(identity, {**v2, "user": b.user_id})),
+        put(Case("a device list its identity key did not sign", "422"), "/api/devicelist",
+            sign_list(stranger, v2)),
+        put(Case("a device list with a high-s signature", "422"), "/api/devicelist",
+            {**signed, "sig": high_s}),
+        put(Case("a device list not newer than the stored one", "409"), "/api/devicelist",
+            sign_list(identity, body)),
+        put(Case("a device list by another identity key, without reset", "409"),
+            "/api/devicelist", sign_list(stranger, {**v2, "identity": identity_spki(stranger)})),
+        put(Case("a device list naming a device that uploaded no keys", "409"),
+            "/api/devicelist", sign_list(identity, {**v2, "devices": [*v2["devices"], ghost]})),
+        put(Case("a history share for another user", "403"), "/api/history-shares", share),
+        put(Case("a history share with a malformed wrapped key", "422"),
+            "/api/history-shares", {**share, "user": a.user_id, "wk": "!" * 342}),
+    ]
 
 
 # --- unfriend, block, account deletion, friend requests per day -------------------------
