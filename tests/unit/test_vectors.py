@@ -111,3 +111,26 @@ def test_v2_signature_forms_are_refused_by_the_gateway_and_change_no_link() -> N
     for i in range(64):
         sig = crypto.b64u(crypto.sign(keys.sig, b"%d" % i))
         assert Envelope.model_validate({**good["envelope"], "sig": sig})
+
+
+def test_device_list_vectors_verify_and_refuse_as_committed() -> None:
+    """devicelist-v1.json: the valid list verifies, every other form is refused, and the
+    link codes and the v2 safety number are what the contract computes."""
+    from client.identity import verify_list
+    from contracts.devicelist import link_code, list_signing_input, safety_number
+
+    vectors = json.loads((VECTORS_DIR / "devicelist-v1.json").read_text())
+    valid = vectors["cases"][0]
+    assert valid["valid"] and crypto.b64u(list_signing_input(valid["signed"]["list"])) == \
+        vectors["signing_input_b64u"]
+    for case in vectors["cases"]:
+        if case["valid"]:
+            assert verify_list(case["signed"], case["user"]) == case["signed"]["list"]
+        else:
+            with pytest.raises(CryptoError):
+                verify_list(case["signed"], case["user"])
+    for c in vectors["link_codes"]:
+        assert link_code(c["kid"], c["sid"]) == c["code"]
+    s = vectors["safety_number"]
+    assert safety_number(s["a"], s["a_identity"], s["b"], s["b_identity"]) == s["number"]
+    assert safety_number(s["b"], s["b_identity"], s["a"], s["a_identity"]) == s["number"]
