@@ -241,9 +241,10 @@ class Client:
         return [{k: d[k] for k in ("kid", "label", "created_at", "code")}
                 for d in await self.devices() if d["state"] == "pending"]
 
-    async def approve_device(self, code: str) -> str:
+    async def approve_device(self, code: str, *, share_history: bool = True) -> str:
         """Approve the pending device showing `code` (spaces optional): the identity key
-        signs the next list with it. Returns its kid."""
+        signs the next list with it, and (unless told not to) it gets the content keys of
+        the history this device can read. Returns its kid."""
         wanted = "".join(code.split())
         directory = await self._directory(self._me(), refresh=True)
         match = [k for k in directory.unlisted
@@ -252,7 +253,8 @@ class Client:
             raise ConfigError("no device waiting for approval shows that code")
         await self._change_list(lambda body: body["devices"].append(
             identity_mod.listed(match[0])))
-        await self._share_history(match[0])
+        if share_history:
+            await self._share_history(match[0])
         return str(match[0]["kid"])
 
     async def _share_history(self, device: dict[str, Any]) -> None:

@@ -168,9 +168,10 @@ async def cmd_devices(s: Session) -> int:
 
 async def cmd_devices_approve(s: Session) -> int:
     async with await s.client(device=True) as client:
-        kid = await client.approve_device(s.args.code)
+        kid = await client.approve_device(s.args.code, share_history=not s.args.no_history)
+    shared = "" if s.args.no_history else ", with the history this device can read"
     s.out.emit({"type": "device_approved", "kid": kid},
-               f"device {kid} approved: it is in your signed device list now")
+               f"device {kid} approved: it is in your signed device list now{shared}")
     return 0
 
 
@@ -432,7 +433,7 @@ async def cmd_history(s: Session) -> int:
 
 
 async def cmd_verify(s: Session) -> int:
-    async with await s.client(device=False) as client:
+    async with await s.client(device=True) as client:
         f = await s.friend(client, s.args.friend, accepted=False)
         name, me = f["username"], client.username
         if s.args.accept:

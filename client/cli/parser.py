@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("approve", chat.cmd_devices_approve,
                 "approve the pending device showing CODE (compare it first)", sub)
     p.add_argument("code", metavar="CODE")
+    p.add_argument("--no-history", action="store_true",
+                   help="do not give it the content keys of the earlier conversations")
     p = command("revoke", chat.cmd_devices_revoke,
                 "revoke the device KID (or decline it, if pending): new messages wrap no "
                 "key for it, and what it signs from now on is refused", sub)

@@ -127,6 +127,6 @@ async def test_get_user_returns_public_profile(gw: Gateway) -> None:
         r = await http.get(f"{gw.http}/api/users/{b.username}", headers=a.auth)
         assert r.status_code == 200
         assert r.json() == {"user_id": b.user_id, "username": b.username, "keys": [],
-                            "revoked": []}
+                            "revoked": [], "device_list": None}
         r = await http.get(f"{gw.http}/api/users/{unique_name()}", headers=a.auth)
         assert r.status_code == 404

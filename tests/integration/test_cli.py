@@ -155,7 +155,9 @@ async def converse(gw: Gateway, stack: Stack, root: Path) -> Conversation:
         return ok(result)
 
     await asyncio.gather(run("a", "register", alice), run("b", "register", bob))
-    await run("a2", "login", alice)  # the second device exists before anything is sent
+    # The second device exists, approved, before anything is sent.
+    linked = await run("a2", "--json", "login", alice)
+    await run("a", "devices", "approve", linked.lines()[0]["link_code"])
     await run("a", "friends", "add", bob)
     await run("b", "friends", "accept", alice)
 
@@ -444,15 +446,31 @@ def test_listen_every_friend_merges_rooms(gw: Gateway, tmp_path: Path) -> None:
     assert [m["text"] for m in run.messages()] == ["again from a"], str(run)
 
 
-def test_send_after_new_device_warns_key_changed(gw: Gateway, tmp_path: Path) -> None:
-    """A send that finds the friend's devices changed prints a key_changed warning."""
+def number(run: Run) -> str:
+    return str(next(x["safety_number"] for x in run.lines() if x["type"] == "safety_number"))
+
+
+def test_send_warns_of_unapproved_device_and_identity_change(gw: Gateway,
+                                                             tmp_path: Path) -> None:
+    """A friend's device not yet approved is named in a warning and gets no key, and the
+    safety number stays; after the friend resets the identity key, sending fails until
+    `duet verify --accept`, and only then the safety number changes."""
     a, b, ha, hb = register_pair(gw, tmp_path)
     ok(duet(gw, ha, "send", b, "first"))
-    before = ok(duet(gw, ha, "verify", b, "--json")).lines()[0]["safety_number"]
+    before = number(ok(duet(gw, ha, "verify", b, "--json")))
     ok(duet(gw, tmp_path / "b2", "login", b))
     run = ok(duet(gw, ha, "send", b, "second"))
-    assert "WARNING: key_changed" in run.out and f"duet verify {b}" in run.out, str(run)
-    assert ok(duet(gw, ha, "verify", b, "--json")).lines()[0]["safety_number"] != before
+    assert "WARNING: unapproved_device" in run.out and "gets no key" in run.out, str(run)
+    assert number(ok(duet(gw, ha, "verify", b, "--json"))) == before
+
+    ok(duet(gw, hb, "devices", "reset-identity", "--yes"))
+    refused = duet(gw, ha, "send", b, "third")
+    assert refused.code == 1 and "identity key changed" in refused.err, str(refused)
+    assert number(ok(duet(gw, ha, "verify", b, "--json"))) == before
+    after = number(ok(duet(gw, ha, "verify", b, "--json", "--accept")))
+    assert after != before
+    assert number(ok(duet(gw, hb, "verify", a, "--json"))) == after
+    ok(duet(gw, ha, "send", b, "third"))
 
 
 def test_send_image_terminal_draws_progress_bar(gw: Gateway, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""A device added later: what it holds no key for is one explained line (CLI) and a
-`not_for_device` alert (SDK), never a warning per message."""
+"""A device added later and approved without the history (`--no-history`): what it holds
+no key for is one explained line (CLI) and a `not_for_device` alert (SDK), never a
+warning per message."""
 
 from __future__ import annotations
 
@@ -47,12 +48,14 @@ async def test_history_new_device_one_line_per_unreadable_run(gw: Gateway,
         # The SDK: one alert a message, of its own kind, not undecryptable.
         async with Client(gw.http, home=tmp_path / "a3", passphrase=PASSPHRASE) as a3:
             await a3.login(na, PASSWORD)
+            await a.approve_device(a3.link_code, share_history=False)
             events = [e for e in await a3.history(nb) if isinstance(e, Alert | Message)]
         assert len(events) == n, events
         assert all(isinstance(e, Alert) and e.kind == NOT_FOR_DEVICE for e in events), events
 
         home = tmp_path / "a2"
-        duet(gw, home, "login", na)
+        code = lines(duet(gw, home, "--json", "login", na))[0]["link_code"]
+        duet(gw, tmp_path / "a", "devices", "approve", code, "--no-history")
         new = await b.send_text(na, "after the new home")
         await b.wait_stored(na, new["id"])
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from support import Gateway, Stack
 
 from client import crypto
 from client.errors import IdentityChanged
 from client.events import Alert, Message
 from client.identity import identity_spki, listed, new_identity, sign_list
 from client.sdk import Client
-from support import Gateway, Stack
 
 SDK_PASSPHRASE = "test passphrase"  # as in conftest.py
 
@@ -165,8 +165,8 @@ async def test_message_signed_by_a_revoked_device_after_revocation_is_refused(
 
 
 def _sealed(a2: Client, b: Client, text: str) -> dict[str, Any]:
-    from contracts import room_id
     from client.envelope import Content, Recipient, seal
+    from contracts import room_id
     assert a2.user_id and b.user_id
     link = a2._send_chains.get(room_id(a2.user_id, b.user_id), {"seq": 0, "hash": ""})  # noqa: SLF001
     return seal(room=room_id(a2.user_id, b.user_id), sender=a2.user_id, device=a2.device,

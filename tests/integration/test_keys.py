@@ -131,10 +131,11 @@ async def test_revoked_key_gets_no_new_wrapped_keys(gw: Gateway, stack: Stack,
         await a.register(na, pw)
         await b.register(nb, pw)
         await b2.login(nb, pw)
+        await b.approve_device(b2.link_code)
         await a.add_friend(nb)
         await b.accept_friend(na)
         first = await a.send_text(nb, "to both devices")
-        await b.api.revoke_key(b2.device.kid)
+        await b.revoke_device(b2.device.kid)
         second = await a.send_text(nb, "to one device")
         await a.wait_stored(nb, second["id"])
         coll = mongo[stack.db_name].messages

@@ -51,7 +51,8 @@ async def test_sdk_image_and_second_device_reads_own_history(sdk_pair, gw: Gatew
     """An image arrives byte for byte; A's second device decrypts A's own sent messages."""
     a, b, na, nb = sdk_pair
     a2 = Client(gw.http, home=tmp_path / "a2", passphrase=PASS)
-    await a2.login(na, "password-a-123")  # a second device, keys published before sending
+    await a2.login(na, "password-a-123")  # a second device, approved before sending
+    await a.approve_device(a2.link_code)
     try:
         await a.send_text(nb, "text first")
         await a.send_image(nb, PNG, mime="image/png", name="dot.png")
@@ -65,9 +66,10 @@ async def test_sdk_image_and_second_device_reads_own_history(sdk_pair, gw: Gatew
         await a2.close()
 
 
-async def test_sdk_safety_numbers_match_and_change_with_keys(sdk_pair, gw: Gateway,
-                                                             tmp_path: Path) -> None:
-    """Both friends compute the same safety number; a new device changes it and warns."""
+async def test_sdk_safety_numbers_match_and_stay_when_devices_are_added(
+        sdk_pair, gw: Gateway, tmp_path: Path) -> None:
+    """Both friends compute the same safety number; an approved new device on either side
+    changes neither it nor raises an alert, and its messages arrive verified."""
     a, b, na, nb = sdk_pair
     sa, sb = await a.safety_number(nb), await b.safety_number(na)
     assert sa == sb and len(sa.split()) == 12
@@ -75,12 +77,18 @@ async def test_sdk_safety_numbers_match_and_change_with_keys(sdk_pair, gw: Gatew
     assert [m.text for m in await collect(b, na, 1)] == ["before"]
     b2 = Client(gw.http, home=tmp_path / "b2", passphrase=PASS)
     await b2.login(nb, "password-b-123")
+    await b.approve_device(b2.link_code)
     await b2.close()
-    assert await a.safety_number(nb) != sa
+    assert await a.safety_number(nb) == sa
     a3 = Client(gw.http, home=tmp_path / "a3", passphrase=PASS)
     await a3.login(na, "password-a-123")
+    await a.approve_device(a3.link_code)
     await a3.send_text(nb, "from a new device")
     await a3.close()
-    events = await collect(b, na, 2)
-    assert isinstance(events[0], Alert) and events[0].kind == "key_changed"
-    assert isinstance(events[1], Message) and events[1].text == "from a new device"
+    [event] = await collect(b, na, 1)
+    assert isinstance(event, Message) and event.text == "from a new device"
+    # Only each one's own devices while they waited for approval; nothing about the friend.
+    assert [w for w in a.warnings + b.warnings if w.sender not in (a.user_id, b.user_id)
+            or w.kind != "unapproved_device"] == []
+    assert [w for w in a.warnings if w.sender == b.user_id] == []
+    assert [w for w in b.warnings if w.sender == a.user_id] == []
