@@ -3,7 +3,7 @@
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: screenshots lock deps install run test lint schemas vectors bench bench-quick bench-profile reliability
+.PHONY: screenshots lock deps install run run-cluster test lint schemas vectors bench bench-quick bench-profile reliability
 
 deps:  ## Debian and Python packages, only what is missing
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh
@@ -19,6 +19,10 @@ install:  ## install duet and its dev tools into the current environment
 run:  ## start RabbitMQ/mongod if needed, a persister and a gateway; make run ARGS="--gateways 2"
 	PYTHON=$(PYTHON) bash scripts/bootstrap.sh --with-rabbitmq
 	$(PYTHON) -m devstack $(ARGS)
+
+run-cluster:  ## as run, on a local cluster: 3 RabbitMQ nodes, a 3-member replica set, 2 gateways, 2 persisters
+	PYTHON=$(PYTHON) bash scripts/bootstrap.sh --with-rabbitmq
+	$(PYTHON) -m devstack --cluster --gateways 2 --persisters 2 $(ARGS)
 
 test: deps  ## the whole test suite (real RabbitMQ and mongod)
 	$(PYTHON) -m pytest

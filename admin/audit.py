@@ -38,11 +38,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 
+from broker.failover import connect_failover
 from client.crypto import canonical
 from contracts import MESSAGES, Names, is_user_id, message_doc_id, room_id
 from contracts.batch import split_frames
@@ -231,8 +231,7 @@ async def read_stream(amqp_url: str, stream: str, start: Start = "first", *,
     are acked as they are read; on a stream that is only flow control, nothing is removed.
     """
     try:
-        connection = await aio_pika.connect(
-            amqp_url, client_properties={"connection_name": "duet-admin audit"})
+        connection = await connect_failover(amqp_url, "duet-admin audit")
     except (AMQPError, OSError) as exc:
         raise AuditError(f"cannot reach RabbitMQ at {redact(amqp_url)}: "
                          f"{exc or type(exc).__name__}") from None

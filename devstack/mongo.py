@@ -87,8 +87,10 @@ class Mongod:
         binary: Path | None = None,
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        replica_set: str | None = None,
     ) -> None:
         self.dbpath = Path(dbpath)
+        self.replica_set = replica_set
         self.logpath = Path(logpath) if logpath else self.dbpath / "mongod.log"
         self.binary = binary
         self.start_timeout = start_timeout
@@ -102,7 +104,10 @@ class Mongod:
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
+        """This mongod alone (directConnection: a replica-set member answers before the set
+        has a primary, and this URL talks to it and no other)."""
+        direct = "/?directConnection=true" if self.replica_set else ""
+        return f"mongodb://127.0.0.1:{self.port}{direct}"
 
     @property
     def pid(self) -> int | None:
@@ -173,6 +178,8 @@ class Mongod:
             "--wiredTigerCacheSizeGB", "0.25",
             "--setParameter", "diagnosticDataCollectionEnabled=false",
         ]  # fmt: skip
+        if self.replica_set:
+            argv += ["--replSet", self.replica_set]
         # Output before logging is set up (a bad option, a locked dbpath) goes to the same file.
         out = self.logpath.open("ab")
         with self._lock:

@@ -62,7 +62,14 @@ def redact(url: str) -> str:
 
 @asynccontextmanager
 async def ensure_rabbit(url: str, start_timeout: float = 60.0) -> AsyncIterator[str]:
-    """Yield `url` once a broker answers there, starting a local one if none does."""
+    """Yield `url` once a broker answers there, starting a local one if none does. A list
+    of nodes (a cluster's) is used when any answers; no node of it is started here."""
+    if "," in url:
+        nodes = [u.strip() for u in url.split(",") if u.strip()]
+        if not any([await asyncio.to_thread(rabbit_answers, u) for u in nodes]):
+            raise StartFailed("RabbitMQ", "no node of DUET_AMQP_URL answers")
+        yield url
+        return
     if await asyncio.to_thread(rabbit_answers, url):
         log.info("using RabbitMQ at %s", redact(url))
         yield url

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cluster import RabbitCluster, ReplicaSet
 from .errors import ChildDied, StackError, StartFailed
 from .launch import Child, Service
 from .mongo import ensure_mongo
@@ -46,6 +48,7 @@ class StackConfig:
     gateways: int = 1
     persisters: int = 1
     tls: bool = False
+    cluster: bool = False  # three RabbitMQ nodes and a three-member replica set, started here
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
 
@@ -141,10 +144,13 @@ class Stack:
         state = config.state_dir
         (state / "logs").mkdir(parents=True, exist_ok=True)
         self._check_ports()
-        amqp_url = await exits.enter_async_context(ensure_rabbit(config.amqp_url))
-        mongo_url = await exits.enter_async_context(
-            ensure_mongo(config.mongo_url, state / "mongo", state / "logs" / "mongod.log")
-        )
+        if config.cluster:
+            amqp_url, mongo_url = await self._start_cluster(exits, state / "cluster")
+        else:
+            amqp_url = await exits.enter_async_context(ensure_rabbit(config.amqp_url))
+            mongo_url = await exits.enter_async_context(
+                ensure_mongo(config.mongo_url, state / "mongo", state / "logs" / "mongod.log")
+            )
         env = {
             **os.environ,
             "DUET_AMQP_URL": amqp_url,
@@ -169,6 +175,18 @@ class Stack:
             await child.wait_ready_async(self.config.start_timeout, watch=self.children)
         self.urls = [c.service.url for c in self.children if c.service.url]
         self._infra = (amqp_url, mongo_url)
+
+    async def _start_cluster(self, exits: AsyncExitStack, home: Path) -> tuple[str, str]:
+        """Three RabbitMQ nodes and a three-member replica set of our own (devstack.cluster),
+        stopped on exit; the services get every address. A throwaway cluster, to try
+        failover on: made afresh each run (its node names and ports are new each time)."""
+        shutil.rmtree(home, ignore_errors=True)
+        rabbit, mongo = RabbitCluster(home / "rabbit"), ReplicaSet(home / "mongo")
+        exits.callback(rabbit.stop)
+        await asyncio.to_thread(rabbit.start)
+        exits.callback(mongo.stop)
+        await asyncio.to_thread(mongo.start)
+        return rabbit.amqp_url, mongo.url
 
     async def _stop_children(self) -> None:
         """Stop the children kind by kind in reverse start order (gateways first), each kind
