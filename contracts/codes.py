@@ -89,8 +89,9 @@ CLOSES: dict[int, CloseCode] = {c.code: c for c in (
     CloseCode(RESTARTING, "restarting", "the gateway is shutting down: reconnect elsewhere",
               "now"),
     CloseCode(TRY_AGAIN_LATER, "too_far_behind",
-              "the socket fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind: "
-              "reconnect and sync",
+              "the socket missed frames: it fell more than DUET_OUTBOX_FRAMES or "
+              "DUET_OUTBOX_BYTES behind, or its gateway's broker connection was lost and "
+              "restored: reconnect and sync",
               "backoff"),
 )}
 

@@ -33,7 +33,7 @@ from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
 from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
-from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
+from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, TRY_AGAIN_LATER
 from contracts.routing import (
     ACCOUNT_EVENT,
     FRIENDS_EVENT,
@@ -97,7 +97,19 @@ class Hub:
         self._consumer = Consumer(channel, self._queue, self._on_delivery, self._on_lost,
                                   no_ack=True)
         await self._consumer.start()
+        self._broker.connection.reconnect_callbacks.add(self._on_reconnected)
         log.info("gateway queue %s consuming", self._queue.name)
+
+    def _on_reconnected(self, *_: object) -> None:
+        """The broker connection came back (perhaps on another node) and this replica's
+        queue with it; what was routed while it was gone reached no one here. Each local
+        socket is closed with too_far_behind, so its client reconnects and syncs: stored
+        messages come back from MongoDB, none is left unpushed (guarantee 3)."""
+        sockets = self.connections()
+        for conn in sockets:
+            conn.close(TRY_AGAIN_LATER, "the gateway's broker connection was restored: sync")
+        log.warning("broker connection restored: %d sockets asked to reconnect and sync",
+                    len(sockets))
 
     @property
     def bound_users(self) -> int:

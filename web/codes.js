@@ -79,7 +79,7 @@ export const CLOSES = {
     "retry": "now"
   },
   "1013": {
-    "cause": "the socket fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind: reconnect and sync",
+    "cause": "the socket missed frames: it fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind, or its gateway's broker connection was lost and restored: reconnect and sync",
     "code": 1013,
     "name": "too_far_behind",
     "retry": "backoff"

@@ -16,8 +16,18 @@ from pathlib import Path
 import pymongo
 import pytest
 from reliability import record
-from support import Gateway, Socket, Stack, envelope, friends, open_socket, stored_ids
+from support import (
+    Gateway,
+    Socket,
+    Stack,
+    envelope,
+    friends,
+    open_socket,
+    stored_ids,
+    unique_name,
+)
 
+from client import Client, Message
 from contracts import room_id
 from devstack.cluster import RabbitCluster, ReplicaSet
 
@@ -36,8 +46,9 @@ class Cluster:
             self._client = pymongo.MongoClient(self.mongo.url)
         return self._client
 
-    def connections_by_node(self) -> dict[int, int]:
-        """How many of this stack's broker connections each node holds, by node index."""
+    def connections_by_node(self, name: str = "") -> dict[int, int]:
+        """How many of this stack's broker connections (named `name`, if given) each node
+        holds, by node index."""
         ports = {n.port: i for i, n in enumerate(self.rabbit.nodes)}
         counts = {i: 0 for i in ports.values()}
         for node in self.rabbit.nodes:
@@ -47,7 +58,7 @@ class Cluster:
             for conn in json.loads(out):
                 port = re.search(r"-> 127\.0\.0\.1:(\d+)", conn["name"])
                 props = json.dumps(conn["client_properties"])
-                if port and self.stack.prefix in props and int(port.group(1)) in ports:
+                if port and f"{self.stack.prefix}{name}" in props and int(port.group(1)) in ports:
                     counts[ports[int(port.group(1))]] += 1
             return counts
         return counts
@@ -174,3 +185,52 @@ async def test_stopping_the_mongodb_primary_loses_no_acked_message(cluster: Clus
                error_frames=errors)
     finally:
         await asyncio.to_thread(member.start)
+
+
+async def test_receivers_gateway_node_killed_every_message_still_reaches_the_receiver(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Guarantee 3 across a node loss: Bob listens (SDK) on a gateway whose broker node is
+    SIGKILLed while Alice (SDK, on a gateway connected only to the other nodes) keeps
+    sending. Messages routed while Bob's gateway re-creates its queue on another node
+    reach no socket live; the gateway then closes its sockets with too_far_behind, Bob's
+    client reconnects and syncs, and every message arrives."""
+    nodes = cluster.rabbit.nodes
+    gw_b = cluster.stack.gateway(DUET_NODE="bob")
+    where = cluster.connections_by_node("gateway-bob")
+    victim = next(i for i, n in where.items() if n)
+    others = ",".join(n.url for i, n in enumerate(nodes) if i != victim)
+    gw_a = cluster.stack.gateway(DUET_AMQP_URL=others)
+    a = Client(gw_a.http, home=tmp_path / "a", passphrase="cluster passphrase")
+    b = Client(gw_b.http, home=tmp_path / "b", passphrase="cluster passphrase")
+    na, nb, count = unique_name("ca"), unique_name("cb"), 150
+    ids = [f"g{i}" for i in range(count)]
+    try:
+        await a.register(na, "password-a-123")
+        await b.register(nb, "password-b-123")
+        await a.add_friend(nb)
+        await b.accept_friend(na)
+        ready, got = asyncio.Event(), set()
+
+        async def listen() -> None:
+            async for event in b.listen(on_ready=ready.set):
+                if isinstance(event, Message) and not event.own:
+                    got.add(event.id)
+                    if got >= set(ids):
+                        return
+
+        listener = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 30)
+        for i, mid in enumerate(ids):
+            if i == count // 3:
+                await asyncio.to_thread(cluster.rabbit.kill, victim)
+            await a.send_text(nb, f"message {i}", message_id=mid)
+        await asyncio.wait_for(listener, 90)
+        assert got == set(ids)
+        record("test_receivers_gateway_node_killed_every_message_still_reaches_the_receiver",
+               "SIGKILL the receiver's gateway's RabbitMQ node while the sender's gateway "
+               "keeps publishing", "every message delivered (reconnect and sync)",
+               sent=count, delivered=len(got))
+    finally:
+        await a.close()
+        await b.close()
+        await asyncio.to_thread(cluster.rabbit.start_node, victim)
