@@ -61,6 +61,16 @@ export class Api {
     return this.call('PUT', '/api/keys', { keys: devices });
   }
 
+  /** Decline a device waiting for approval (it can never publish these keys again). */
+  removeKey(kid) {
+    return this.call('DELETE', `/api/keys/${encodeURIComponent(kid)}`);
+  }
+
+  /** Replace the account's device list with a newer one ({list, sig}) its identity key signed. */
+  putDeviceList(signed) {
+    return this.call('PUT', '/api/devicelist', signed);
+  }
+
   async friends() {
     return (await this.call('GET', '/api/friends')).friends;
   }

@@ -1,8 +1,10 @@
 // The duet web client: sign up / log in, this browser's device keys, friends, and every
 // conversation live over one device socket. Plain ES modules, no build step, nothing from
-// another origin. This module wires the others and the page together: device.js (the
+// another origin. This module wires the others and the page together: linking.js (this
+// browser's device, and its approval into the account's signed device list), device.js (the
 // socket), outbox.js (what leaves), inbox.js (the conversation list), conversation.js (the
-// open one), composer.js (what the user writes), friends.js (requests and search).
+// open one), composer.js (what the user writes), friends.js (requests and search),
+// devices.js (approving, declining and revoking devices).
 //
 // The session (the access token) is kept in localStorage, so every tab of this browser
 // shares one login and logging out in one logs out all (the `storage` event). A script
@@ -13,19 +15,19 @@
 // non-extractable CryptoKey objects in IndexedDB, which no stolen token reaches.
 
 import { Api, ApiError, explain } from './api.js';
+import { ERRORS } from './codes.js';
 import { Composer } from './composer.js';
 import { Conversation } from './conversation.js';
-import { generateDevice } from './crypto.js';
 import { DeviceSocket } from './device.js';
 import { Devices } from './devices.js';
-import { deviceUpload } from './envelope.js';
 import { Directory } from './directory.js';
 import { $, clear } from './dom.js';
 import { Friends } from './friends.js';
+import { linkCode } from './identity.js';
 import { Inbox } from './inbox.js';
+import { approval, enrol } from './linking.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
-import * as store from './store.js';
 
 const SESSION_KEY = 'duet.session';
 const PEER_KEY = 'duet.peer';
@@ -117,28 +119,24 @@ async function onAuth(event) {
 }
 
 /**
- * This browser's device for the user: generated once (RSA-OAEP 2048 and ECDSA P-256,
- * private keys not extractable), kept in IndexedDB, and published on every login.
+ * This browser waits for approval (linking.js): its link code, until the account's list
+ * names it. True once it does; false if the start was overtaken (a logout) or declined.
  */
-async function ensureDevice(api, userId) {
-  return (navigator.locks ? (fn) => navigator.locks.request(`duet-device/${userId}`, fn) : (fn) => fn())(async () => {
-    let device = await store.get('devices', userId);
-    for (let attempt = 0; attempt < 2; attempt += 1) {
-      if (!device) {
-        device = { ...(await generateDevice()), created: Date.now() };
-        await store.put('devices', userId, device);
-      }
-      try {
-        await api.publishKeys([await deviceUpload(device, userId, 'web browser')]);
-        return device;
-      } catch (err) {
-        // This device was revoked (from another device): start over with new keys.
-        if (!(err instanceof ApiError && err.status === 409 && /revoked/.test(err.message))) throw err;
-        device = null;
-      }
-    }
-    throw new Error('could not publish this browser’s keys');
-  });
+async function awaitApproval(dir, me, device, current) {
+  const code = await linkCode(device.kid, device.sid);
+  if (!current()) return false;
+  $('link-code').textContent = code;
+  $('pending-status').textContent = 'Waiting for approval…';
+  $('auth').hidden = true;
+  $('pending').hidden = false;
+  try {
+    if (!(await approval(app.api, dir, me, device, () => !current()))) return false;
+  } catch (err) {
+    if (current()) $('pending-status').textContent = explain(err);
+    return false;
+  }
+  $('pending').hidden = true;
+  return true;
 }
 
 /** save: a fresh login, which every tab then shares (a resumed session is there already). */
@@ -147,17 +145,19 @@ async function start(session, { save = true } = {}) {
   const run = app.run;
   const current = () => run === app.run;
   app.api = new Api(session.token, { onUnauthenticated: () => logout(EXPIRED) });
-  const device = await ensureDevice(app.api, session.userId);
+  const me = { id: session.userId, name: session.username };
+  const dir = new Directory(app.api, me.id);
+  const { device, state } = await enrol(app.api, dir, me);
   if (!current()) return;
-  app.device = device;
   app.session = session;
-  app.dir = new Directory(app.api);
   if (save) localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  if (state === 'pending' && !(await awaitApproval(dir, me, device, current))) return;
+  app.device = device;
+  app.dir = dir;
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = session.username;
   $('me-device').textContent = `device ${app.device.kid.slice(0, 8)}`;
-  const me = { id: session.userId, name: session.username };
   const socket = new DeviceSocket(session.token, {
     onFrame: onFrame,
     onReady: () => app.inbox.onReady(),
@@ -182,7 +182,7 @@ async function start(session, { save = true } = {}) {
   });
   app.sessions.keepRenewed();
   app.devices = new Devices({
-    api: app.api, me, device, els: { list: $('devices'), status: $('devices-status') },
+    api: app.api, me, device, dir, els: { list: $('devices'), status: $('devices-status') },
   });
   for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
@@ -218,6 +218,8 @@ function logout(reason = '', { everywhere = true } = {}) {
   document.title = 'duet';
   document.body.classList.remove('in-chat');
   $('app').hidden = true;
+  $('pending').hidden = true;
+  $('settings').hidden = true;
   $('auth').hidden = false;
   authNotice(reason);
   authStatus('');
@@ -292,6 +294,11 @@ function onFrame(frame) {
   app.inbox.onFrame(frame);
   const open = app.conversation;
   if (!open) return;
+  // Only typing signals are rate limited, and only the open conversation sends them.
+  if (frame.type === 'error' && frame.code === ERRORS.rate_limited.code) {
+    open.typingSignal.dropped();
+    return;
+  }
   let room = frame.room ?? null;
   if (!room && frame.type === 'error' && frame.id) room = app.outbox.roomOf(frame.id);
   if (room === open.room && ['message', 'ack', 'stored', 'error'].includes(frame.type)) open.onFrame(frame);
@@ -405,7 +412,8 @@ async function openFriend(peerId) {
     inbox: app.inbox,
     els: {
       list: $('messages'), banner: $('banner'), bannerText: $('banner-text'),
-      safety: $('safety'), safetyNumber: $('safety-number'), notice: $('notice'),
+      safety: $('safety'), safetyNumber: $('safety-number'), safetyNew: $('safety-new'),
+      safetyVerified: $('safety-verified'), safetyMark: $('safety-mark'), notice: $('notice'),
     },
     looking,
   });
@@ -446,6 +454,18 @@ async function onSafety() {
   }
 }
 
+/** The banner's Accept, or Mark verified: the pin changes, then the composer may send. */
+async function onTrust(step) {
+  const open = app.conversation;
+  if (!open) return;
+  try {
+    await step(open);
+    composer.error('');
+  } catch (err) {
+    open.notice(`Not saved: ${explain(err)}`);
+  }
+}
+
 function onLooking() {
   if (app.conversation && looking()) app.conversation.markShown();
   if (app.inbox) app.inbox.render();
@@ -467,12 +487,16 @@ function onStorage(event) {
 function init() {
   $('auth-form').addEventListener('submit', onAuth);
   $('logout').addEventListener('click', signOut);
+  $('pending-logout').addEventListener('click', signOut);
   $('logout-everywhere').addEventListener('click', () => app.sessions && app.sessions.everywhere());
   $('delete-account-form').addEventListener('submit', deleteAccount);
   $('settings-open').addEventListener('click', () => {
     $('settings').hidden = !$('settings').hidden;
     if (!$('settings').hidden && app.sessions) app.sessions.refresh();
-    if (!$('settings').hidden && app.devices) app.devices.refresh();
+    if (app.devices) {
+      if ($('settings').hidden) app.devices.hide();
+      else app.devices.open();
+    }
   });
   $('set-read-receipts').addEventListener('change', onSetting);
   $('set-hide-presence').addEventListener('change', onSetting);
@@ -484,7 +508,8 @@ function init() {
   composer.listen();
   $('show-safety').addEventListener('click', onSafety);
   $('safety-close').addEventListener('click', () => { $('safety').hidden = true; });
-  $('banner-ok').addEventListener('click', () => app.conversation && app.conversation.acceptKeys());
+  $('banner-ok').addEventListener('click', () => onTrust((open) => open.acceptIdentity()));
+  $('safety-mark').addEventListener('click', () => onTrust((open) => open.markVerified()));
   $('back').addEventListener('click', back);
   document.addEventListener('visibilitychange', onLooking);
   window.addEventListener('focus', onLooking);

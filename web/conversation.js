@@ -1,10 +1,11 @@
 // The open conversation: the glue between its history (newest page first, older pages on
 // scroll), the live frames of its room (routed here from the one device socket), sending
 // and typing. What each step decides lives in its own module:
-//   verify.js    every verdict on what arrives: envelope, hash chain, keys first trusted
+//   verify.js    every verdict on what arrives: envelope, hash chain, device revoked
 //   outbox.js    sealing what leaves, pending sends, what the server's replies mean
 //   timeline.js  the list on screen: order, day lines, ticks, warnings
-//   trust.js     the friend's keys: trusted on first use, a change shown until accepted
+//   trust.js     what the signed device lists say: identity changes (sending blocked until
+//                accepted), unapproved devices, the safety number
 //   history.js   stored pages, and the chain heads remembered between visits
 // What fails any check is a warning, never a message; what holds no key for this device is
 // neither: one line counts each run of them (timeline.js). Messages are de-duplicated by
@@ -27,8 +28,8 @@ export class Conversation {
   /**
    * me and peer: {id, name}; device: this browser's device keys; socket: the DeviceSocket;
    * outbox: the Outbox; inbox: the Inbox (receipts, the friend's marks); els: the view's
-   * elements (list, banner, bannerText, safety, safetyNumber, notice); looking(): whether
-   * the user sees it.
+   * elements (list, banner, bannerText, safety, safetyNumber, safetyNew, safetyVerified,
+   * safetyMark, notice); looking(): whether the user sees it.
    */
   constructor({ api, me, device, peer, dir, socket, outbox, inbox, els, looking = () => true }) {
     Object.assign(this, { api, me, device, peer, dir, socket, outbox, inbox, els, looking });
@@ -54,10 +55,14 @@ export class Conversation {
   async open() {
     this.els.list.addEventListener('scroll', this.onScroll);
     try {
-      await this.trust.check(await this.dir.get(this.peer.id, this.peer.name, { refresh: true }));
+      await Promise.all([
+        this.dir.get(this.peer.id, this.peer.name, { refresh: true }),
+        this.dir.get(this.me.id, this.me.name, { refresh: true }),
+      ]);
     } catch (err) {
       this.notice(`Could not load ${this.peer.name}’s keys: ${err.message}`);
     }
+    this.trust.check();
     const page = await this.history.first();
     if (!page) return;
     await this.enqueue(() => this.ingest(page.messages, 'latest'));
@@ -75,6 +80,7 @@ export class Conversation {
   /** Forget the view; safe twice. */
   close() {
     this.closed = true;
+    this.typingSignal.close();
     this.els.list.removeEventListener('scroll', this.onScroll);
     this.history.close();
     this.timeline.clear();
@@ -196,11 +202,11 @@ export class Conversation {
   /** Everything but decryption: {frame, device, alerts, show}. */
   async check(frame, live) {
     const out = { frame, device: null, alerts: [], show: false };
-    const fetched = this.dir.users.get(this.peer.id)?.fetched;
+    const fetched = () => [this.peer.id, this.me.id].map((id) => this.dir.users.get(id)?.fetched).join();
+    const before = fetched();
     const context = { room: this.room, members: this.members };
     const { device, alert } = await verifyFrame(frame, { ...context, key: await this.dir.keyFor(frame, context) });
-    const entry = this.dir.users.get(this.peer.id);
-    if (frame.sender === this.peer.id && entry && entry.fetched !== fetched) await this.trust.check(entry, frame);
+    if (fetched() !== before) this.trust.check(frame); // the frame brought news of the lists
     if (alert) {
       out.alerts.push(alert);
       return out;
@@ -224,8 +230,13 @@ export class Conversation {
     }
   }
 
-  acceptKeys() {
+  /** The friend's new identity key is accepted (the banner's Accept): sends go again. */
+  acceptIdentity() {
     return this.trust.accept();
+  }
+
+  markVerified() {
+    return this.trust.markVerified();
   }
 
   showSafetyNumber() {
@@ -288,8 +299,12 @@ export class Conversation {
   }
 
   async send(kind, meta, data) {
-    const to = await recipients(this.dir, this.me, this.peer);
-    await this.trust.check(this.dir.users.get(this.peer.id));
+    let to;
+    try {
+      to = await recipients(this.dir, this.me, this.peer);
+    } finally {
+      this.trust.check(); // the banner, or a warning per unapproved device, as fetched now
+    }
     const { frame, hash } = await this.outbox.seal({
       device: this.device, peer: this.peer, room: this.room, kind, meta, data, recipients: to,
     });

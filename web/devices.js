@@ -1,59 +1,143 @@
-// Devices: the account's device keys, from the user's own directory entry (GET
-// /api/users/{name}): each with its label and when it was added, this browser's marked. The
-// settings panel lists them and revokes any other one (DELETE /api/keys/{kid}): from then on
-// new messages wrap no key for it. What it already received it can still read; its session
-// is not ended (Sessions does that). docs/clients.md "Devices".
+// Devices (Settings → Devices): the account's signed device list as this browser trusts it
+// (directory.js), and the devices waiting to be approved (docs/protocol.md "Linking a
+// device"). Each approved device shows its label and when it was added, this browser's
+// marked; each waiting one its link code, which the user compares with the code that
+// device shows. Only the browser holding the identity key changes the list: Approve signs
+// the next version with the device added, Revoke the next one with it moved to the revoked
+// ones (from then on it gets no key to new messages, and what it signs after is refused);
+// Decline removes the waiting device's keys (DELETE /api/keys/{kid}). A list another
+// device changed meanwhile (409) is fetched again and the change signed once more.
 
-import { explain } from './api.js';
+import { ApiError, explain } from './api.js';
 import { clear, formatDateTime, h } from './dom.js';
+import { linkCode, signList, withDevice, withRevoked } from './identity.js';
+import { holdsIdentity } from './linking.js';
+
+const POLL_MS = 3000;
 
 export class Devices {
-  /** me: {id, name}; device: this browser's device keys; els: {list, status}. */
-  constructor({ api, me, device, els }) {
-    Object.assign(this, { api, me, device, els });
+  /** me: {id, name}; device: this browser's device; dir: the Directory; els: {list, status}. */
+  constructor({ api, me, device, dir, els }) {
+    Object.assign(this, { api, me, device, dir, els });
+    this.shown = ''; // what is drawn, so a poll that finds nothing new redraws nothing
+    this.timer = null;
     this.closed = false;
   }
 
-  /** Forget what is shown; safe twice. */
+  /** The panel opened: show it, and keep it current while it stays open. */
+  open() {
+    clearInterval(this.timer);
+    this.timer = setInterval(() => {
+      if (document.visibilityState === 'visible') this.refresh();
+    }, POLL_MS);
+    return this.refresh();
+  }
+
+  hide() {
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Stop and forget what is shown; safe twice. */
   close() {
     this.closed = true;
+    this.hide();
     clear(this.els.list);
     this.els.status.textContent = '';
   }
 
   async refresh() {
     if (this.closed) return;
-    let user;
+    let entry;
     try {
-      user = await this.api.user(this.me.name);
+      entry = await this.dir.get(this.me.id, this.me.name, { refresh: true });
     } catch (err) {
       this.els.status.textContent = `Devices not loaded: ${explain(err)}`;
       return;
     }
     if (this.closed) return;
-    this.els.status.textContent = '';
+    const holder = holdsIdentity(this.device, entry);
+    const approved = [...entry.devices.values()].filter((d) => d.revokedAt === null).sort((a, b) => a.added - b.added);
+    const waiting = [...entry.unlisted].sort((a, b) => a.created_at - b.created_at);
+    const codes = await Promise.all(waiting.map((k) => linkCode(k.kid, k.sid)));
+    const drawn = JSON.stringify([holder, approved, waiting.map((k) => k.kid)]);
+    if (drawn === this.shown || this.closed) return;
+    this.shown = drawn;
     const list = clear(this.els.list);
-    const keys = [...(user.keys ?? [])].sort((a, b) => a.created_at - b.created_at);
-    for (const key of keys) {
-      const current = key.kid === this.device.kid;
-      const name = current ? 'this browser' : (key.label || 'unnamed device');
-      list.append(h('li', { class: 'device', dataset: { kid: key.kid, current: String(current) } },
-        h('span', { class: 'name', text: name, title: key.kid }),
-        h('span', { class: 'muted', text: `added ${formatDateTime(key.created_at)}` }),
-        current ? null : h('button', { type: 'button', class: 'secondary revoke', onclick: () => this.revoke(key) },
-          'Revoke')));
-    }
+    for (const d of approved) list.append(this.approvedRow(d, holder));
+    waiting.forEach((k, i) => list.append(this.waitingRow(k, codes[i], holder)));
   }
 
-  /** Revoke another device: new messages wrap no key for it. */
-  async revoke(key) {
+  approvedRow(d, holder) {
+    const current = d.kid === this.device.kid;
+    let name = current ? 'this browser' : (d.label || 'unnamed device');
+    if (current && holder) name += ' · holds your identity key';
+    return h('li', { class: 'device', dataset: { kid: d.kid, current: String(current), state: 'approved' } },
+      h('span', { class: 'name', text: name, title: d.kid }),
+      h('span', { class: 'muted', text: `added ${formatDateTime(d.added)}` }),
+      holder && !current
+        ? h('button', { type: 'button', class: 'secondary revoke', onclick: () => this.revoke(d) }, 'Revoke')
+        : null);
+  }
+
+  waitingRow(key, code, holder) {
+    const label = key.label || 'unnamed device';
+    return h('li', { class: 'device waiting', dataset: { kid: key.kid, current: 'false', state: 'pending' } },
+      h('span', { class: 'name', text: `${label} — waiting for approval`, title: key.kid }),
+      h('span', { class: 'muted', text: 'link code' }),
+      h('span', { class: 'code', text: code }),
+      holder
+        ? [h('button', { type: 'button', class: 'approve', onclick: () => this.approve(key, code) }, 'Approve'),
+          h('button', { type: 'button', class: 'secondary decline', onclick: () => this.decline(key) }, 'Decline')]
+        : h('span', { class: 'muted', text: 'Approve it from the device that holds your identity key.' }));
+  }
+
+  /** Approve a waiting device: the next list names it. */
+  async approve(key, code) {
+    await this.act(() => this.change((list, entry) => {
+      const waiting = entry.unlisted.find((k) => k.kid === key.kid);
+      if (!waiting) throw new Error('that device no longer waits for approval');
+      return withDevice(list, waiting);
+    }), `Approved ${key.label || 'the device'} (${code}).`, 'Not approved');
+  }
+
+  /** Decline a waiting device: its keys go, never to come back. */
+  async decline(key) {
+    await this.act(() => this.api.removeKey(key.kid), `Declined ${key.label || key.kid.slice(0, 12)}.`, 'Not declined');
+  }
+
+  /** Revoke an approved device: the next list moves it to the revoked ones, as of now. */
+  async revoke(d) {
+    await this.act(() => this.change((list) => withRevoked(list, d.kid)),
+      `Revoked ${d.label || d.kid.slice(0, 12)}.`, 'Not revoked');
+  }
+
+  async act(step, done, failed) {
     try {
-      await this.api.call('DELETE', `/api/keys/${encodeURIComponent(key.kid)}`);
+      await step();
     } catch (err) {
-      this.els.status.textContent = `Not revoked: ${explain(err)}`;
+      this.els.status.textContent = `${failed}: ${explain(err)}`;
       return;
     }
+    this.shown = '';
     await this.refresh();
-    if (!this.closed) this.els.status.textContent = `Revoked ${key.label || key.kid.slice(0, 12)}.`;
+    if (!this.closed) this.els.status.textContent = done;
+  }
+
+  /** Sign and upload edit(trusted list, entry); on a conflict, fetch the list and edit it again, once. */
+  async change(edit) {
+    for (let attempt = 0; ; attempt += 1) {
+      const entry = await this.dir.get(this.me.id, this.me.name, { refresh: true });
+      if (!holdsIdentity(this.device, entry)) throw new Error('only the device that holds your identity key changes the list');
+      const list = edit(entry.list, entry);
+      try {
+        await this.api.putDeviceList(await signList(this.device.identity, list));
+      } catch (err) {
+        if (attempt || !(err instanceof ApiError && err.status === 409)) throw err;
+        continue;
+      }
+      await this.dir.pin(this.me.id, list);
+      return;
+    }
   }
 }

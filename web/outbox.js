@@ -28,6 +28,7 @@ import * as store from './store.js';
 
 const RESEND_DELAY_MS = 500;
 const TYPING_EVERY_MS = 3000;
+const TYPING_RETRY_MS = 1000;
 const ORDER = { pending: 0, failed: 1, sent: 2, stored: 3, delivered: 4, read: 5 };
 
 export function roomId(a, b) {
@@ -42,7 +43,6 @@ export function newId() {
 export function advance(current, next) {
   if (!(next in ORDER)) return current;
   if (!current || next === 'failed' || ORDER[next] >= ORDER[current]) return next;
-  return current;
   return current;
 }
 
@@ -64,14 +64,22 @@ export function reply(frame) {
   }
 }
 
-/** [{kid, key}] of every live device of both; throws if the friend has none. */
+/**
+ * [{kid, key}] of every live device of both users' trusted device lists (directory.js):
+ * a device the server lists but no signed list names gets nothing. Throws while the
+ * friend's identity key changed and the user has not accepted the new one, and for a
+ * friend with no device list yet.
+ */
 export async function recipients(dir, me, peer) {
   const [theirs, mine] = await Promise.all([
     dir.get(peer.id, peer.name, { refresh: true, offline: true }),
     dir.get(me.id, me.name, { refresh: true, offline: true }),
   ]);
+  if (theirs.changedTo) {
+    throw new Error(`${peer.name}’s identity key changed. Compare safety numbers, then Accept to send again.`);
+  }
   const peerDevices = Directory.live(theirs);
-  if (!peerDevices.length) throw new Error(`${peer.name} has not set up a device yet`);
+  if (!theirs.identity || !peerDevices.length) throw new Error(`${peer.name} has not set up an identity key yet`);
   return Promise.all([...peerDevices, ...Directory.live(mine)].map(
     async (d) => ({ kid: d.kid, key: await dir.encKey(d) })));
 }
@@ -94,13 +102,34 @@ export class TypingSignal {
   constructor({ dir, me, device, peer, post }) {
     Object.assign(this, { dir, me, device, peer, post });
     this.sent = 0;
+    this.on = false;
     this.work = Promise.resolve();
+    this.retry = null;
   }
 
   set(on) {
     const now = Date.now();
     if (on ? now - this.sent < TYPING_EVERY_MS : !this.sent) return this.work;
     this.sent = on ? now : 0;
+    return this.say(on);
+  }
+
+  /**
+   * The gateway dropped a signal (rate_limited: DUET_TYPING_PER_S, one a second by
+   * default): the present state goes again after a second, when the bucket has refilled.
+   */
+  dropped() {
+    clearTimeout(this.retry);
+    this.retry = setTimeout(() => this.say(this.on), TYPING_RETRY_MS);
+  }
+
+  /** Safe twice. */
+  close() {
+    clearTimeout(this.retry);
+  }
+
+  say(on) {
+    this.on = on;
     this.work = this.work.then(async () => {
       try {
         const body = await sealSignal({

@@ -1,16 +1,22 @@
 // This browser profile's storage (IndexedDB): the device keys (CryptoKey objects, the
-// private ones not extractable), each (device, room) sending chain, the outbox of sent but
-// unacknowledged envelopes, friends' keys as first seen, and the newest chain links seen.
+// private ones not extractable) and, on the account's first device, the identity key; each
+// (device, room) sending chain; the outbox of sent but unacknowledged envelopes; the newest
+// chain links seen; and each user's pinned device list (identity.js judge()).
 //
-//   devices  <user id>                      {kid, sid, encSpki, sigSpki, enc, sig, created}
+//   devices  <user id>                      {kid, sid, encSpki, sigSpki, enc, sig, created,
+//                                            identity?, identitySpki?}
 //   chains   <device kid>/<room>            {seq, hash}
 //   outbox   <user id>/<room>/<message id>  {frame, created}
-//   peers    <user id>/<peer id>            {keys: [[kid, sid], ...], changed}
 //   heads    <user id>/<room>               {<device kid>: {seq, hash}}
+//   pins     <user id>/<other user id>      {list, verified}
+//
+// Version 2 pins identity keys; version 1's `peers` (device sets trusted on first use)
+// means nothing under them and goes.
 
 const NAME = 'duet';
-const VERSION = 1;
-const STORES = ['devices', 'chains', 'outbox', 'peers', 'heads'];
+const VERSION = 2;
+const STORES = ['devices', 'chains', 'outbox', 'heads', 'pins'];
+const DROPPED = ['peers'];
 
 let opening = null;
 
@@ -29,8 +35,18 @@ function database() {
         for (const store of STORES) {
           if (!req.result.objectStoreNames.contains(store)) req.result.createObjectStore(store);
         }
+        for (const store of DROPPED) {
+          if (req.result.objectStoreNames.contains(store)) req.result.deleteObjectStore(store);
+        }
       };
-      req.onsuccess = () => resolve(req.result);
+      req.onsuccess = () => {
+        // A newer page upgrades the schema: let it rather than block it.
+        req.result.onversionchange = () => {
+          req.result.close();
+          opening = null;
+        };
+        resolve(req.result);
+      };
       req.onerror = () => reject(req.error);
       req.onblocked = () => reject(new Error('the local database is blocked by another tab'));
     });

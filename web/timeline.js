@@ -30,7 +30,10 @@ const ALERT_TITLES = {
   gap: 'Missing messages',
   replay: 'Replayed message',
   fork: 'Broken message chain',
-  key_changed: 'Keys changed',
+  revoked_device: 'Revoked device',
+  unapproved_device: 'Unapproved device',
+  identity_changed: 'Identity key changed',
+  bad_device_list: 'Device list refused',
 };
 
 const TICKS = { pending: '…', failed: '!', sent: '✓', stored: '✓✓', delivered: '✓✓', read: '✓✓' };

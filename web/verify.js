@@ -5,26 +5,32 @@
 // A verdict that refuses something names one of REASONS and a detail for the person:
 //   malformed      not an envelope v1, chain fields out of range, a signal out of shape
 //   mismatch       from outside the room, or the envelope names another sender/room/kind
-//   unknown_key    signed by a device the sender never published (or keys unreachable)
+//   unknown_key    signed by a device the sender's trusted device list does not name (or
+//                  the directory could not be reached)
 //   bad_signature  the signature does not cover these bytes (altered or forged)
+//   revoked_device signed by a device the list revoked, after it was revoked
 //   not_for_device verified, but holds no key for this device (sent before it was added):
 //                  explained quietly (one line per run of them), not a warning
 //   undecryptable  verified, holds a key for this device, but that fails to decrypt
 //   gap            links of a device's chain are missing
 //   replay         a link seen before, again under another envelope or id, or too late
 //   fork           a link that does not follow the one before it
-//   key_changed    the friend's published keys differ from the ones first trusted
+// and, about the device lists themselves (identity.js judges, trust.js shows them):
+//   unapproved_device  a device the server lists but the user's signed list does not name
+//   identity_changed   the user's list is signed by another identity key than the pinned one
+//   bad_device_list    a list that does not verify, is older than the pinned one, or is gone
 //
-// Order of the checks for one frame: shape, addressing, key, signature, chain fields
-// (frame verdicts); then the hash chain (ChainBook), then decryption (openFrame), then a
-// signal's content (verifyReceipt, verifyTyping).
+// Order of the checks for one frame: shape, addressing, key, signature, revocation, chain
+// fields (frame verdicts); then the hash chain (ChainBook), then decryption (openFrame),
+// then a signal's content (verifyReceipt, verifyTyping).
 
 import { ALG, envelopeHash, openEnvelope, verifySignature } from './envelope.js';
 import { parseReceipt, parseTyping } from './signals.js';
 
 export const REASONS = [
-  'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'not_for_device', 'undecryptable',
-  'gap', 'replay', 'fork', 'key_changed',
+  'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'revoked_device', 'not_for_device',
+  'undecryptable', 'gap', 'replay', 'fork', 'unapproved_device', 'identity_changed',
+  'bad_device_list',
 ];
 
 const SIGNAL_KINDS = new Set(['receipt', 'typing']);
@@ -59,9 +65,11 @@ export function keyNeeded(frame, context) {
 
 /**
  * Check one `message` or `typing` frame. members: {id: name} of the room's two users;
- * key: what the directory holds for keyNeeded(frame): {device, sigPublic}, {device: null}
- * (never published) or {error} (could not be fetched). Returns {device, alert}: the
- * sending device when it verifies, else null and the alert to show instead.
+ * key: what the directory holds for keyNeeded(frame): {device, sigPublic} (device:
+ * {kid, revokedAt}), {device: null} (not in the sender's trusted list) or {error} (could
+ * not be fetched). Returns {device, alert}: the sending device when it verifies, else null
+ * and the alert to show instead. A revoked device's frame counts only if the server's
+ * `ts` is not after the revocation (a typing signal has none: refused).
  */
 export async function verifyFrame(frame, { room, members, key }) {
   const fault = addressFault(frame, { room, members });
@@ -70,7 +78,7 @@ export async function verifyFrame(frame, { room, members, key }) {
   const name = members[frame.sender];
   if (key && key.error !== undefined) return refuse('unknown_key', `${name}’s keys could not be fetched: ${key.error}`);
   if (!key || !key.device || key.device.kid !== env.from) {
-    return refuse('unknown_key', `signed by a key ${name} never published`);
+    return refuse('unknown_key', `signed by a device ${name}’s device list does not name`);
   }
   let valid = false;
   try {
@@ -79,6 +87,10 @@ export async function verifyFrame(frame, { room, members, key }) {
     valid = false;
   }
   if (!valid) return refuse('bad_signature', `the signature does not match ${name}’s key`);
+  const revokedAt = key.device.revokedAt ?? null;
+  if (revokedAt !== null && !(Number.isSafeInteger(frame.ts) && frame.ts <= revokedAt)) {
+    return refuse('revoked_device', `signed by a device ${name} revoked before it was sent`);
+  }
   const signal = SIGNAL_KINDS.has(frame.kind ?? 'typing');
   if (signal ? env.seq !== 0 || env.prev !== '' : !Number.isSafeInteger(env.seq) || env.seq < 1
       || typeof env.prev !== 'string') {
@@ -127,22 +139,6 @@ export async function verifyTyping(frame, context, reader, now = Date.now()) {
   } catch (err) {
     return { typing: null, alert: { kind: 'malformed', detail: err.message } };
   }
-}
-
-/**
- * Trust on first use. known: the record kept for the friend ({keys, changed}) or null;
- * pairs: the friend's live [[kid, sid], ...] now. Returns {record, changed, alert}: the
- * record to keep (null: keep the old one), whether the keys changed since they were
- * trusted (until the user accepts them), and whether this is news to show as an alert.
- */
-export function trustKeys(known, pairs) {
-  const out = { record: null, changed: Boolean(known && known.changed), alert: false };
-  if (!pairs.length) return { ...out, changed: false };
-  if (!known || !known.keys.length) return { ...out, record: { keys: pairs, changed: false } };
-  if (JSON.stringify(known.keys) !== JSON.stringify(pairs)) {
-    return { record: { keys: pairs, changed: true }, changed: true, alert: true };
-  }
-  return out;
 }
 
 // -- the hash chains ---------------------------------------------------------------------

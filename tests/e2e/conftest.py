@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright
-from support import Gateway, Stack
-from webclient import CHROMIUM, LAUNCH_ARGS
+from support import Gateway, Stack, http_server
+from webclient import CHROMIUM, LAUNCH_ARGS, WEB, UnitsHandler
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,3 +43,10 @@ async def browser() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture(scope="module")
+def web_server() -> Iterator[str]:
+    """web/ as plain files over HTTP on a free port of 127.0.0.1 (no gateway): for the units."""
+    with http_server(partial(UnitsHandler, directory=str(WEB))) as url:
+        yield url

@@ -10,21 +10,16 @@ verdicts on good and bad inputs built from the shared envelope vectors (v2)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
-from support import http_server
+from webclient import evaluate, units_page
 
 from client.vectors import DEFAULT_PATH
 
-WEB = Path(__file__).resolve().parents[2] / "web"
 VECTORS = json.loads(DEFAULT_PATH.read_text())
-BLANK = b"<!doctype html><meta charset='utf-8'><title>duet units</title>"
 
 # Run once per page: the modules, the vector devices and helpers, kept on globalThis.u.
 SETUP_JS = """async (v) => {
@@ -61,53 +56,16 @@ SETUP_JS = """async (v) => {
 }"""
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    """web/ as files, plus a blank page to import them from; nothing cached, nothing logged."""
-
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
-
-    def do_GET(self) -> None:
-        if self.path != "/units.html":
-            super().do_GET()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(BLANK)))
-        self.end_headers()
-        self.wfile.write(BLANK)
-
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def web_server() -> Iterator[str]:
-    """web/ over HTTP on a free port of 127.0.0.1."""
-    with http_server(partial(_Handler, directory=str(WEB))) as url:
-        yield url
-
-
 @pytest.fixture
 async def page(browser: Browser, web_server: str) -> AsyncIterator[Page]:
     """A blank page of the server with the modules and the vector devices loaded."""
-    context = await browser.new_context()
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{web_server}/units.html")
-    await page.evaluate(SETUP_JS, VECTORS)
-    yield page
-    await context.close()
-    assert errors == []
+    async with units_page(browser, web_server, SETUP_JS, VECTORS) as page:
+        yield page
 
 
 async def run(page: Page, body: str) -> Any:
     """Evaluate an async function body that sees `u` (the setup) and returns JSON."""
-    return await page.evaluate(f"async () => {{ const u = globalThis.u; const V = u.V; {body} }}")
+    return await evaluate(page, f"const V = u.V; {body}")
 
 
 # -- envelopes ---------------------------------------------------------------------------
@@ -192,7 +150,8 @@ async def test_verify_frame_wrong_signature_refused(page: Page) -> None:
 
 
 async def test_verify_frame_unknown_key_refused(page: Page) -> None:
-    """A device the sender never published, or keys that could not be fetched: unknown_key."""
+    """A device the sender's trusted list does not name, or keys that could not be fetched:
+    unknown_key."""
     out = await run(page, """
       const frame = u.frame(u.cases['alice-1-text']);
       const got = [];
@@ -201,10 +160,10 @@ async def test_verify_frame_unknown_key_refused(page: Page) -> None:
       }
       return got;""")
     assert out == [
-        {"kind": "unknown_key", "detail": "signed by a key alice never published"},
-        {"kind": "unknown_key", "detail": "signed by a key alice never published"},
+        {"kind": "unknown_key", "detail": "signed by a device alice’s device list does not name"},
+        {"kind": "unknown_key", "detail": "signed by a device alice’s device list does not name"},
         {"kind": "unknown_key", "detail": "alice’s keys could not be fetched: offline"},
-        {"kind": "unknown_key", "detail": "signed by a key alice never published"},
+        {"kind": "unknown_key", "detail": "signed by a device alice’s device list does not name"},
     ]
 
 
@@ -403,7 +362,7 @@ async def test_verify_receipt_forged_refused(page: Page) -> None:
         "good": {"delivered": "2".rjust(32, "0"), "read": "1".rjust(32, "0")},
         "altered": ["bad_signature", "the signature does not match bob’s key"],
         "signedByAlice": ["bad_signature", "the signature does not match bob’s key"],
-        "unknownDevice": ["unknown_key", "signed by a key bob never published"],
+        "unknownDevice": ["unknown_key", "signed by a device bob’s device list does not name"],
         "inChain": ["malformed", "the chain fields are invalid"],
         "text": ["malformed", "a signal of type text/plain;charset=utf-8"],
         "badCursor": ["malformed", "a receipt out of shape"],
@@ -427,27 +386,31 @@ async def test_verify_typing_stale_refused(page: Page) -> None:
     assert out == [True, False, "malformed: a typing signal from another time"]
 
 
-async def test_trust_keys_change_warned(page: Page) -> None:
-    """Keys are trusted on first use; a change is news once and stays changed until accepted."""
+async def test_verify_frame_revoked_device_after_revocation_refused(page: Page) -> None:
+    """A revoked device's message counts if the server's ts is not after the revocation;
+    a later one, or a typing signal (no ts), is revoked_device; a forged one stays
+    bad_signature."""
     out = await run(page, """
-      const one = [['k1', 's1']];
-      const two = [['k1', 's1'], ['k2', 's2']];
+      const env = u.cases['alice-1-text'];
+      const revoked = {device: {...u.keys.alice.device, revokedAt: 1000},
+                       sigPublic: u.keys.alice.sigPublic};
+      const verdict = async (frame, key = revoked) => {
+        const r = await V.verifyFrame(frame, u.context(key));
+        return r.alert ? [r.alert.kind, r.alert.detail] : r.device.kid;
+      };
       return {
-        first: V.trustKeys(null, one),
-        same: V.trustKeys({keys: one, changed: false}, one),
-        changed: V.trustKeys({keys: one, changed: false}, two),
-        stillChanged: V.trustKeys({keys: two, changed: true}, two),
-        none: V.trustKeys({keys: one, changed: true}, []),
+        before: await verdict(u.frame(env, 'a', {ts: 999})),
+        at: await verdict(u.frame(env, 'b', {ts: 1000})),
+        after: await verdict(u.frame(env, 'c', {ts: 1001})),
+        noTs: await verdict(u.frame(env, 'd', {ts: undefined})),
+        forged: await verdict(u.frame({...u.copy(env), ct: u.flip(env.ct)}, 'e', {ts: 5000})),
+        live: await verdict(u.frame(env, 'f', {ts: 1001}), u.keys.alice),
       };""")
-    assert out == {
-        "first": {"record": {"keys": [["k1", "s1"]], "changed": False}, "changed": False,
-                  "alert": False},
-        "same": {"record": None, "changed": False, "alert": False},
-        "changed": {"record": {"keys": [["k1", "s1"], ["k2", "s2"]], "changed": True},
-                    "changed": True, "alert": True},
-        "stillChanged": {"record": None, "changed": True, "alert": False},
-        "none": {"record": None, "changed": False, "alert": False},
-    }
+    kid = VECTORS["devices"]["alice"]["kid"]
+    late = ["revoked_device", "signed by a device alice revoked before it was sent"]
+    assert out == {"before": kid, "at": kid, "after": late, "noTs": late,
+                   "forged": ["bad_signature", "the signature does not match alice’s key"],
+                   "live": kid}
 
 
 # -- the outbox --------------------------------------------------------------------------

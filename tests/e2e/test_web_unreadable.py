@@ -10,8 +10,9 @@ from playwright.async_api import Browser, expect
 from support import Gateway, conversation_before, unique_name
 from webclient import (
     PASSWORD,
-    Tab,
+    approve_browser,
     conversation_item,
+    log_in,
     message,
     open_chat,
     open_tab,
@@ -24,17 +25,11 @@ PASS = "sdk passphrase"
 LINE = "{} earlier messages were sent before this device was added and cannot be read here"
 
 
-async def log_in(tab: Tab, name: str) -> None:
-    await tab.locator("#auth-username").fill(name)
-    await tab.locator("#auth-password").fill(PASSWORD)
-    await tab.locator("#login").click()
-    await expect(tab.locator("#me-name")).to_have_text(name, timeout=30_000)
-
-
 async def test_open_conversation_second_browser_one_line_for_earlier_messages(
         gw: Gateway, browser: Browser, tmp_path: Path) -> None:
-    """Alice's second browser opens a conversation of N messages sent before it existed:
-    one quiet line names N, no warning; Bob's next message reads."""
+    """Alice's second device, a browser her SDK device approves, opens a conversation of N
+    messages sent before it existed: one quiet line names N, no warning; Bob's next message
+    reads."""
     na, nb, n = unique_name("ua"), unique_name("ub"), 5
     async with Client(gw.http, home=tmp_path / "a", passphrase=PASS) as a, \
             Client(gw.http, home=tmp_path / "b", passphrase=PASS) as b:
@@ -42,6 +37,7 @@ async def test_open_conversation_second_browser_one_line_for_earlier_messages(
 
         tab = await open_tab(browser, gw.http)
         await log_in(tab, na)
+        await approve_browser(tab, a)
         # The list's preview of the newest message says so quietly, not as a failure.
         preview = conversation_item(tab, nb).locator(".preview")
         await expect(preview).to_contain_text("a message this device cannot read")

@@ -9,8 +9,9 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from playwright.async_api import (
 from client import Alert, Client, Message
 
 ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("DUET_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -36,6 +38,7 @@ TIMEOUT_MS = 20_000  # any one browser step
 # An own message the persister stored, or further along (the friend's device has it).
 STORED = re.compile(r"^(stored|delivered|read)$")
 PASSWORD = "correct horse battery"
+LINK_CODE = re.compile(r"^\d{4} \d{4} \d{4}$")
 
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -89,6 +92,61 @@ async def sign_up(tab: Tab, username: str, password: str = PASSWORD) -> None:
     await page.locator("#signup").click()
     await expect(page.locator("#me-name")).to_have_text(username, timeout=30_000)
     tab.username = username
+
+
+async def log_in(tab: Tab, username: str, password: str = PASSWORD) -> None:
+    """Press Log in: the browser is then in the app, or waits for approval (link_code)."""
+    await tab.locator("#auth-username").fill(username)
+    await tab.locator("#auth-password").fill(password)
+    await tab.locator("#login").click()
+    tab.username = username
+
+
+async def logged_in(tab: Tab) -> None:
+    await expect(tab.locator("#me-name")).to_have_text(tab.username, timeout=30_000)
+
+
+async def link_code(tab: Tab) -> str:
+    """The code this browser shows while it waits for approval."""
+    await expect(tab.locator("#pending")).to_be_visible(timeout=30_000)
+    await expect(tab.locator("#link-code")).to_have_text(LINK_CODE)
+    code = await tab.locator("#link-code").text_content()
+    assert code is not None
+    return code
+
+
+async def open_devices(tab: Tab) -> Locator:
+    """Settings → Devices (opened if closed): the list."""
+    if await tab.locator("#settings").is_hidden():
+        await tab.locator("#settings-open").click()
+    return tab.locator("#devices")
+
+
+def device_row(tab: Tab, *, kid: str | None = None, code: str | None = None) -> Locator:
+    """A row of Settings → Devices, by key id or by the link code it shows."""
+    rows = tab.locator(f'#devices li.device[data-kid="{kid}"]' if kid else "#devices li.device")
+    return rows.filter(has_text=code) if code else rows
+
+
+async def approve_in_settings(tab: Tab, code: str) -> None:
+    """On the browser holding the identity key: approve the device showing `code`."""
+    await open_devices(tab)
+    row = device_row(tab, code=code)
+    await expect(row).to_have_attribute("data-state", "pending")
+    await row.locator("button.approve").click()
+    await expect(tab.locator("#devices-status")).to_contain_text("Approved")
+
+
+async def approve_browser(tab: Tab, approver: Client | Tab) -> str:
+    """Approve this waiting browser from the device holding the account's identity key (an
+    SDK client, or another browser's settings); wait until the browser is in. Its code."""
+    code = await link_code(tab)
+    if isinstance(approver, Tab):
+        await approve_in_settings(approver, code)
+    else:
+        await approver.approve_device(code)
+    await logged_in(tab)
+    return code
 
 
 async def request_friend(tab: Tab, username: str) -> None:
@@ -195,6 +253,53 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+# -- the pure modules, unit-tested on a blank page (test_web_units.py, test_web_identity_units.py)
+
+BLANK = b"<!doctype html><meta charset='utf-8'><title>duet units</title>"
+
+
+class UnitsHandler(SimpleHTTPRequestHandler):
+    """web/ as files, plus a blank page to import them from; nothing cached, nothing logged."""
+
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
+
+    def do_GET(self) -> None:
+        if self.path != "/units.html":
+            super().do_GET()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(BLANK)))
+        self.end_headers()
+        self.wfile.write(BLANK)
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def units_page(browser: Browser, url: str, setup_js: str, arg: Any) -> AsyncIterator[Page]:
+    """A blank page of the units server after `setup_js(arg)` ran; no uncaught error after."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{url}/units.html")
+    await page.evaluate(setup_js, arg)
+    yield page
+    await context.close()
+    assert errors == []
+
+
+async def evaluate(page: Page, body: str) -> Any:
+    """Evaluate an async function body that sees `u` (what the setup kept) and returns JSON."""
+    return await page.evaluate(f"async () => {{ const u = globalThis.u; {body} }}")
 
 
 class Inbox:
