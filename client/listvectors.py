@@ -1,9 +1,10 @@
 """`python -m client.listvectors [PATH]`: write device-list test vectors for other clients.
 
 A fixed identity key (private key included: a test key only), a device list it signed, the
-same list in the forms a client must refuse, link codes and a safety number over identity
-keys. tests/unit/test_vectors.py checks the committed file; the browser client proves
-itself against it (tests/e2e/test_web_units.py).
+same list in the forms a client must refuse, link codes, a safety number over identity
+keys, and a history share (with the receiving device's private keys) to open.
+tests/unit/test_vectors.py checks the committed file; the browser client proves itself
+against it (tests/e2e/test_web_identity_units.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from contracts.devicelist import link_code, list_signing_input, safety_number
+from contracts.devicelist import link_code, list_signing_input, safety_number, share_signing_input
 from contracts.envelope import P256_N
 
 from . import crypto
 from .identity import identity_spki, listed, new_identity, sign_list
+from .shares import seal_shares
 from .vectors import ALICE, BOB, VECTORS_DIR, _pem
 
 DEFAULT_PATH = VECTORS_DIR / "devicelist-v1.json"
@@ -48,6 +50,11 @@ def build() -> dict[str, Any]:
         {"name": "another-user", "signed": signed, "user": BOB, "valid": False},
         {"name": "signed-by-another-key", "signed": foreign, "user": ALICE, "valid": False},
     ]
+    # A history share from the phone to the laptop: two content keys, one part.
+    hashes = [crypto.b64u(bytes([n]) * 32) for n in (1, 2)]
+    keys = {h: bytes([n + 10]) * 32 for n, h in enumerate(hashes)}
+    share = seal_shares(user=ALICE, sender=phone, to_kid=laptop.kid,
+                        to_key=laptop.enc.public_key(), keys=keys)[0]
     id_fp = crypto.fingerprint(crypto.spki(identity.public_key()))
     other_fp = crypto.fingerprint(crypto.spki(other.public_key()))
     return {
@@ -59,6 +66,14 @@ def build() -> dict[str, Any]:
         "cases": cases,
         "link_codes": [{"kid": d["kid"], "sid": d["sid"], "code": link_code(d["kid"], d["sid"])}
                        for d in devices],
+        "history_share": {
+            "share": share, "signing_input_b64u": crypto.b64u(share_signing_input(share)),
+            "sender": {"kid": phone.kid, "sig_spki": phone.sig_spki},
+            "receiver": {"kid": laptop.kid, "enc_spki": laptop.enc_spki,
+                         "enc_private_pkcs8_pem": _pem(laptop.enc),
+                         "sig_private_pkcs8_pem": _pem(laptop.sig), "sig_spki": laptop.sig_spki},
+            "keys_b64u": {h: crypto.b64u(k) for h, k in keys.items()},
+        },
         "safety_number": {"a": ALICE, "a_identity": id_fp, "b": BOB, "b_identity": other_fp,
                           "number": safety_number(ALICE, id_fp, BOB, other_fp)},
     }

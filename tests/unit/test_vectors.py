@@ -134,3 +134,26 @@ def test_device_list_vectors_verify_and_refuse_as_committed() -> None:
     s = vectors["safety_number"]
     assert safety_number(s["a"], s["a_identity"], s["b"], s["b_identity"]) == s["number"]
     assert safety_number(s["b"], s["b_identity"], s["a"], s["a_identity"]) == s["number"]
+
+
+def test_history_share_vector_opens_to_its_keys() -> None:
+    """devicelist-v1.json's history share opens, for its receiving device, to its keys;
+    signed by the named sender only."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from client.shares import open_share
+    from contracts.devicelist import share_signing_input
+
+    vector = json.loads((VECTORS_DIR / "devicelist-v1.json").read_text())["history_share"]
+    share, receiver = vector["share"], vector["receiver"]
+    assert crypto.b64u(share_signing_input(share)) == vector["signing_input_b64u"]
+    enc = serialization.load_pem_private_key(receiver["enc_private_pkcs8_pem"].encode(), None)
+    sig = serialization.load_pem_private_key(receiver["sig_private_pkcs8_pem"].encode(), None)
+    assert isinstance(enc, rsa.RSAPrivateKey) and isinstance(sig, ec.EllipticCurvePrivateKey)
+    device = crypto.DeviceKeys(enc, sig)
+    signer = crypto.load_ec_public(vector["sender"]["sig_spki"])
+    keys = open_share(share, user=share["user"], device=device, signer=signer)
+    assert {h: crypto.b64u(k) for h, k in keys.items()} == vector["keys_b64u"]
+    with pytest.raises(CryptoError):
+        open_share(share, user=share["user"], device=device,
+                   signer=crypto.load_ec_public(receiver["sig_spki"]))
