@@ -125,6 +125,16 @@ export class Api {
     return this.call('PUT', '/api/settings', changes);
   }
 
+  // -- history shares (sharing.js) --
+  putHistoryShare(share) {
+    return this.call('PUT', '/api/history-shares', share);
+  }
+
+  /** Every part shared with this user's device `kid`. */
+  async historyShares(kid) {
+    return (await this.call('GET', `/api/history-shares?${new URLSearchParams({ to: kid })}`)).shares;
+  }
+
   // -- sessions (sessions.js) --
   async sessions() {
     return (await this.call('GET', '/api/sessions')).sessions;

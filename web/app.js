@@ -4,7 +4,8 @@
 // browser's device, and its approval into the account's signed device list), device.js (the
 // socket), outbox.js (what leaves), inbox.js (the conversation list), conversation.js (the
 // open one), composer.js (what the user writes), friends.js (requests and search),
-// devices.js (approving, declining and revoking devices).
+// devices.js (approving, declining and revoking devices), sharing.js (history shared with
+// this browser by the device that approved it, and shared by this one when it approves).
 //
 // The session (the access token) is kept in localStorage, so every tab of this browser
 // shares one login and logging out in one logs out all (the `storage` event). A script
@@ -28,6 +29,7 @@ import { Inbox } from './inbox.js';
 import { approval, enrol } from './linking.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
+import { SharedKeys } from './sharing.js';
 
 const SESSION_KEY = 'duet.session';
 const PEER_KEY = 'duet.peer';
@@ -52,6 +54,7 @@ const app = {
   friends: null,
   sessions: null,
   devices: null,
+  shares: null,
   conversation: null,
   poll: null,
   run: 0, // counts starts and logouts: a start overtaken by a logout stops where it is
@@ -154,6 +157,7 @@ async function start(session, { save = true } = {}) {
   if (state === 'pending' && !(await awaitApproval(dir, me, device, current))) return;
   app.device = device;
   app.dir = dir;
+  app.shares = new SharedKeys({ api: app.api, me, device, dir });
   $('auth').hidden = true;
   $('app').hidden = false;
   $('me-name').textContent = session.username;
@@ -168,6 +172,7 @@ async function start(session, { save = true } = {}) {
   app.outbox = new Outbox(session.userId, (frame) => socket.post(frame));
   app.inbox = new Inbox({
     me, device: app.device, dir: app.dir, socket: app.socket, outbox: app.outbox, list: $('conversations'),
+    shared: sharedKeys(app.shares),
     view: { get open() { return app.conversation ? app.conversation.room : null; }, visible: looking },
     onOpen: (peerId) => openFriend(peerId),
     onChange: onConversationChange,
@@ -211,7 +216,7 @@ function logout(reason = '', { everywhere = true } = {}) {
   sessionStorage.removeItem(PEER_KEY);
   Object.assign(app, {
     api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: null,
-    sessions: null, devices: null,
+    sessions: null, devices: null, shares: null,
   });
   clear($('conversations'));
   $('me-name').textContent = '';
@@ -286,6 +291,11 @@ function setConnState(state, detail = '') {
   el.textContent = state === 'error' ? `error: ${detail}` : STATE_LABELS[state];
   el.title = detail || STATE_LABELS[state] || state;
   if (state === 'error' && /token|authenticated/.test(detail)) logout(EXPIRED);
+}
+
+/** The lookup verify.js openVerified takes: a content key shared with this browser. */
+function sharedKeys(shares) {
+  return (envelope) => shares.keyFor(envelope);
 }
 
 // -- frames from the device socket -------------------------------------------------------
@@ -393,6 +403,7 @@ async function openFriend(peerId) {
     return;
   }
   closeConversation();
+  app.shares.renew(); // an approval since the last look may have shared the history
   sessionStorage.setItem(PEER_KEY, peerId);
   $('empty').hidden = true;
   $('chat').hidden = false;
@@ -407,6 +418,7 @@ async function openFriend(peerId) {
     device: app.device,
     peer: { id: conv.peer.id, name: conv.peer.name },
     dir: app.dir,
+    shared: sharedKeys(app.shares),
     socket: app.socket,
     outbox: app.outbox,
     inbox: app.inbox,

@@ -7,10 +7,11 @@
 //   trust.js     what the signed device lists say: identity changes (sending blocked until
 //                accepted), unapproved devices, the safety number
 //   history.js   stored pages, and the chain heads remembered between visits
-// What fails any check is a warning, never a message; what holds no key for this device is
-// neither: one line counts each run of them (timeline.js). Messages are de-duplicated by
-// (sender, id). Own messages tick through pending, sent, stored, then delivered and read
-// (the friend's receipts, kept by the inbox).
+// What fails any check is a warning, never a message; what holds no key for this device
+// shows as any other message if another device of the user shared its key (sharing.js),
+// else as neither: one line counts each run of them (timeline.js). Messages are
+// de-duplicated by (sender, id). Own messages tick through pending, sent, stored, then
+// delivered and read (the friend's receipts, kept by the inbox).
 
 import { utf8 } from './codec.js';
 import { TEXT_MIME } from './envelope.js';
@@ -29,10 +30,11 @@ export class Conversation {
    * me and peer: {id, name}; device: this browser's device keys; socket: the DeviceSocket;
    * outbox: the Outbox; inbox: the Inbox (receipts, the friend's marks); els: the view's
    * elements (list, banner, bannerText, safety, safetyNumber, safetyNew, safetyVerified,
-   * safetyMark, notice); looking(): whether the user sees it.
+   * safetyMark, notice); looking(): whether the user sees it; shared(envelope): a content
+   * key shared with this browser (sharing.js), for messages that hold none for it.
    */
-  constructor({ api, me, device, peer, dir, socket, outbox, inbox, els, looking = () => true }) {
-    Object.assign(this, { api, me, device, peer, dir, socket, outbox, inbox, els, looking });
+  constructor({ api, me, device, peer, dir, socket, outbox, inbox, els, looking = () => true, shared = null }) {
+    Object.assign(this, { api, me, device, peer, dir, socket, outbox, inbox, els, looking, shared });
     this.room = roomId(me.id, peer.id);
     this.members = { [me.id]: me.name, [peer.id]: peer.name };
     this.timeline = new Timeline(els.list);
@@ -175,7 +177,7 @@ export class Conversation {
     for (const c of checked) {
       for (const alert of c.alerts) this.timeline.addAlert(c.frame, alert);
       if (!c.show) continue;
-      const { content, alert } = await openVerified(c.frame, this.device);
+      const { content, alert } = await openVerified(c.frame, this.device, this.shared);
       if (alert && alert.kind === 'not_for_device') {
         this.timeline.addUnreadable(c.frame);
         continue;

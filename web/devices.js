@@ -3,17 +3,23 @@
 // device"). Each approved device shows its label and when it was added, this browser's
 // marked; each waiting one its link code, which the user compares with the code that
 // device shows. Only the browser holding the identity key changes the list: Approve signs
-// the next version with the device added, Revoke the next one with it moved to the revoked
-// ones (from then on it gets no key to new messages, and what it signs after is refused);
-// Decline removes the waiting device's keys (DELETE /api/keys/{kid}). A list another
-// device changed meanwhile (409) is fetched again and the change signed once more.
+// the next version with the device added, then hands that device the content keys of the
+// history this browser reads (sharing.js); Revoke signs the next one with it moved to the
+// revoked ones (from then on it gets no key to new messages, and what it signs after is
+// refused); Decline removes the waiting device's keys (DELETE /api/keys/{kid}). A list
+// another device changed meanwhile (409) is fetched again and the change signed once more.
 
 import { ApiError, explain } from './api.js';
 import { clear, formatDateTime, h } from './dom.js';
 import { linkCode, signList, withDevice, withRevoked } from './identity.js';
 import { holdsIdentity } from './linking.js';
+import { shareHistory } from './sharing.js';
 
 const POLL_MS = 3000;
+
+function messages(n) {
+  return n === 1 ? '1 earlier message' : `${n} earlier messages`;
+}
 
 export class Devices {
   /** me: {id, name}; device: this browser's device; dir: the Directory; els: {list, status}. */
@@ -92,13 +98,37 @@ export class Devices {
         : h('span', { class: 'muted', text: 'Approve it from the device that holds your identity key.' }));
   }
 
-  /** Approve a waiting device: the next list names it. */
+  /** Approve a waiting device: the next list names it; then it gets the history's keys. */
   async approve(key, code) {
-    await this.act(() => this.change((list, entry) => {
-      const waiting = entry.unlisted.find((k) => k.kid === key.kid);
-      if (!waiting) throw new Error('that device no longer waits for approval');
-      return withDevice(list, waiting);
-    }), `Approved ${key.label || 'the device'} (${code}).`, 'Not approved');
+    const done = `Approved ${key.label || 'the device'} (${code})`;
+    let approved = null;
+    const ok = await this.act(() => this.change((list, entry) => {
+      approved = entry.unlisted.find((k) => k.kid === key.kid);
+      if (!approved) throw new Error('that device no longer waits for approval');
+      return withDevice(list, approved);
+    }), `${done}.`, 'Not approved');
+    if (ok) await this.share(approved, done);
+  }
+
+  /**
+   * Give the device just approved the content keys of every message this browser reads
+   * (sharing.js), saying how far it got. The approval stands whatever becomes of this.
+   */
+  async share(to, done) {
+    const status = (text) => {
+      if (!this.closed) this.els.status.textContent = text;
+    };
+    status(`${done}; looking for earlier messages to share…`);
+    try {
+      const n = await shareHistory({
+        api: this.api, me: this.me, device: this.device, dir: this.dir, to,
+        onCount: (count) => status(`${done}; sharing ${messages(count)}…`),
+        stopped: () => this.closed,
+      });
+      if (n !== null) status(n ? `${done}; ${messages(n)} shared.` : `${done}.`);
+    } catch (err) {
+      status(`${done}, but sharing earlier messages with it failed: ${explain(err)}`);
+    }
   }
 
   /** Decline a waiting device: its keys go, never to come back. */
@@ -112,16 +142,18 @@ export class Devices {
       `Revoked ${d.label || d.kid.slice(0, 12)}.`, 'Not revoked');
   }
 
+  /** Run one change and say how it went: true if it was made. */
   async act(step, done, failed) {
     try {
       await step();
     } catch (err) {
       this.els.status.textContent = `${failed}: ${explain(err)}`;
-      return;
+      return false;
     }
     this.shown = '';
     await this.refresh();
     if (!this.closed) this.els.status.textContent = done;
+    return true;
   }
 
   /** Sign and upload edit(trusted list, entry); on a conflict, fetch the list and edit it again, once. */

@@ -122,17 +122,24 @@ export async function verifySignature(envelope, sigPublic) {
   return crypto.verify(sigPublic, input, signature);
 }
 
-/** Unwrap this device's content key and decrypt. Verify the signature first. */
-export async function openEnvelope(envelope, device) {
+/** This device's content key of the envelope, unwrapped (RSA-OAEP). */
+export async function unwrapContentKey(envelope, device) {
   const entry = (Array.isArray(envelope.keys) ? envelope.keys : []).find((k) => k && k.kid === device.kid);
   if (!entry) throw new EnvelopeError('undecryptable', 'the message holds no key for this device');
-  let contentKey;
-  let plaintext;
   try {
-    contentKey = await crypto.unwrap(device.enc, unb64u(entry.wk));
+    return await crypto.unwrap(device.enc, unb64u(entry.wk));
   } catch {
     throw new EnvelopeError('undecryptable', 'cannot unwrap the content key');
   }
+}
+
+/**
+ * Decrypt with this device's content key, or with `key` (from a history share). Verify
+ * the signature first.
+ */
+export async function openEnvelope(envelope, device, key = null) {
+  const contentKey = key ?? await unwrapContentKey(envelope, device);
+  let plaintext;
   if (contentKey.length !== 32) throw new EnvelopeError('undecryptable', 'content key of the wrong length');
   try {
     plaintext = await crypto.unseal(contentKey, unb64u(envelope.iv), unb64u(envelope.ct));

@@ -22,12 +22,14 @@ export class Inbox {
   /**
    * view: {open: room|null, visible(): bool} — what the user is looking at;
    * onOpen(peerId): the user chose a conversation; onChange(room): its marks, typing or
-   * presence changed (the open conversation redraws).
+   * presence changed (the open conversation redraws); shared(envelope): a content key
+   * shared with this browser (sharing.js), for messages that hold none for it.
    */
-  constructor({ me, device, dir, socket, outbox, list, view, onOpen, onChange }) {
+  constructor({ me, device, dir, socket, outbox, list, view, onOpen, onChange, shared = null }) {
     this.me = me;
     this.device = device;
     this.dir = dir;
+    this.shared = shared;
     this.socket = socket;
     this.outbox = outbox;
     this.list = list;
@@ -144,7 +146,7 @@ export class Inbox {
 
   /** Verify and decrypt a message for the preview; its text (null if it failed). */
   async previewOf(conv, frame) {
-    const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.device);
+    const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.device, this.shared);
     let text = null;
     if (alert?.kind === 'not_for_device') {
       // Sent before this device was added: nothing failed, it is just not readable here.

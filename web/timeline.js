@@ -4,8 +4,8 @@
 // first message of each day; own messages carry ticks; a picture is shown only when its
 // bytes are the type it claims; whatever failed a check is a warning line (role=alert),
 // never a message. A message that holds no key for this device (sent before the device was
-// added) is no warning: each run of them is one quiet line that counts them. Messages and
-// warnings are only ever text nodes (dom.js).
+// added) and whose key no other device shared is no warning: each run of them is one quiet
+// line that counts them. Messages and warnings are only ever text nodes (dom.js).
 
 import { fromUtf8 } from './codec.js';
 import { formatDateTime, formatDay, formatTime, h, linkify } from './dom.js';

@@ -1,6 +1,8 @@
 // Every verification decision of the web client, in one pure module: inputs in, a verdict
 // out. No DOM, no network, no storage; WebCrypto only computes. The caller looks the
-// sender's key up (Directory.keyFor) and shows or stores what the verdict says.
+// sender's key up (Directory.keyFor), and a content key shared with this browser for a
+// message that holds none for it (SharedKeys.keyFor), and shows or stores what the
+// verdict says.
 //
 // A verdict that refuses something names one of REASONS and a detail for the person:
 //   malformed      not an envelope v1, chain fields out of range, a signal out of shape
@@ -9,8 +11,9 @@
 //                  the directory could not be reached)
 //   bad_signature  the signature does not cover these bytes (altered or forged)
 //   revoked_device signed by a device the list revoked, after it was revoked
-//   not_for_device verified, but holds no key for this device (sent before it was added):
-//                  explained quietly (one line per run of them), not a warning
+//   not_for_device verified, but holds no key for this device (sent before it was added)
+//                  and none was shared with it (sharing.js): explained quietly (one line
+//                  per run of them), not a warning
 //   undecryptable  verified, holds a key for this device, but that fails to decrypt
 //   gap            links of a device's chain are missing
 //   replay         a link seen before, again under another envelope or id, or too late
@@ -99,24 +102,31 @@ export async function verifyFrame(frame, { room, members, key }) {
   return { device: key.device, alert: null };
 }
 
-/** Decrypt a verified frame with this browser's device (`reader`): {content, alert}. */
-export async function openVerified(frame, reader) {
+/**
+ * Decrypt a verified frame with this browser's device (`reader`): {content, alert}. A
+ * message that holds no key for the reader is opened with the content key another device
+ * of the user shared for it, if `shared(envelope)` (sharing.js SharedKeys.keyFor) finds
+ * one; else it is not_for_device. Signals are never shared.
+ */
+export async function openVerified(frame, reader, shared = null) {
   const keys = Array.isArray(frame.body.keys) ? frame.body.keys : [];
+  let key = null;
   if (!keys.some((k) => k && k.kid === reader.kid)) {
-    return { content: null, alert: { kind: 'not_for_device', detail: 'the message holds no key for this device' } };
+    if (shared && !SIGNAL_KINDS.has(frame.kind ?? 'typing')) key = await shared(frame.body);
+    if (!key) return { content: null, alert: { kind: 'not_for_device', detail: 'the message holds no key for this device' } };
   }
   try {
-    return { content: await openEnvelope(frame.body, reader), alert: null };
+    return { content: await openEnvelope(frame.body, reader, key), alert: null };
   } catch (err) {
     return { content: null, alert: { kind: 'undecryptable', detail: err.message } };
   }
 }
 
-/** Verify, then decrypt: {device, content, alert}. */
-export async function openFrame(frame, context, reader) {
+/** Verify, then decrypt (`shared`: as openVerified): {device, content, alert}. */
+export async function openFrame(frame, context, reader, shared = null) {
   const { device, alert } = await verifyFrame(frame, context);
   if (alert) return { device: null, content: null, alert };
-  return { device, ...(await openVerified(frame, reader)) };
+  return { device, ...(await openVerified(frame, reader, shared)) };
 }
 
 /** A friend's receipt: {marks: {delivered, read}, alert}. */

@@ -1,5 +1,5 @@
-"""A browser added to an account later sees the history it was never given a key for as one
-explained line, not a warning per message."""
+"""A browser added to an account later sees the history it was never given a key for (its
+approving device shared none) as one explained line, not a warning per message."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ LINE = "{} earlier messages were sent before this device was added and cannot be
 
 async def test_open_conversation_second_browser_one_line_for_earlier_messages(
         gw: Gateway, browser: Browser, tmp_path: Path) -> None:
-    """Alice's second device, a browser her SDK device approves, opens a conversation of N
-    messages sent before it existed: one quiet line names N, no warning; Bob's next message
-    reads."""
+    """Alice's second device, a browser her SDK device approves without sharing the history,
+    opens a conversation of N messages sent before it existed: one quiet line names N, no
+    warning; Bob's next message reads."""
     na, nb, n = unique_name("ua"), unique_name("ub"), 5
     async with Client(gw.http, home=tmp_path / "a", passphrase=PASS) as a, \
             Client(gw.http, home=tmp_path / "b", passphrase=PASS) as b:
@@ -37,7 +37,7 @@ async def test_open_conversation_second_browser_one_line_for_earlier_messages(
 
         tab = await open_tab(browser, gw.http)
         await log_in(tab, na)
-        await approve_browser(tab, a)
+        await approve_browser(tab, a, share_history=False)
         # The list's preview of the newest message says so quietly, not as a failure.
         preview = conversation_item(tab, nb).locator(".preview")
         await expect(preview).to_contain_text("a message this device cannot read")

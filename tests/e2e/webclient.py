@@ -137,14 +137,16 @@ async def approve_in_settings(tab: Tab, code: str) -> None:
     await expect(tab.locator("#devices-status")).to_contain_text("Approved")
 
 
-async def approve_browser(tab: Tab, approver: Client | Tab) -> str:
+async def approve_browser(tab: Tab, approver: Client | Tab, *,
+                          share_history: bool = True) -> str:
     """Approve this waiting browser from the device holding the account's identity key (an
-    SDK client, or another browser's settings); wait until the browser is in. Its code."""
+    SDK client, or another browser's settings, which always shares the history); wait until
+    the browser is in. Its code."""
     code = await link_code(tab)
     if isinstance(approver, Tab):
         await approve_in_settings(approver, code)
     else:
-        await approver.approve_device(code)
+        await approver.approve_device(code, share_history=share_history)
     await logged_in(tab)
     return code
 
