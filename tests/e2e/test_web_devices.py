@@ -4,7 +4,11 @@ and a browser waits with its link code until the SDK device holding it approves.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from webclient import (
 from client import Client
 
 PASS = "sdk passphrase"
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def served_list(sdk: Client, name: str) -> dict[str, Any]:
@@ -208,3 +213,57 @@ async def test_waiting_browser_declined_says_so(gw: Gateway, browser: Browser,
         assert [p["code"] for p in await a.pending_devices()] == [
             await tab.locator("#link-code").text_content()]
         assert tab.errors == []
+
+
+def duet(gw: Gateway, home: Path, *args: str) -> list[dict[str, Any]]:
+    """The `duet` CLI itself (a subprocess), its --json lines; it must succeed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUET_")}
+    env.update(DUET_PASSWORD=PASSWORD, DUET_PASSPHRASE=PASS)
+    done = subprocess.run([sys.executable, "-m", "client", "--server", gw.http, "--home",
+                           str(home), "--json", *args], cwd=REPO, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"duet {' '.join(args)}\n{done.stdout}\n{done.stderr}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+async def test_cli_home_approved_in_the_browser_and_a_browser_approved_by_the_cli(
+        gw: Gateway, browser: Browser, tmp_path: Path) -> None:
+    """Acceptance 4 with the `duet` CLI on both sides: a CLI home logging in to a browser's
+    account waits with a code the browser's Devices panel shows and approves, and then
+    reads new messages with `duet history`; on an account the CLI made, a browser shows its
+    code, `duet devices approve CODE` approves it, and it reads new messages. Each list
+    version grows by one."""
+    tab = await open_tab(browser, gw.http)
+    na, nb = unique_name("wa"), unique_name("wb")
+    await sign_up(tab, na)
+    cli_a, cli_b = tmp_path / "cli-a", tmp_path / "cli-b"
+    duet(gw, cli_b, "register", nb)
+    duet(gw, cli_b, "friends", "add", na)
+    await accept_friend(tab, nb)
+    [login] = duet(gw, cli_a, "login", na)
+    assert login["device_state"] == "pending"
+    async with Client(gw.http, home=cli_b, passphrase=PASS) as b:
+        version = (await served_list(b, na))["version"]
+        await open_devices(tab)
+        waiting = device_row(tab, kid=login["device"])
+        await expect(waiting.locator(".code")).to_have_text(login["link_code"])
+        await waiting.locator("button.approve").click()
+        await expect(waiting).to_have_attribute("data-state", "approved")
+        assert (await served_list(b, na))["version"] == version + 1
+    duet(gw, cli_b, "send", na, "to the cli home")
+    texts = [e.get("text") for e in duet(gw, cli_a, "history", nb) if e["type"] == "message"]
+    assert "to the cli home" in texts
+
+    # The other way round: the CLI holds the identity of bob's account.
+    tab_b = await open_tab(browser, gw.http)
+    await log_in(tab_b, nb)
+    code = await link_code(tab_b)
+    before = duet(gw, cli_b, "devices")
+    duet(gw, cli_b, "devices", "approve", code)
+    assert len(duet(gw, cli_b, "devices")) == len(before)  # pending became approved
+    await expect(tab_b.locator("#app")).to_be_visible(timeout=20_000)
+    await open_chat(tab, nb)
+    await send_text(tab, "to bob's new browser")
+    await open_chat(tab_b, na)
+    await expect(message(tab_b, "to bob's new browser")).to_be_visible()
+    assert tab.errors == [] and tab_b.errors == []
