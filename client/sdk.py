@@ -359,7 +359,7 @@ class Client:
             raise ConfigError("this device does not hold the account's identity key: "
                               "approve or revoke devices from the one that does")
         for attempt in range(2):
-            directory = await self._directory(self._me(), refresh=True)
+            await self._directory(self._me(), refresh=True)  # the pin, brought up to date
             pin = self._pins[self._me()]
             body = {**pin.list, "version": pin.version + 1,
                     "devices": list(pin.list["devices"]), "revoked": list(pin.list["revoked"])}
@@ -373,7 +373,6 @@ class Client:
                 raise
             self._pins[self._me()] = Pin(body, pin.verified)
             self._save_state()
-            del directory
             return
 
     async def logout(self, *, everywhere: bool = False) -> None:

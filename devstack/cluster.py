@@ -235,7 +235,7 @@ class ReplicaSet:
             first: MongoClient[dict[str, object]] = MongoClient(self.members[0].url)
             with first:
                 first.admin.command("replSetInitiate", config)
-            self.wait_primary(timeout)
+            self.primary(timeout)
             log.info("MongoDB replica set %s: %s", self.name, self.url)
         except BaseException:
             self.stop()
@@ -243,7 +243,7 @@ class ReplicaSet:
         return self
 
     def primary(self, timeout: float = 30.0) -> int:
-        """Index of the member that is primary now."""
+        """Index of the member that is primary now (waiting up to `timeout` for one)."""
         deadline = time.monotonic() + timeout
         while True:
             for i, m in enumerate(self.members):
@@ -261,9 +261,6 @@ class ReplicaSet:
             if time.monotonic() > deadline:
                 raise StartFailed("MongoDB replica set", f"no primary after {timeout:.0f} s")
             time.sleep(0.2)
-
-    def wait_primary(self, timeout: float = 30.0) -> int:
-        return self.primary(timeout)
 
     def stop(self) -> None:
         for member in self.members:

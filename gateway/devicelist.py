@@ -12,10 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from fastapi import APIRouter, Request
 
 from contracts import USERS
@@ -23,7 +20,7 @@ from contracts.devicelist import DeviceListUpload, SignedDeviceList, list_signin
 
 from .deps import CurrentUser, Svc
 from .errors import Conflict, Forbidden, InvalidKey, NotFound
-from .keys import client_address, der_of, load_public, session_of
+from .keys import client_address, der_of, load_public, session_of, signed_by
 
 router = APIRouter(prefix="/api/devicelist", tags=["keys"])
 security = logging.getLogger("duet.security")
@@ -34,14 +31,9 @@ def check_signature(upload: SignedDeviceList) -> None:
     if not isinstance(identity, ec.EllipticCurvePublicKey) or not isinstance(
             identity.curve, ec.SECP256R1):
         raise InvalidKey("identity: expected an ECDSA P-256 key")
-    raw = der_of(upload.sig, "sig")
-    try:
-        identity.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
-                                             int.from_bytes(raw[32:], "big")),
-                        list_signing_input(upload.list.model_dump(mode="json")),
-                        ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise InvalidKey("sig: not the identity key's signature over this list") from None
+    if not signed_by(identity, upload.sig,
+                     list_signing_input(upload.list.model_dump(mode="json"))):
+        raise InvalidKey("sig: not the identity key's signature over this list")
 
 
 @router.put("", response_model=SignedDeviceList)

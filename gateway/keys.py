@@ -47,6 +47,18 @@ def load_public(der: bytes, what: str) -> Any:
         raise InvalidKey(f"{what}: not a DER SubjectPublicKeyInfo public key") from None
 
 
+def signed_by(key: ec.EllipticCurvePublicKey, signature: str, data: bytes) -> bool:
+    """Whether `signature` (raw r||s, base64url, as envelope v2's) is `key`'s over `data`."""
+    raw = der_of(signature, "signature")
+    try:
+        key.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                        int.from_bytes(raw[32:], "big")),
+                   data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
 def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
     """Parse both keys with `cryptography`; refuse weak, malformed or wrong-type keys, and
     a device whose proof is not its signing key's over this user's claim."""
@@ -62,15 +74,9 @@ def check_device(device: DeviceKeyIn, user: str) -> DeviceKey:
     if not isinstance(sig, ec.EllipticCurvePublicKey) or not isinstance(sig.curve,
                                                                          ec.SECP256R1):
         raise InvalidKey("sig: expected an ECDSA P-256 key")
-    raw = der_of(device.proof, "proof")
-    try:
-        sig.verify(encode_dss_signature(int.from_bytes(raw[:32], "big"),
-                                        int.from_bytes(raw[32:], "big")),
-                   device_proof_input(user, device.enc, device.sig, device.label),
-                   ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise InvalidKey("proof: not this device's signature over its keys for this "
-                         "user") from None
+    if not signed_by(sig, device.proof,
+                     device_proof_input(user, device.enc, device.sig, device.label)):
+        raise InvalidKey("proof: not this device's signature over its keys for this user")
     return DeviceKey(kid=fingerprint(enc_der), sid=fingerprint(sig_der), enc=device.enc,
                      sig=device.sig, label=device.label, created_at=int(time.time() * 1000))
 

@@ -206,7 +206,7 @@ async def test_stopping_the_mongodb_primary_loses_no_acked_message(cluster: Clus
     finally:
         await talk.close()
         await asyncio.to_thread(member.start)
-        await asyncio.to_thread(cluster.mongo.wait_primary)
+        await asyncio.to_thread(cluster.mongo.primary)
 
 
 async def test_receivers_gateway_node_killed_every_message_still_reaches_the_receiver(
