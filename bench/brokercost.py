@@ -28,7 +28,7 @@ from broker.topology import (
     declare_audit_stream,
     declare_exchange,
     declare_gateway_queue,
-    declare_persist_queue,
+    declare_persist_queues,
 )
 from contracts import Names
 from contracts.routing import message_key
@@ -59,7 +59,7 @@ async def _bind(channel: AbstractChannel, names: Names, part: str) -> None:
         queue = await declare_gateway_queue(channel, names, f"g{i}")
         await queue.bind(names.exchange, ROOM_KEY)
     if persist:
-        await declare_persist_queue(channel, names, settings.delivery_limit)
+        await declare_persist_queues(channel, names, settings.delivery_limit)
     if audit:
         await declare_audit_stream(channel, names, settings.audit_max_age,
                                    settings.audit_max_bytes)

@@ -27,7 +27,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import DeliveryMode
 
-from broker.topology import declare_persist_queue
+from broker.topology import declare_persist_queues
 from contracts import MESSAGES, message_doc_id
 from contracts.batch import Line, encode
 from contracts.documents import MESSAGE_INDEXES
@@ -85,7 +85,7 @@ async def _publish(ctx: Context, backlog: list[tuple[str, str, bytes, str]],
     async with await ctx.stack.amqp.channel(publisher_confirms=True) as ch:
         # The queue, bound to room.#, exists before the first publish (idempotent, same
         # arguments as the persister declares it with).
-        await declare_persist_queue(ch, ctx.stack.names, settings["delivery_limit"].default)
+        await declare_persist_queues(ch, ctx.stack.names, settings["delivery_limit"].default)
         exchange = await ch.get_exchange(ctx.stack.names.exchange)
         messages = [encode([Line(body, key.partition(".")[2], "bench-drain-1", cursor)
                             for key, _, body, cursor in chunk]) for chunk in chunks]

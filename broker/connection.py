@@ -26,7 +26,7 @@ from .topology import (
     check_durable_path,
     declare_audit_stream,
     declare_exchange,
-    declare_persist_queue,
+    declare_persist_queues,
 )
 
 log = logging.getLogger(__name__)
@@ -63,24 +63,38 @@ class Broker:
             # Both services declare the durable path at start (idempotent), so no publish
             # is ever routed nowhere. Only at start: see service.crash.
             async with aio_pika.Channel(self._connection) as channel:
-                await declare_persist_queue(channel, self.names, self.settings.delivery_limit)
+                await declare_persist_queues(channel, self.names, self.settings.delivery_limit,
+                                             self.settings.persist_partitions)
                 await declare_audit_stream(channel, self.names, self.settings.audit_max_age,
                                            self.settings.audit_max_bytes)
         else:
             # An account that may not configure them (compose's gateways): check they
             # exist, else raise TopologyMissing and the service exits 1 for a restart
             # (crash-only, service.crash), by which time the persister has declared them.
-            await check_durable_path(self._connection, self.names)
+            await check_durable_path(self._connection, self.names,
+                                     self.settings.persist_partitions)
         self._exchange = await declare_exchange(self._channel, self.names,
                                                 passive=not self.settings.declare_topology)
         log.info("broker connected as %s, exchange %s", self.name, self.names.exchange)
 
-    async def queue_depth(self, name: str) -> int:
-        """Messages ready in a queue (a passive declare, on a channel of its own: a missing
+    async def _probe(self, name: str) -> Any:
+        """A queue's declare-ok (a passive declare, on a channel of its own: a missing
         queue closes the channel it is asked on)."""
         async with aio_pika.Channel(self.connection) as probe:
             queue = await probe.declare_queue(name, passive=True)
-        return int(queue.declaration_result.message_count or 0)
+        return queue.declaration_result
+
+    async def queue_depth(self, name: str) -> int:
+        """Messages ready in a queue."""
+        return int((await self._probe(name)).message_count or 0)
+
+    async def consumer_count(self, name: str) -> int:
+        """Consumers of a queue (of a single-active-consumer queue: only the active one)."""
+        return int((await self._probe(name)).consumer_count or 0)
+
+    async def delete_queue(self, name: str) -> None:
+        async with aio_pika.Channel(self.connection) as channel:
+            await channel.queue_delete(name)
 
     @property
     def connection(self) -> AbstractRobustConnection:

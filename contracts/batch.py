@@ -10,8 +10,10 @@ CURSOR_HEADER, the frame's cursor (so fan-out need not parse the body). Strings,
 arrays: the client library decodes an array element by element, which was a tenth of a
 consumer's CPU. Frames of several rooms in one broker message: the routing key is the
 first room's, CC_HEADER (RabbitMQ's sender-selected distribution) lists the other rooms'
-keys, and ROOM_HEADER gives each frame's room. KIND_HEADER gives each frame's kind when
-any of them is a receipt (which v1 sockets are not sent); without it all are messages.
+keys, and ROOM_HEADER gives each frame's room. CC_HEADER also names every room's persist
+slot (contracts.routing), which partitioned persistence binds. KIND_HEADER gives each
+frame's kind when any of them is a receipt (which v1 sockets are not sent); without it all
+are messages.
 
 `encode` is the one writer (the gateway's publisher); `decode` and `decode_headers` the
 one reader (the gateways' fan-out, the persister, the audit tool).
@@ -23,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from .envelope import MESSAGE_KINDS
-from .routing import MESSAGE_NS, message_key
+from .routing import MESSAGE_NS, message_key, persist_key, persist_slot
 
 ORIGIN_HEADER = "x-duet-origin"
 CURSOR_HEADER = "x-duet-cursor"
@@ -68,9 +70,12 @@ def encode(lines: Sequence[Line]) -> Encoded:
     rooms = list(dict.fromkeys(line.room for line in lines))
     headers: dict[str, object] = {ORIGIN_HEADER: join_lines([x.origin for x in lines]),
                                   CURSOR_HEADER: join_lines([x.cursor for x in lines])}
+    # Each room's persist slot too (contracts.routing): partitioned persistence binds them.
+    cc = [message_key(r) for r in rooms[1:]]
+    cc.extend(dict.fromkeys(persist_key(persist_slot(r)) for r in rooms))
+    headers[CC_HEADER] = cc
     if len(rooms) > 1:
         headers[ROOM_HEADER] = join_lines([x.room for x in lines])
-        headers[CC_HEADER] = [message_key(r) for r in rooms[1:]]
     if any(x.kind not in MESSAGE_KINDS for x in lines):
         headers[KIND_HEADER] = join_lines([x.kind for x in lines])
     return Encoded(message_key(rooms[0]), join_frames([x.frame for x in lines]), headers)

@@ -17,12 +17,19 @@ A gateway binds its queue to `*.<uid>.*` and `*.*.<uid>` while it holds a socket
 `uid`: two bindings cover every room of that user (whatever the number of friends) and
 the user's own `user.<uid>.*` events, and no other user's. The persister's receipts
 travel under the one key `stored`, one notice per written batch (all its rooms), which
-every gateway queue binds. Only `room.#` is bound to duet.persist and duet.audit.
+every gateway queue binds. `room.#` is bound to duet.audit, and to duet.persist when
+persistence has one partition.
+
+Partitioned persistence (DUET_PERSIST_PARTITIONS = N > 1): every chat broker message also
+carries, in CC, `persist.<slot>` for each of its rooms' slots (PERSIST_SLOTS of them, by a
+hash of the room). Partition p is the quorum queue duet.persist.<p>, bound to the slots
+s with s % N == p. The gateway needs no N: it always names the slots.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 USER_ID_PATTERN = r"^[0-9a-f]{24}$"
@@ -33,6 +40,9 @@ TYPING_NS = "typing"
 PRESENCE_NS = "presence"
 USER_NS = "user"
 STORED_NS = "stored"
+PERSIST_NS = "persist"
+PERSIST_SLOTS = 64  # a room's slot never changes, whatever the partition count
+MAX_PARTITIONS = 16  # DUET_PERSIST_PARTITIONS' bound: at least 4 slots each
 
 
 def is_user_id(value: str) -> bool:
@@ -63,6 +73,27 @@ def message_key(room: str) -> str:
 
 
 STORED_KEY = STORED_NS  # the routing key of every stored notice
+
+
+def persist_slot(room: str) -> int:
+    """The room's slot: CRC-32 (stable across processes and versions, unlike hash())."""
+    return zlib.crc32(room.encode()) % PERSIST_SLOTS
+
+
+def persist_key(slot: int) -> str:
+    return f"{PERSIST_NS}.{slot}"
+
+
+def persist_partition(room: str, partitions: int) -> int:
+    """Which of `partitions` persist queues stores this room's messages."""
+    return persist_slot(room) % partitions
+
+
+def persist_bindings(partition: int, partitions: int) -> list[str]:
+    """The keys partition `partition` of `partitions` is bound to."""
+    if partitions == 1:
+        return [f"{MESSAGE_NS}.#"]
+    return [persist_key(s) for s in range(PERSIST_SLOTS) if s % partitions == partition]
 
 
 def typing_key(room: str) -> str:
@@ -112,6 +143,19 @@ class Names:
     @property
     def persist_queue(self) -> str:
         return f"{self.prefix}duet.persist"
+
+    def persist_queues(self, partitions: int) -> list[str]:
+        """duet.persist alone, or duet.persist.0 .. duet.persist.<N-1>."""
+        if partitions == 1:
+            return [self.persist_queue]
+        return [f"{self.persist_queue}.{p}" for p in range(partitions)]
+
+    @property
+    def persister_roll(self) -> str:
+        """A queue nothing is published to; every persister consumes it, so its consumer
+        count is how many persisters run (partitions are single-active-consumer, and
+        count only the active one)."""
+        return f"{self.prefix}duet.persisters"
 
     @property
     def dead_letter_exchange(self) -> str:

@@ -117,12 +117,12 @@ class RabbitNode:
                                   f"no answer on port {self.port} after {timeout:.0f} s")
             time.sleep(0.2)
 
-    def ctl(self, *args: str, timeout: float = 60.0) -> str:
-        """rabbitmqctl against this node."""
-        done = subprocess.run([_tool("rabbitmqctl"), "-n", self.name, *args], env=self.env(),
+    def ctl(self, *args: str, timeout: float = 60.0, tool: str = "rabbitmqctl") -> str:
+        """rabbitmqctl (or another CLI tool: rabbitmq-upgrade) against this node."""
+        done = subprocess.run([_tool(tool), "-n", self.name, *args], env=self.env(),
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise StartFailed(f"rabbitmqctl {' '.join(args)} on {self.name}",
+            raise StartFailed(f"{tool} {' '.join(args)} on {self.name}",
                               (done.stderr or done.stdout).strip()[-400:])
         return done.stdout
 
@@ -197,6 +197,18 @@ class RabbitCluster:
         node = self.nodes[index]
         node.start()
         node.wait_ready(self.start_timeout)
+
+    def restart_node(self, index: int) -> None:
+        """One step of a rolling upgrade: wait until stopping the node keeps a majority of
+        every quorum queue online, drain it (maintenance mode: its queue leaders move to
+        other nodes, its client connections are closed), stop it, start it, revive it."""
+        node = self.nodes[index]
+        node.ctl("await_online_quorum_plus_one", "-t", "120", tool="rabbitmq-upgrade",
+                 timeout=150)
+        node.ctl("drain", tool="rabbitmq-upgrade", timeout=120)
+        node.stop()
+        self.start_node(index)
+        node.ctl("revive", tool="rabbitmq-upgrade")
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

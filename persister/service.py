@@ -1,27 +1,38 @@
-"""consume duet.persist → batch → insert_many → ack, then publish `stored` receipts."""
+"""consume duet.persist → batch → insert_many → ack, then publish `stored` receipts.
+
+Partitioned (DUET_PERSIST_PARTITIONS = N > 1): every persister consumes all N queues,
+each single-active-consumer, so one persister at a time stores a room, in order, and a
+standby takes a partition over at once when its holder goes. The first to register holds
+a queue, so every DUET_REBALANCE_S a persister that received from more than its fair share
+(N / persisters, counted on duet.persisters) registers again on the excess, which moves it
+to the back of those queues' lines. A broker message can carry frames of rooms in other
+partitions (a gateway batches rooms together; it is routed to each): each partition
+stores only its own rooms' frames.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel
 from aiormq.exceptions import AMQPError
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from broker import Broker, PublishError, consumer
 from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
-from broker.topology import declare_persist_queue
+from broker.topology import declare_persist_queues, retire_other_partitions
 from contracts import message_doc_id, room_members
 from contracts.batch import BatchError, decode_headers, frame_count
 from contracts.events import storable_frames
-from contracts.routing import MESSAGE_NS, STORED_KEY
+from contracts.routing import MESSAGE_NS, STORED_KEY, persist_partition
 from service.crash import crash
 
 from .metrics import PersisterMetrics
@@ -32,6 +43,10 @@ log = logging.getLogger(__name__)
 
 
 WRITES_IN_FLIGHT = 2  # batches being written at once: one parses while one is inserted
+
+# Which partition a delivery came from: its index, or None for every frame (the one
+# queue, or a queue of another partition count being drained).
+Owner = int | None
 
 
 @dataclass(slots=True)
@@ -50,56 +65,128 @@ class Persister:
         self.consuming = False
         self._broker = broker
         self._store = store
-        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        self._consumer: Consumer | None = None
+        self._inbox: asyncio.Queue[tuple[Delivery, Owner]] = asyncio.Queue()
+        self._channel: AbstractRobustChannel | None = None
+        self._consumers: dict[str, Consumer] = {}  # by queue name
+        self._queues: list[AbstractQueue] = []  # this partition count's, by partition
+        self._received: set[int] = set()  # partitions delivered from since the last check
+        self._draining: list[str] = []  # queues of another partition count, still consumed
         self.stored = 0
+
+    @property
+    def partitions(self) -> int:
+        return self._settings.persist_partitions
 
     async def run(self, stop: asyncio.Event) -> None:
         channel = await self._broker.channel(self._settings.prefetch)
         await self._consume(channel)
         self.consuming = True
-        log.info("persister consuming %s", self._broker.names.persist_queue)
+        log.info("persister consuming %s", ", ".join(q.name for q in self._queues))
         writer = asyncio.create_task(self._write_loop())
-        watchdog = asyncio.create_task(self._watch_lag())
+        helpers = [asyncio.create_task(self._watch_lag())]
+        if self.partitions > 1:
+            helpers.append(asyncio.create_task(self._rebalance_loop()))
         await stop.wait()
-        watchdog.cancel()
+        for helper in helpers:
+            helper.cancel()
         # Stop taking work, finish the batch in hand, then return (unacked ones are requeued).
-        assert self._consumer is not None
-        await self._consumer.cancel()
+        for consumer_ in list(self._consumers.values()):
+            await consumer_.cancel()
         await asyncio.sleep(self._settings.batch_ms / 1000)
         writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        await asyncio.gather(writer, *helpers, return_exceptions=True)
         log.info("persister stopped after storing %s messages", self.stored)
 
     async def _watch_lag(self) -> None:
-        """Report duet.persist's backlog every lag_check_s (the `lag` gauge)."""
-        queue = self._broker.names.persist_queue
+        """Report the persist queues' backlog every lag_check_s (the `lag` gauge); stop
+        consuming a drained queue of another partition count (the next persister to
+        start deletes it: what this one still holds of it is stored and acked first)."""
         while True:
             await asyncio.sleep(self._settings.lag_check_s)
             try:
-                self.metrics.lag.set(await self._broker.queue_depth(queue))
+                depths = [await self._broker.queue_depth(q.name) for q in self._queues]
+                self.metrics.lag.set(sum(depths))
+                for name in list(self._draining):
+                    if await self._broker.queue_depth(name) == 0:
+                        await self._consumers.pop(name).cancel()
+                        self._draining.remove(name)
+                        log.info("drained %s", name)
             except (AMQPError, ConnectionError, RuntimeError) as exc:
-                log.info("could not read the depth of %s: %s", queue, type(exc).__name__)
+                log.info("could not read the persist queues' depth: %s", type(exc).__name__)
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
-        queue = await declare_persist_queue(channel, self._broker.names,
-                                            self._settings.delivery_limit)
-        self._consumer = Consumer(channel, queue, self._inbox.put, crash)
-        await self._consumer.start()
+        names = self._broker.names
+        self._channel = channel
+        self._queues = await declare_persist_queues(channel, names,
+                                                    self._settings.delivery_limit,
+                                                    self.partitions)
+        retired = await retire_other_partitions(self._broker.connection, names,
+                                                self.partitions)
+        roll = await channel.declare_queue(names.persister_roll, durable=True,
+                                           arguments={"x-queue-type": "quorum"})
+        await self._start(roll, None)  # nothing is published to it: it only counts us
+        for p, queue in enumerate(self._queues):
+            await self._start(queue, p if self.partitions > 1 else None)
+        for name in retired:
+            # No message ready and no consumer (so none held unacked): nothing to lose.
+            # (Quorum queues refuse if-empty deletes.) Unbound, it takes no new ones.
+            if (await self._broker.queue_depth(name) == 0
+                    and await self._broker.consumer_count(name) == 0):
+                await self._broker.delete_queue(name)
+                log.info("deleted %s (of another partition count; empty)", name)
+            else:
+                log.warning("draining %s (of another partition count)", name)
+                await self._start(await channel.declare_queue(name, passive=True), None)
+                self._draining.append(name)
 
-    async def _next_batch(self) -> list[tuple[Delivery, int]]:
-        """Broker messages, each with its frame count, until they hold batch_size frames
-        or batch_ms passed."""
-        first = await self._inbox.get()
-        batch = [(first, frame_count(first.body))]
+    async def _start(self, queue: AbstractQueue, owner: Owner) -> None:
+        assert self._channel is not None
+
+        async def receive(delivery: Delivery) -> None:
+            self._inbox.put_nowait((delivery, owner))
+            if owner is not None:
+                self._received.add(owner)
+
+        consumer_ = Consumer(self._channel, queue, receive, crash)
+        self._consumers[queue.name] = consumer_
+        await consumer_.start()
+
+    async def _rebalance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.rebalance_s)
+            try:
+                await self._rebalance()
+            except (AMQPError, ConnectionError, RuntimeError) as exc:
+                log.info("could not rebalance the partitions: %s", type(exc).__name__)
+
+    async def _rebalance(self) -> None:
+        """Give up the partitions received from beyond this persister's fair share: cancel
+        and consume again, to the back of the line (what was delivered is still ours to
+        store and ack; the next in line gets what follows)."""
+        held, self._received = self._received, set()
+        persisters = await self._broker.consumer_count(self._broker.names.persister_roll)
+        fair = math.ceil(self.partitions / max(persisters, 1))
+        if len(held) <= fair:
+            return
+        for p in random.sample(sorted(held), len(held) - fair):
+            queue = self._queues[p]
+            await self._consumers[queue.name].cancel()
+            await self._start(queue, p)
+            log.info("handed %s to the next persister in line", queue.name)
+
+    async def _next_batch(self) -> list[tuple[Delivery, int, Owner]]:
+        """Broker messages, each with its frame count and partition, until they hold
+        batch_size frames or batch_ms passed."""
+        first, owner = await self._inbox.get()
+        batch = [(first, frame_count(first.body), owner)]
         frames = batch[0][1]
         try:
             # One deadline for the batch (not a wait_for, and its task, per message).
             async with asyncio.timeout(self._settings.batch_ms / 1000):
                 while frames < self._settings.batch_size:
-                    message = (self._inbox.get_nowait() if not self._inbox.empty()
-                               else await self._inbox.get())
-                    batch.append((message, frame_count(message.body)))
+                    message, owner = (self._inbox.get_nowait() if not self._inbox.empty()
+                                      else await self._inbox.get())
+                    batch.append((message, frame_count(message.body), owner))
                     frames += batch[-1][1]
         except TimeoutError:
             pass
@@ -142,11 +229,12 @@ class Persister:
             finally:
                 slots.release()
 
-    async def _prepare(self, messages: list[tuple[Delivery, int]]) -> _Batch | None:
-        """Parse a batch; dead-letter the messages that are not valid for their key."""
+    async def _prepare(self, messages: list[tuple[Delivery, int, Owner]]) -> _Batch | None:
+        """Parse a batch; dead-letter the messages that are not valid for their key. A
+        message with no frame of its partition is acked with the batch, storing nothing."""
         batch = _Batch()
         now = int(time.time() * 1000)
-        for message, lines in messages:
+        for message, lines, owner in messages:
             if message.channel.is_closed:
                 continue  # the broker requeued it with its channel: it comes again
             parsed = _documents(message, lines, now)
@@ -154,12 +242,15 @@ class Persister:
                 log.warning("dead-lettering malformed message %s", message_id(message))
                 self.metrics.dead_lettered.inc()
                 await _settle(message, ack=False)
-            else:
-                batch.owner.extend([len(batch.good)] * len(parsed))
-                batch.docs.extend(d for d, _ in parsed)
-                batch.origins.extend(o for _, o in parsed)
-                batch.good.append(message)
-        return batch if batch.docs else None
+                continue
+            if owner is not None:
+                parsed = [(d, o) for d, o in parsed
+                          if persist_partition(d["room"], self.partitions) == owner]
+            batch.owner.extend([len(batch.good)] * len(parsed))
+            batch.docs.extend(d for d, _ in parsed)
+            batch.origins.extend(o for _, o in parsed)
+            batch.good.append(message)
+        return batch if batch.good else None
 
     async def _settle_batch(self, batch: _Batch, refused: set[int]) -> None:
         """Ack a written batch and send its receipts. `refused`: its broker messages
@@ -188,6 +279,8 @@ class Persister:
 
     async def _insert_with_retry(self, docs: list[dict[str, Any]]) -> set[int]:
         """Insert, waiting out a MongoDB outage with capped, jittered back-off."""
+        if not docs:
+            return set()  # only other partitions' frames
         delay = 0.1
         self.metrics.batch_size.observe(len(docs))
         while True:

@@ -16,4 +16,6 @@ class PersisterSettings(ServiceSettings):
     batch_ms: float = Field(20.0, ge=0, description="How long a batch waits to fill.")
     lag_check_s: float = Field(5.0, gt=0, description="How often duet.persist's backlog is "
                                                       "read for the `lag` gauge.")
+    rebalance_s: float = Field(2.0, gt=0, description=(
+        "Partitioned: how often a persister hands off the partitions beyond its share."))
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off while MongoDB is down.")

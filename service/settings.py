@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import Names
+from contracts.routing import MAX_PARTITIONS
 
 
 class ServiceSettings(BaseSettings):
@@ -24,6 +25,10 @@ class ServiceSettings(BaseSettings):
     prefix: str = Field("", description="Prepended to every exchange, queue and database name.")
     delivery_limit: int = Field(
         5, ge=1, description="Deliveries before a message is dead-lettered.")
+    persist_partitions: int = Field(
+        1, ge=1, le=MAX_PARTITIONS, description=(
+            "Persist queues (duet.persist.<p>), each stored by one persister at a time; 1: "
+            "the one queue duet.persist. The same for every service (docs/operations.md)."))
     audit_max_age: str = Field("30D", description="Audit stream retention (RabbitMQ x-max-age).")
     audit_max_bytes: int = Field(20 * 1024**3, ge=1, description="Audit stream size cap.")
     declare_topology: bool = Field(

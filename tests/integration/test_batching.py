@@ -146,7 +146,7 @@ async def test_persister_stores_frames_of_each_room_a_message_was_routed_under(
         await wait_dead_letters(channel, names, dead0 + 1, "the frame of an unrouted room")
         shared = encode([Line(frame(a1.user_id, room1, "cc-1", 3), room1, "x", "c1"),
                          Line(frame(a2.user_id, room2, "cc-2", 4), room2, "x", "c2")])
-        assert shared.headers[CC_HEADER] == [f"room.{room2}"]
+        assert shared.headers[CC_HEADER][0] == f"room.{room2}"
         await exchange.publish(aio_pika.Message(shared.body, headers=shared.headers),
                                shared.routing_key)
     assert await wait_stored(mongo, stack.db_name, room1, 1) == ["cc-1"]
@@ -275,12 +275,12 @@ async def test_waiting_messages_of_two_rooms_leave_as_one_broker_message(
                 tapped.append(message)
     assert [m["id"] for m in got1] == ids1 and {m["room"] for m in got1} == {room1}
     assert [m["id"] for m in got2] == ids2 and {m["room"] for m in got2} == {room2}
-    shared = [m for m in tapped if (m.headers or {}).get(CC_HEADER)]
+    shared = [m for m in tapped if (m.headers or {}).get(ROOM_HEADER)]
     assert len(shared) == 1, [m.headers for m in tapped]
     lines = [orjson.loads(x) for x in split_frames(shared[0].body)]
     headers = shared[0].headers or {}
     assert shared[0].routing_key == f"room.{room1}"
-    assert headers[CC_HEADER] == [f"room.{room2}"]
+    assert [k for k in headers[CC_HEADER] if k.startswith("room.")] == [f"room.{room2}"]
     assert header_list(headers[ROOM_HEADER]) == [f["room"] for f in lines]
     assert sorted(f["id"] for f in lines) == sorted(ids1[1:] + ids2)
     assert sorted(await wait_stored(mongo, stack.db_name, room1, 6)) == sorted(ids1)

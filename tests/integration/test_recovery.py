@@ -151,10 +151,10 @@ async def test_persister_leaves_out_deliveries_of_a_closed_channel(amqp_url: str
         while delivery is None or delivery.delivery_tag is None:
             await asyncio.sleep(0.05)
             delivery = await amqp.basic_get(queue.name)
-        batch = await persister._prepare([(delivery, 1)])
+        batch = await persister._prepare([(delivery, 1, None)])
         assert batch is not None and [d["id"] for d in batch.docs] == ["m0"]
         await amqp.close()
-        assert await persister._prepare([(delivery, 1)]) is None
+        assert await persister._prepare([(delivery, 1, None)]) is None
     finally:
         await conn.close()
 

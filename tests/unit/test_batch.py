@@ -16,7 +16,7 @@ from contracts.batch import (
     encode,
     frame_count,
 )
-from contracts.routing import message_key
+from contracts.routing import message_key, persist_key, persist_slot
 
 
 def line(n: int, room: str = "a.b", kind: str = "text") -> Line:
@@ -45,13 +45,17 @@ def test_encode_then_decode_gives_the_lines_back(lines: list[Line]) -> None:
 def test_one_room_of_messages_travels_without_the_optional_headers() -> None:
     m = encode([line(0), line(1, kind="image")])
     assert m.routing_key == message_key("a.b") and frame_count(m.body) == 2
-    assert not {ROOM_HEADER, CC_HEADER, KIND_HEADER} & set(m.headers)
+    assert not {ROOM_HEADER, KIND_HEADER} & set(m.headers)
+    assert m.headers[CC_HEADER] == [persist_key(persist_slot("a.b"))]  # its persist slot
     assert decode("a.b", m.body, m.headers).kinds is None
 
 
 def test_other_rooms_travel_in_cc_once_each_and_the_key_is_the_first_room() -> None:
+    """CC: the other rooms' keys, then each room's persist slot once."""
     m = encode([line(0, "c.d"), line(1), line(2, "c.d"), line(3)])
-    assert m.routing_key == message_key("c.d") and m.headers[CC_HEADER] == [message_key("a.b")]
+    slots = list(dict.fromkeys(persist_key(persist_slot(r)) for r in ("c.d", "a.b")))
+    assert m.routing_key == message_key("c.d")
+    assert m.headers[CC_HEADER] == [message_key("a.b"), *slots]
 
 
 def bad(headers: dict[str, object], lines: int = 2) -> None:
