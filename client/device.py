@@ -46,6 +46,7 @@ class DeviceSession:
         self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._connected = asyncio.Event()
         self.synced = asyncio.Event()
+        self.sockets = 0  # device sockets opened so far (the first, then reconnects)
         self.stored: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.fatal: str | None = None
         self.state = "connecting"
@@ -156,6 +157,7 @@ class DeviceSession:
         if ready.get("type") != "ready":
             raise ConnectionClosed(None, None)
         self._ws = ws
+        self.sockets += 1
         sync = self._sync()
         if sync is not None:
             self.synced.clear()
@@ -192,6 +194,8 @@ class DeviceSession:
                 return
             if frame.get("code") == ERRORS["sync_failed"].code:
                 asyncio.create_task(self._resync_later())
+            elif frame.get("code") == ERRORS["sync_needed"].code:
+                asyncio.create_task(self._resync_later(0))
             elif entry is None:
                 log.warning("server error: %s %s", frame.get("code"), frame.get("detail"))
         try:

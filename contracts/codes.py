@@ -53,6 +53,9 @@ ERRORS: dict[str, ErrorCode] = {e.code: e for e in (
     ErrorCode("publish_failed", "the broker did not confirm in time; resend the same frame "
                                 "(same id)"),
     ErrorCode("sync_failed", "history could not be read; send `sync` again"),
+    ErrorCode("sync_needed", "v2: the gateway's broker connection was lost and restored, so "
+                             "live frames may have been missed: send `sync` again now (the "
+                             "socket stays open)"),
     ErrorCode("unavailable", "v2: storage did not answer (a `read` position was not kept); "
                              "send it again"),
     ErrorCode("too_many_messages", "the user sent DUET_MESSAGES_PER_MINUTE messages this "
@@ -90,8 +93,8 @@ CLOSES: dict[int, CloseCode] = {c.code: c for c in (
               "now"),
     CloseCode(TRY_AGAIN_LATER, "too_far_behind",
               "the socket missed frames: it fell more than DUET_OUTBOX_FRAMES or "
-              "DUET_OUTBOX_BYTES behind, or its gateway's broker connection was lost and "
-              "restored: reconnect and sync",
+              "DUET_OUTBOX_BYTES behind, or (v1) its gateway's broker connection was lost "
+              "and restored: reconnect and sync",
               "backoff"),
 )}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
 from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
-from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, TRY_AGAIN_LATER
+from contracts.codes import ERRORS, FORBIDDEN_ROOM, NOT_AUTHENTICATED, TRY_AGAIN_LATER
 from contracts.routing import (
     ACCOUNT_EVENT,
     FRIENDS_EVENT,
@@ -49,6 +50,8 @@ from .metrics import GatewayMetrics
 from .outbox import Connection
 
 log = logging.getLogger(__name__)
+
+SYNC_NEEDED = "sync_needed"
 
 # Read stored messages by cursor (room → cursors), as `message` frames, oldest first.
 Fetch = Callable[[Mapping[str, list[str]]], Awaitable[list[dict[str, Any]]]]
@@ -102,14 +105,21 @@ class Hub:
 
     def _on_reconnected(self, *_: object) -> None:
         """The broker connection came back (perhaps on another node) and this replica's
-        queue with it; what was routed while it was gone reached no one here. Each local
-        socket is closed with too_far_behind, so its client reconnects and syncs: stored
-        messages come back from MongoDB, none is left unpushed (guarantee 3)."""
+        queue with it; what was routed while it was gone reached no one here. Each device
+        socket is told `sync_needed` and syncs over the same socket, the in-flight race
+        open again for it (gateway.resume); a v1 socket is closed with too_far_behind and
+        syncs on reconnecting. Stored messages come back from MongoDB, none is left
+        unpushed (guarantee 3)."""
         sockets = self.connections()
+        now_us = time.time_ns() // 1000
         for conn in sockets:
-            conn.close(TRY_AGAIN_LATER, "the gateway's broker connection was restored: sync")
-        log.warning("broker connection restored: %d sockets asked to reconnect and sync",
-                    len(sockets))
+            if conn.device:
+                conn.resume.reopen(now_us)
+                conn.send({"type": "error", "code": SYNC_NEEDED,
+                           "detail": ERRORS[SYNC_NEEDED].cause})
+            else:
+                conn.close(TRY_AGAIN_LATER, "the gateway's broker connection was restored: sync")
+        log.warning("broker connection restored: %d sockets asked to sync", len(sockets))
 
     @property
     def bound_users(self) -> int:

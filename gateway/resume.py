@@ -45,17 +45,25 @@ class Resume:
     """One socket's resume state. Items are stored-notice entries (contracts.StoredItem as
     dicts: room, sender, id, cursor, origin)."""
 
-    __slots__ = ("until_us", "sent", "held", "held_bytes", "held_items", "positions",
-                 "synced")
+    __slots__ = ("until_us", "margin_us", "sent", "held", "held_bytes", "held_items",
+                 "positions", "synced")
 
     def __init__(self, joined_us: int, margin_us: int) -> None:
         self.until_us = joined_us + margin_us
+        self.margin_us = margin_us
         self.sent: set[str] | None = set()
         self.held: list[tuple[str, str]] | None = None  # (cursor, frame text) while replaying
         self.held_bytes = 0
         self.held_items: list[dict[str, Any]] = []
         self.positions: Positions | None = None
         self.synced = False
+
+    def reopen(self, now_us: int) -> None:
+        """The socket may have missed live frames (its gateway's queue was lost and made
+        again) and is asked to sync: the in-flight race opens again, as at a join."""
+        self.until_us = now_us + self.margin_us
+        if self.sent is None:
+            self.sent = set()
 
     # -- what was sent -----------------------------------------------------------------
     def track(self, cursor: str) -> None:

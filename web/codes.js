@@ -32,6 +32,10 @@ export const ERRORS = {
     "cause": "history could not be read; send `sync` again",
     "code": "sync_failed"
   },
+  "sync_needed": {
+    "cause": "v2: the gateway's broker connection was lost and restored, so live frames may have been missed: send `sync` again now (the socket stays open)",
+    "code": "sync_needed"
+  },
   "too_large": {
     "cause": "the ciphertext exceeds the limit of its kind (DUET_MAX_TEXT_BYTES, DUET_MAX_IMAGE_BYTES, or 512 bytes for a receipt or typing signal)",
     "code": "too_large"
@@ -79,7 +83,7 @@ export const CLOSES = {
     "retry": "now"
   },
   "1013": {
-    "cause": "the socket missed frames: it fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind, or its gateway's broker connection was lost and restored: reconnect and sync",
+    "cause": "the socket missed frames: it fell more than DUET_OUTBOX_FRAMES or DUET_OUTBOX_BYTES behind, or (v1) its gateway's broker connection was lost and restored: reconnect and sync",
     "code": 1013,
     "name": "too_far_behind",
     "retry": "backoff"

@@ -97,6 +97,7 @@ export class DeviceSocket {
       if (frame.type === 'error' && frame.code === ERRORS.sync_failed.code) {
         setTimeout(() => this.sync(), 1000);
       }
+      if (frame.type === 'error' && frame.code === ERRORS.sync_needed.code) this.sync();
       this.onFrame(frame);
     };
     ws.onclose = (event) => {
