@@ -2,9 +2,9 @@
 
 from .envelope import Content
 from .errors import ApiError, ConfigError, CryptoError, DuetError, InsecureServer, SendError
-from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
+from .events import Alert, Event, Message, Presence, ReadPosition, Receipt, Typing, Unsent
 from .sdk import Client
 
 __all__ = ["Alert", "ApiError", "Client", "ConfigError", "Content", "CryptoError", "DuetError",
            "Event", "InsecureServer", "Message", "Presence", "ReadPosition", "Receipt",
-           "SendError", "Typing"]
+           "SendError", "Typing", "Unsent"]

@@ -74,4 +74,15 @@ class ReadPosition:
     unread: int
 
 
-Event = Message | Alert | Receipt | Typing | Presence | ReadPosition
+@dataclass(frozen=True)
+class Unsent:
+    """A message yielded earlier was not confirmed by the server (its sender was told
+    publish_failed): show it as not sent. Its sender's client sends it again under the
+    same id, and it is yielded again as a Message."""
+
+    room: str
+    sender: str
+    id: str
+
+
+Event = Message | Alert | Receipt | Typing | Presence | ReadPosition | Unsent

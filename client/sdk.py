@@ -43,7 +43,17 @@ from .envelope import (
     verify_signature,
 )
 from .errors import ApiError, ConfigError, CryptoError, IdentityChanged
-from .events import NOT_FOR_DEVICE, Alert, Event, Message, Presence, ReadPosition, Receipt, Typing
+from .events import (
+    NOT_FOR_DEVICE,
+    Alert,
+    Event,
+    Message,
+    Presence,
+    ReadPosition,
+    Receipt,
+    Typing,
+    Unsent,
+)
 from .identity import Directory, Pin
 from .profile import Profile, default_home
 from .shares import open_share, seal_shares
@@ -106,6 +116,7 @@ class Client:
         self._warned: set[tuple[str, str]] = set()
         self.device_state: str | None = None  # "identity" | "linked" | "pending"
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._unsent: set[tuple[str, str]] = set()  # (sender, id) shown, then unsent
         self._session: DeviceSession | None = None
         self._opening: asyncio.Lock | None = None
         self._listeners: list[_Listener] = []
@@ -760,7 +771,7 @@ class Client:
             return
         if kind == "presence":
             rooms = {room_id(self._me(), frame["user"])}
-        elif kind in ("message", "typing", "read"):
+        elif kind in ("message", "typing", "read", "unsent"):
             rooms = {frame["room"]}
         else:
             return
@@ -803,7 +814,7 @@ class Client:
                 # come first: they say what the messages after them are worth.
                 fresh, listener.warned = self.warnings[listener.warned:], len(self.warnings)
                 for event in [*fresh, *events]:
-                    if signals or isinstance(event, Message | Alert):
+                    if signals or isinstance(event, Message | Alert | Unsent):
                         yield event
         finally:
             self._listeners.remove(listener)
@@ -822,6 +833,16 @@ class Client:
             return [ReadPosition(frame["room"], frame["cursor"], int(frame["unread"]))]
         if kind == "typing":
             return await self._verify(frame, chain=False)
+        if kind == "unsent":
+            # Only what this device showed: shown again when it comes again.
+            unsent: list[Event] = []
+            for mid in frame["ids"]:
+                key = (frame["sender"], mid)
+                if key in self._seen:
+                    del self._seen[key]
+                    self._unsent.add(key)
+                    unsent.append(Unsent(frame["room"], frame["sender"], mid))
+            return unsent
         events = await self._process(frame)
         room = frame["room"]
         self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
@@ -924,8 +945,10 @@ class Client:
             if verdict.kind != "ok" and verdict.kind != "duplicate":
                 alerts.append(Alert(verdict.kind, sender, verdict.detail, mid,
                                     frame.get("cursor")))
-            if not verdict.show:
+            if not verdict.show and not (verdict.kind == "duplicate"
+                                         and (sender, mid) in self._unsent):
                 return alerts
+            self._unsent.discard((sender, mid or ""))
         if not any(isinstance(k, dict) and k.get("kid") == self.device.kid
                    for k in env.get("keys") or ()):
             # Sent before this device was added (or to a list without it): explained, not

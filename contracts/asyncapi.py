@@ -45,7 +45,9 @@ _V2_OUT: list[Entry] = [
            *_COMMON_OUT,
            ("typingEvent", frames.TypingEvent, "A friend's typing signal."),
            ("presence", frames.PresenceEvent, "A friend went online or offline."),
-           ("readEvent", frames.ReadEvent, "This user's read position moved.")]
+           ("readEvent", frames.ReadEvent, "This user's read position moved."),
+           ("unsent", frames.UnsentEvent, "Messages pushed live that the broker did not "
+                                          "confirm: show them as not sent.")]
 _BROKER: list[tuple[str, str, type[BaseModel], str]] = [
     ("roomMessages", "room.{lo}.{hi}", events.RoomMessage,
      "Chat messages and receipts, persistent and confirmed: one `message` frame per line, "
@@ -56,6 +58,9 @@ _BROKER: list[tuple[str, str, type[BaseModel], str]] = [
     ("presenceEvents", "presence.{lo}.{hi}", frames.PresenceEvent,
      "A user went online or offline: one publish under one of their rooms with every other "
      "room in CC; transient, to gateways only."),
+    ("unsentNotices", "unsent.{lo}.{hi}", frames.UnsentEvent,
+     "Messages a gateway published but the broker did not confirm: to the users' gateways "
+     "only; transient."),
     ("readPositions", "user.{uid}.read", frames.ReadEvent,
      "A user's read position moved: to that user's gateways only; transient."),
     ("storedNotices", "stored", events.StoredNotice,

@@ -182,6 +182,19 @@ class TypingEvent(_Frame):
     body: Body
 
 
+class UnsentEvent(_Frame):
+    """v2: these messages of `sender` in `room` were pushed live, but the broker did not
+    confirm them (their sender was told publish_failed): show them as not sent. The
+    sender's client sends each again under the same id, and it comes again as a
+    `message` (the same envelope)."""
+
+    type: Literal["unsent"] = "unsent"
+    room: str
+    sender: str
+    ids: list[MessageId]
+    cursors: list[Cursor] = Field(description="Each id's cursor, as it was pushed.")
+
+
 class PresenceEvent(_Frame):
     """v2: a friend is online (a socket on any gateway) or went offline; `at` (ms, the
     deciding gateway's clock) orders events about one user."""
@@ -212,10 +225,10 @@ server_frame: TypeAdapter[
 
 DeviceServerFrame = Annotated[
     DeviceReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
-    | TypingEvent | PresenceEvent | ReadEvent,
+    | TypingEvent | PresenceEvent | ReadEvent | UnsentEvent,
     Field(discriminator="type"),
 ]
 device_server_frame: TypeAdapter[
     DeviceReadyFrame | AckFrame | MessageFrame | StoredFrame | SyncedFrame | ErrorFrame
-    | TypingEvent | PresenceEvent | ReadEvent
+    | TypingEvent | PresenceEvent | ReadEvent | UnsentEvent
 ] = TypeAdapter(DeviceServerFrame)

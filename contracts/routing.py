@@ -5,6 +5,8 @@ Broker messages about a room travel under `<namespace>.<lo>.<hi>`:
 
     room.<lo>.<hi>      chat messages and receipts: persisted (duet.persist) and audited
     typing.<lo>.<hi>    typing signals: transient, routed to gateways only
+    unsent.<lo>.<hi>    messages a gateway published whose confirm failed (so pushed live,
+                        perhaps never stored): transient, gateways only
     presence.<lo>.<hi>  a member went online or offline (one publish, every friend's room
                         in CC): transient, gateways only
     user.<uid>.read     a user's read position moved: to that user's devices only
@@ -37,6 +39,7 @@ _USER_ID = re.compile(USER_ID_PATTERN)
 
 MESSAGE_NS = "room"
 TYPING_NS = "typing"
+UNSENT_NS = "unsent"
 PRESENCE_NS = "presence"
 USER_NS = "user"
 STORED_NS = "stored"
@@ -98,6 +101,10 @@ def persist_bindings(partition: int, partitions: int) -> list[str]:
 
 def typing_key(room: str) -> str:
     return f"{TYPING_NS}.{room}"
+
+
+def unsent_key(room: str) -> str:
+    return f"{UNSENT_NS}.{room}"
 
 
 def presence_key(room: str) -> str:

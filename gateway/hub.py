@@ -42,6 +42,7 @@ from contracts.routing import (
     PRESENCE_NS,
     STORED_KEY,
     TYPING_NS,
+    UNSENT_NS,
     USER_NS,
 )
 from service.crash import crash
@@ -238,6 +239,12 @@ class Hub:
             self._on_messages(rest, message)
         elif ns == TYPING_NS:
             self._on_typing(rest, message.body)
+        elif ns == UNSENT_NS:
+            text = message.body.decode()
+            for user in room_members(rest):
+                for conn in self._sockets(user):
+                    if conn.device:
+                        conn.push(text)
         elif ns == PRESENCE_NS:
             self._on_presence(rest, message)
         elif ns == USER_NS:

@@ -22,8 +22,11 @@ import time
 from collections import deque
 from typing import Protocol
 
+import orjson
+
 from broker import Broker, PublishError
 from contracts.batch import Line, encode
+from contracts.routing import unsent_key
 
 from .metrics import GatewayMetrics
 
@@ -34,6 +37,7 @@ class Sender(Protocol):
     """Who is told how a submitted message fared (a socket)."""
 
     id: str
+    user: str
 
     def confirmed(self, frame_id: str, ts: int, cursor: str, room: str) -> None: ...
 
@@ -139,11 +143,26 @@ class Publisher:
                         extra={"key": message.routing_key})
             for m in batch:
                 m.sender.failed(m.frame_id)
+            await self._unsent(batch)
             return
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
         for m in batch:
             m.sender.confirmed(m.frame_id, m.ts, m.cursor, m.room)
+
+    async def _unsent(self, batch: list[Outgoing]) -> None:
+        """The broker may have routed a message it did not confirm to the gateways, which
+        pushed it live, while duet.persist refused it: say so to the room's device
+        sockets (`unsent`; best-effort, like typing), so no one is left shown a message
+        that may never be stored. The sender resends it (same id) and it comes again."""
+        groups: dict[tuple[str, str], list[Outgoing]] = {}
+        for m in batch:
+            groups.setdefault((m.room, m.sender.user), []).append(m)
+        for (room, user), items in groups.items():
+            await self._broker.notify(orjson.dumps({
+                "type": "unsent", "room": room, "sender": user,
+                "ids": [m.frame_id for m in items], "cursors": [m.cursor for m in items]}),
+                unsent_key(room))
 
     async def close(self) -> None:
         """Publish what is queued and wait until nothing is in flight; safe twice."""

@@ -311,7 +311,7 @@ function onFrame(frame) {
   }
   let room = frame.room ?? null;
   if (!room && frame.type === 'error' && frame.id) room = app.outbox.roomOf(frame.id);
-  if (room === open.room && ['message', 'ack', 'stored', 'error'].includes(frame.type)) open.onFrame(frame);
+  if (room === open.room && ['message', 'ack', 'stored', 'error', 'unsent'].includes(frame.type)) open.onFrame(frame);
   else if (frame.type === 'ack' || frame.type === 'stored') settleElsewhere(frame);
 }
 

@@ -42,6 +42,7 @@ export class Conversation {
     this.chains = new ChainBook();
     this.history = new History({ api, me, peer, room: this.room, chains: this.chains });
     this.seen = new Set(); // "<sender>/<id>" of every frame handled (shown or not)
+    this.unsent = new Set(); // "<sender>/<id>" shown, then said `unsent`, not yet come again
     this.work = Promise.resolve();
     this.sending = Promise.resolve();
     this.early = []; // live frames that came before the first page
@@ -116,6 +117,20 @@ export class Conversation {
       if (frame.kind !== 'receipt') this.enqueue(() => this.ingest([frame], 'live'));
     } else if (['ack', 'stored', 'error'].includes(frame.type)) {
       this.enqueue(() => this.onReply(frame));
+    } else if (frame.type === 'unsent') {
+      this.enqueue(() => this.onUnsent(frame));
+    }
+  }
+
+  /** Messages shown live that the broker did not confirm: shown as not sent until they
+   * come again (their sender resends them under the same id). */
+  onUnsent(frame) {
+    for (const id of frame.ids) {
+      const key = `${frame.sender}/${id}`;
+      const item = this.timeline.items.get(key);
+      if (!item) continue;
+      this.unsent.add(key);
+      this.timeline.setUnsent(item, true);
     }
   }
 
@@ -129,6 +144,7 @@ export class Conversation {
     await this.outbox.settle(this.room, frame.id);
     const item = this.timeline.item(this.me.id, frame.id);
     if (!item) return;
+    if (this.unsent.delete(`${this.me.id}/${frame.id}`)) this.timeline.setUnsent(item, false);
     this.timeline.place(item, step.cursor, step.ts);
     this.timeline.setState(item, step.state, step.detail);
     this.applyMarks();
@@ -164,6 +180,7 @@ export class Conversation {
       if (this.seen.has(key)) {
         // A re-delivery (sync after a reconnect, a resend): at most news that it is stored.
         const item = this.timeline.items.get(key);
+        if (item && this.unsent.delete(key)) this.timeline.setUnsent(item, false);
         if (item && item.own && origin !== 'live') {
           this.timeline.place(item, frame.cursor, frame.ts);
           this.timeline.setState(item, 'stored');

@@ -150,6 +150,13 @@ export class Timeline {
     }
   }
 
+  /** A message shown live that the server did not confirm (`unsent`), or that came
+   * again after it: dimmed and labelled "not sent" until then. */
+  setUnsent(item, unsent) {
+    item.el.classList.toggle('unsent', unsent);
+    item.el.title = unsent ? 'not confirmed by the server: the sender\'s app sends it again' : '';
+  }
+
   /** Give an own message its server cursor (and time) once, and move it into place. */
   place(item, cursor, ts) {
     if (item.cursor || !cursor) return;

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..events import NOT_FOR_DEVICE, Alert, Event, Message
+from ..events import NOT_FOR_DEVICE, Alert, Event, Message, Unsent
 from ..progress import Bar
 from ..sdk import Client
 from . import images
@@ -50,7 +50,7 @@ class Shown:
         if isinstance(event, Alert) and event.kind == NOT_FOR_DEVICE:
             self.run.append(event)
             return
-        if isinstance(event, Alert | Message):
+        if isinstance(event, Alert | Message | Unsent):
             self.flush()
         await show(self.s, event, self.save_dir)
 
@@ -63,9 +63,15 @@ class Shown:
 
 
 async def show(s: Session, event: Event, save_dir: Path) -> None:
-    """A message (its image saved first) or an alert; other events are not shown."""
+    """A message (its image saved first), an alert, or a message unsent; other events are
+    not shown."""
     if isinstance(event, Alert):
         show_alert(s, event)
+    elif isinstance(event, Unsent):
+        s.out.emit({"type": "unsent", "room": event.room, "sender": event.sender,
+                    "id": event.id},
+                   f"(not sent: {s.names.get(event.sender, event.sender)}'s message "
+                   f"{event.id} was not confirmed by the server; it comes again if resent)")
     elif isinstance(event, Message):
         saved = None
         if event.kind != "text":

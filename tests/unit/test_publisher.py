@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+
 from broker import PublishError
 from contracts.batch import CC_HEADER, CURSOR_HEADER, ROOM_HEADER, header_list, split_frames
 from gateway.metrics import GatewayMetrics
@@ -16,7 +18,11 @@ class HeldBroker:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, list[bytes], dict[str, Any]]] = []
+        self.notices: list[tuple[str, dict[str, Any]]] = []
         self._gate = asyncio.Event()
+
+    async def notify(self, body: bytes, routing_key: str) -> None:
+        self.notices.append((routing_key, orjson.loads(body)))
 
     async def publish(self, body: bytes, routing_key: str, *, headers: dict[str, Any],
                       timeout: float) -> None:
@@ -33,6 +39,7 @@ class HeldBroker:
 class Sender:
     def __init__(self, name: str) -> None:
         self.id = name
+        self.user = f"user-{name}"
         self.answers: list[tuple[str, str]] = []
 
     def confirmed(self, frame_id: str, ts: int, cursor: str, room: str) -> None:
@@ -87,6 +94,13 @@ async def test_in_an_outage_every_send_fails_within_its_own_timeout() -> None:
     assert sender.answers == [("failed", f"m{n}") for n in range(10)]
     assert loop.time() - t0 < 0.2 + 0.1 + 0.15  # the last arrived at ~0.1 s
     assert len(broker.published) < 5  # five batches of two, had each waited its turn
+    # What was published and not confirmed, and only that, is said to be unsent.
+    published = [f.decode() for _, frames, _ in broker.published for f in frames]
+    assert [(key, n["ids"]) for key, n in broker.notices] == [
+        ("unsent.a.b", frames) for frames in ([f.decode() for f in p[1]]
+                                              for p in broker.published)]
+    assert all(n["sender"] == "user-s" and n["cursors"] == [f"c-{i}" for i in n["ids"]]
+               for _, n in broker.notices) and published
 
 
 async def test_publishes_start_an_interval_apart_and_what_comes_meanwhile_leaves_as_one() -> None:
