@@ -12,6 +12,7 @@ user's read-receipts setting allows.
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 import secrets
 import time
@@ -42,7 +43,7 @@ from .envelope import (
     seal,
     verify_signature,
 )
-from .errors import ApiError, ConfigError, CryptoError, IdentityChanged
+from .errors import ApiError, ConfigError, CryptoError, IdentityChanged, SendError
 from .events import (
     NOT_FOR_DEVICE,
     Alert,
@@ -67,6 +68,8 @@ from .signals import (
     typing_content,
 )
 from .transport import check_server_url
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
@@ -873,7 +876,11 @@ class Client:
             return
         self._told[room] = marks
         envelope = await self._signal(peer, "receipt", receipt_content(*marks))
-        await self._post(peer, "receipt", envelope)
+        try:
+            await self._post(peer, "receipt", envelope)
+        except SendError as exc:  # the session closed meanwhile: a receipt is best-effort
+            self._told.pop(room, None)
+            log.info("receipt for %s not sent: %s", room, exc)
 
     async def history(self, friend: str, *, limit: int = 100) -> list[Event]:
         """Every stored message of the room, verified and decrypted, oldest first."""

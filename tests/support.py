@@ -19,15 +19,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from broker.topology import declare_audit_stream, declare_exchange
 from contracts import Names, room_id
 from devstack import launch
 from devstack.launch import Child
 from devstack.ports import free_port
+from service.settings import ServiceSettings
 
 TOKEN_SECRET = "test-secret-" + "x" * 40
 T = TypeVar("T")
@@ -469,3 +472,37 @@ async def wait_dead_letters(channel: Any, names: Any, count: int, what: str,
 
     (n,) = await eventually(enough, timeout, f"{what} dead-lettered", 0.2)
     return n
+
+
+async def declare_small_persist_queue(amqp_url: str, names: Names) -> None:
+    """The durable path, its duet.persist a quorum queue of at most one message that
+    refuses publishes past it (`x-overflow: reject-publish`), filled past it: RabbitMQ
+    nacks a chat message published then, while still routing it to the gateways. For a
+    gateway started with DUET_DECLARE_TOPOLOGY=false, and no persister."""
+    settings = ServiceSettings()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await declare_exchange(channel, names)
+        dead = await channel.declare_exchange(names.dead_letter_exchange,
+                                              aio_pika.ExchangeType.FANOUT, durable=True)
+        dead_letters = await channel.declare_queue(names.dead_letter_queue, durable=True,
+                                                   arguments={"x-queue-type": "quorum"})
+        await dead_letters.bind(dead)
+        queue = await channel.declare_queue(names.persist_queue, durable=True, arguments={
+            "x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"})
+        await queue.bind(exchange, "room.#")
+        filler = await connection.channel(publisher_confirms=False)
+        for _ in range(3):  # full (no persister runs here); those past the limit are dropped
+            await filler.default_exchange.publish(aio_pika.Message(b"filler"), queue.name)
+        await asyncio.sleep(0.2)
+        await declare_audit_stream(channel, names, settings.audit_max_age,
+                                   settings.audit_max_bytes)
+
+
+async def purge(amqp_url: str, name: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        await queue.purge()

@@ -13,46 +13,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aio_pika
 import pytest
-from support import Stack, unique_name
+from support import Stack, declare_small_persist_queue, purge, unique_name
 
-from broker.topology import declare_audit_stream, declare_exchange
 from client import Client, Message, Unsent
 from contracts import Names
-from service.settings import ServiceSettings
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def declare_small_persist_queue(amqp_url: str, names: Names) -> None:
-    settings = ServiceSettings()
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await declare_exchange(channel, names)
-        dead = await channel.declare_exchange(names.dead_letter_exchange,
-                                              aio_pika.ExchangeType.FANOUT, durable=True)
-        dead_letters = await channel.declare_queue(names.dead_letter_queue, durable=True,
-                                                   arguments={"x-queue-type": "quorum"})
-        await dead_letters.bind(dead)
-        queue = await channel.declare_queue(names.persist_queue, durable=True, arguments={
-            "x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"})
-        await queue.bind(exchange, "room.#")
-        filler = await connection.channel(publisher_confirms=False)
-        for _ in range(3):  # full (no persister runs here); those past the limit are dropped
-            await filler.default_exchange.publish(aio_pika.Message(b"filler"), queue.name)
-        await asyncio.sleep(0.2)
-        await declare_audit_stream(channel, names, settings.audit_max_age,
-                                   settings.audit_max_bytes)
-
-
-async def purge(amqp_url: str, name: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        await queue.purge()
 
 
 async def test_a_message_the_broker_refused_is_unsent_on_the_other_side_until_resent(
