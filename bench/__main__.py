@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister|broker]]`:
-run the benchmark.
+"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister|broker]]
+[--cluster]`: run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
 e → a (v1 room sockets, then v2 device sockets) → b → f → c (v1, then v2) → d, writes
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import bindings, brokercost, drain, idle, profile, report, scenarios
+from . import bindings, brokercost, cluster, drain, idle, profile, report, scenarios
 from .envelopes import SendFrames
 from .plan import FULL, QUICK, Plan
 from .procs import machine, wait_quiet
@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the persister while it drains (d)'s backlog; or the broker's CPU "
                         "per published message for each part of the topology; or gateway "
                         "bindings per room against per user")
+    p.add_argument("--cluster", action="store_true",
+                   help="instead: (a) on one RabbitMQ node and on three, with 1 and 4 persist "
+                        "partitions and 1 and 2 persisters (bench/cluster.py)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -149,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
+            if args.cluster:
+                return runner.run(cluster.run(plan, args.out))
             if args.profile == "broker":
                 return runner.run(brokercost.run(args.out))
             if args.profile == "bindings":

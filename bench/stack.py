@@ -79,11 +79,14 @@ class Child(launch.Child):
 class BenchStack:
     """RabbitMQ + MongoDB + our children, under one prefix; see the module docstring."""
 
-    def __init__(self, *, keep_dir: bool = False) -> None:
+    def __init__(self, *, keep_dir: bool = False, amqp_url: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.prefix = f"bench-{uuid.uuid4().hex[:12]}-"
         self.names = Names(prefix=self.prefix)
         self.secret = secrets.token_urlsafe(48)
-        self.amqp_url = os.environ.get("DUET_AMQP_URL") or DEFAULT_AMQP_URL
+        # One URL, or a cluster's nodes separated by commas (the services take the list).
+        self.amqp_url = amqp_url or os.environ.get("DUET_AMQP_URL") or DEFAULT_AMQP_URL
+        self.extra_env = extra_env or {}
         # Only a MongoDB named explicitly is shared; else the bench starts its own, so it
         # never leans on (or loses) someone else's mongod on the default port.
         self.mongo_url = os.environ.get("DUET_MONGO_URL", "")
@@ -111,7 +114,7 @@ class BenchStack:
         await self.close()
 
     async def _start(self) -> None:
-        if not await asyncio.to_thread(rabbit_answers, self.amqp_url, 2.0):
+        if not await asyncio.to_thread(rabbit_answers, self.first_node, 2.0):
             raise BenchError(f"RabbitMQ does not answer at {redact(self.amqp_url)}")
         if not self.mongo_url or not await asyncio.to_thread(mongo_answers, self.mongo_url, 1.0):
             self._mongod = Mongod(self.workdir / "mongo", logpath=self.workdir / "mongod.log")
@@ -120,7 +123,7 @@ class BenchStack:
         log.info("MongoDB at %s, RabbitMQ at %s, prefix %s", self.mongo_url,
                  redact(self.amqp_url), self.prefix)
         self._amqp = await aio_pika.connect_robust(
-            self.amqp_url, client_properties={"connection_name": "bench"})
+            self.first_node, client_properties={"connection_name": "bench"})
         self._mongo = AsyncMongoClient(self.mongo_url, serverSelectionTimeoutMS=5000)
         props = self._amqp.transport.connection.server_properties  # type: ignore[union-attr]
         self.versions["rabbitmq"] = _text(props.get("version", "?"))
@@ -158,6 +161,10 @@ class BenchStack:
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    @property
+    def first_node(self) -> str:
+        return self.amqp_url.split(",")[0].strip()
+
     # -- shared clients --------------------------------------------------------------
     @property
     def amqp(self) -> AbstractRobustConnection:
@@ -184,6 +191,7 @@ class BenchStack:
             "DUET_ARGON2_MEMORY_KIB": "8192",
             "PYTHONUNBUFFERED": "1",
         })
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -261,8 +269,10 @@ class BenchStack:
     def infra_pids(self) -> dict[str, int]:
         """The broker's and mongod's PIDs, when this machine runs them."""
         pids: dict[str, int] = {}
-        if (broker := broker_pid(self.amqp_url)) is not None:
-            pids["broker"] = broker
+        nodes = [u.strip() for u in self.amqp_url.split(",") if u.strip()]
+        for i, url in enumerate(nodes):  # a cluster's nodes: broker-0, broker-1, ...
+            if (broker := broker_pid(url)) is not None:
+                pids["broker" if len(nodes) == 1 else f"broker-{i}"] = broker
         if self._mongod is not None and self._mongod.pid is not None:
             pids["mongod"] = self._mongod.pid
         elif (address := mongo_address(self.mongo_url)) is not None:
@@ -302,21 +312,8 @@ async def delete_broker_names(amqp: AbstractConnection, names: Names) -> None:
 
 
 def broker_names(names: Names) -> tuple[list[str], list[str]]:
-    """(queues, exchanges) a stack under `names` declares, to delete after the run.
-
-    The known ones, then any further name Names grows (tried both ways: deleting what
-    does not exist is a no-op). Per-gateway queues are exclusive and go with their gateway.
-    """
-    queues = [names.persist_queue, names.dead_letter_queue, names.audit_stream]
-    exchanges = [names.exchange, names.dead_letter_exchange]
-    for attr in dir(Names):
-        if isinstance(getattr(Names, attr), property) and attr != "database":
-            value = getattr(names, attr)
-            if isinstance(value, str) and value.startswith(names.prefix) and (
-                    value not in queues and value not in exchanges):
-                queues.append(value)
-                exchanges.append(value)
-    return queues, exchanges
+    """(queues, exchanges) a stack under `names` declares, to delete after the run."""
+    return names.durable_names()
 
 
 def _text(value: object) -> str:

@@ -176,6 +176,14 @@ class Names:
     def audit_stream(self) -> str:
         return f"{self.prefix}duet.audit"
 
+    def durable_names(self) -> tuple[list[str], list[str]]:
+        """(queues, exchanges) the services may declare that outlive them, under any
+        partition count: what a test or benchmark deletes after its run (per-gateway
+        queues are exclusive and go with their gateway)."""
+        queues = [self.persist_queue, *self.persist_queues(MAX_PARTITIONS),
+                  self.dead_letter_queue, self.audit_stream, self.persister_roll]
+        return queues, [self.exchange, self.dead_letter_exchange]
+
     def gateway_queue(self, node: str) -> str:
         return f"{self.prefix}duet.gateway.{node}"
 

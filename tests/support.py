@@ -438,20 +438,14 @@ def close_broker_connections(prefix: str) -> int:
 
 def drop_broker_names(stack: Stack) -> None:
     """Delete the exchanges and durable queues the stack declared on the broker."""
-    import asyncio
-
-    import aio_pika
-
-    from contracts import Names
-
     async def drop() -> None:
-        names = Names(prefix=stack.prefix)
-        conn = await aio_pika.connect(stack.amqp_url)
+        queues, exchanges = Names(prefix=stack.prefix).durable_names()
+        conn = await aio_pika.connect(stack.amqp_url.split(",")[0])
         async with conn:
             ch = await conn.channel()
-            for q in (names.persist_queue, names.dead_letter_queue, names.audit_stream):
+            for q in queues:  # deleting what does not exist is a no-op
                 await ch.queue_delete(q)
-            for x in (names.exchange, names.dead_letter_exchange):
+            for x in exchanges:
                 await ch.exchange_delete(x)
 
     asyncio.run(drop())

@@ -25,8 +25,11 @@
 const fs = require("fs");
 
 const SET = "rs0";
-// MONGO_RS_MEMBER overrides it (a test against a mongod on another address).
-const MEMBER = process.env.MONGO_RS_MEMBER || "mongo:27017";
+// MONGO_RS_MEMBER overrides it (a test against a mongod on another address);
+// MONGO_RS_MEMBERS lists every member, comma-separated (deploy/compose.cluster.yml).
+const MEMBERS = (process.env.MONGO_RS_MEMBERS || process.env.MONGO_RS_MEMBER || "mongo:27017")
+  .split(",").map((m) => m.trim()).filter((m) => m);
+const MEMBER = MEMBERS.join(",");
 const SECRETS = process.env.SECRETS_DIR || "/run/secrets";
 const ROOT_USER = process.env.MONGO_ROOT_USER || "root";
 // Service -> the roles it gets on the database named in its URL.
@@ -56,7 +59,7 @@ if (initiated()) {
   print(`replica set ${SET}: already initiated`);
 } else {
   try {
-    rs.initiate({ _id: SET, members: [{ _id: 0, host: MEMBER }] });
+    rs.initiate({ _id: SET, members: MEMBERS.map((host, i) => ({ _id: i, host })) });
     print(`replica set ${SET}: initiated with ${MEMBER}`);
   } catch (e) {
     // Another run got there first between the check and here.

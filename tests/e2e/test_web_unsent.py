@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
-from support import Stack, declare_small_persist_queue, purge, unique_name
+from support import Stack, declare_small_persist_queue, drop_broker_names, purge, unique_name
 from webclient import PASSWORD, accept_friend, message, open_chat, open_tab, sign_up
 
 from client import Client
@@ -41,3 +41,4 @@ async def test_a_refused_message_shows_as_not_sent_until_it_comes_again(
         assert tab.errors == []
     finally:
         stack.stop()
+        await asyncio.to_thread(drop_broker_names, stack)

@@ -24,7 +24,7 @@ import aio_pika
 import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel
-from support import Gateway, Stack, eventually, free_port
+from support import Gateway, Persister, Stack, eventually, free_port
 
 from broker import Broker
 from broker.topology import TopologyMissing, declare_gateway_queue
@@ -232,7 +232,8 @@ async def test_ops_account_reads_the_audit_stream_only(declared: Accounts) -> No
     assert await _refused(url, publish)
 
 
-def _gateway(stack: Stack, accounts: Accounts, tmp_path: Path, prefix: str) -> Gateway:
+def _gateway(stack: Stack, accounts: Accounts, tmp_path: Path, prefix: str,
+             **extra: str) -> Gateway:
     """A `python -m gateway` as compose runs it: the gateway's account, the URL and the token
     secret from files, DUET_DECLARE_TOPOLOGY=false; its database is the stack's."""
     (tmp_path / "gateway_amqp_url").write_text(accounts.urls["gateway"] + "\n")
@@ -241,7 +242,7 @@ def _gateway(stack: Stack, accounts: Accounts, tmp_path: Path, prefix: str) -> G
     env = stack.env(DUET_PORT=str(port), DUET_PREFIX=prefix, DUET_MONGO_DB=stack.db_name,
                     DUET_DECLARE_TOPOLOGY="false",
                     DUET_AMQP_URL_FILE=str(tmp_path / "gateway_amqp_url"),
-                    DUET_TOKEN_SECRET_FILE=str(tmp_path / "token_secret"))
+                    DUET_TOKEN_SECRET_FILE=str(tmp_path / "token_secret"), **extra)
     del env["DUET_AMQP_URL"], env["DUET_TOKEN_SECRET"]
     gateway = Gateway("gateway", env, stack.log_dir, f"gateway-least-{port}", port)
     stack.services.append(gateway)
@@ -266,3 +267,27 @@ async def test_gateway_process_exits_without_the_durable_path(
     await eventually(lambda: gateway.returncode is not None, 30, "the gateway exits")
     assert gateway.returncode not in (None, 0)
     assert "absent.duet.rooms does not exist" in gateway.log()
+
+
+@pytest.mark.parametrize("partitions", ["1", "4"])
+async def test_persister_process_runs_on_its_account_partitioned_or_not(
+        accounts: Accounts, stack: Stack, tmp_path: Path, partitions: str) -> None:
+    """The real persister process on its own account (compose's rendered permissions)
+    declares the persist queues of its partition count and the persisters' roll queue,
+    consumes them and becomes ready; then a gateway on its account starts against them."""
+    (tmp_path / "persister_amqp_url").write_text(accounts.urls["persister"] + "\n")
+    port = free_port()
+    env = stack.env(DUET_HEALTH_PORT=str(port), DUET_PREFIX="", DUET_MONGO_DB=stack.db_name,
+                    DUET_PERSIST_PARTITIONS=partitions,
+                    DUET_AMQP_URL_FILE=str(tmp_path / "persister_amqp_url"))
+    del env["DUET_AMQP_URL"]
+    persister = Persister("persister", env, stack.log_dir, f"persister-least-{port}", port)
+    stack.services.append(persister)
+    persister.start()
+    try:
+        await persister.wait_ready_async()
+        gateway = _gateway(stack, accounts, tmp_path, "", DUET_PERSIST_PARTITIONS=partitions)
+        await gateway.wait_ready_async()
+        gateway.stop()
+    finally:
+        persister.stop()

@@ -21,6 +21,7 @@ from support import (
     User,
     befriend,
     device_send,
+    drop_broker_names,
     eventually,
     open_device,
     signup,
@@ -107,6 +108,7 @@ async def test_four_partitions_two_persisters_keep_each_rooms_order(
             assert [d["id"] for d in docs] == sent[peer.user_id]
     finally:
         stack.stop()
+        await asyncio.to_thread(drop_broker_names, stack)
 
 
 async def quiet(reader: Socket) -> None:
@@ -152,6 +154,7 @@ async def test_changing_the_partition_count_drains_the_old_queues(
         assert await queue_depth(amqp_url, names.persist_queue) is None
     finally:
         stack.stop()
+        await asyncio.to_thread(drop_broker_names, stack)
 
 
 async def queue_depth(amqp_url: str, name: str) -> int | None:

@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from support import Stack, declare_small_persist_queue, purge, unique_name
+from support import Stack, declare_small_persist_queue, drop_broker_names, purge, unique_name
 
 from client import Client, Message, Unsent
 from contracts import Names
@@ -76,3 +76,4 @@ async def test_a_message_the_broker_refused_is_unsent_on_the_other_side_until_re
         await alice.close()
         await bob.close()
         stack.stop()
+        await asyncio.to_thread(drop_broker_names, stack)

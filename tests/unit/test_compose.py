@@ -99,7 +99,7 @@ def spec() -> dict[str, Any]:
     return loaded
 
 
-def _run_config(compose: list[str], tmp_path: Path, *args: str,
+def _run_config(compose: list[str], tmp_path: Path, *args: str, files: tuple[Path, ...] = (),
                 **env: str) -> subprocess.CompletedProcess[str]:
     # An empty env file and a scrubbed environment: a developer's .env must not decide.
     env_file = tmp_path / "empty.env"
@@ -109,7 +109,8 @@ def _run_config(compose: list[str], tmp_path: Path, *args: str,
         if not k.startswith(("DUET_", "RABBITMQ_", "COMPOSE_", "LB_"))
     }
     return subprocess.run(
-        [*compose, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", *args],
+        [*compose, "--env-file", str(env_file),
+         *(a for f in (COMPOSE_FILE, *files) for a in ("-f", str(f))), "config", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -468,9 +469,9 @@ def test_compose_matches_local_launcher(resolved: dict[str, Any], tmp_path: Path
     assert "DUET_TOKEN_SECRET_FILE" in _environment(services["gateway"])
 
 
-def _make_secrets(directory: Path) -> dict[str, str]:
+def _make_secrets(directory: Path, *args: str) -> dict[str, str]:
     """Run deploy/make_secrets.py into `directory`; its files by name."""
-    result = subprocess.run(["python3", str(DEPLOY / "make_secrets.py"), str(directory)],
+    result = subprocess.run(["python3", str(DEPLOY / "make_secrets.py"), str(directory), *args],
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     return {p.name: p.read_text().strip() for p in directory.iterdir()}
@@ -595,7 +596,8 @@ def test_compose_rabbitmq_definitions_render_one_account_per_service(
     def may(role: str, kind: str, name: str) -> bool:
         return re.fullmatch(permissions[str(urlsplit(urls[role]).username)][kind], name) is not None
 
-    durable = ("duet.persist", "duet.audit", "duet.dead", "duet.dead-letters")
+    durable = ("duet.persist", "duet.persist.0", "duet.persist.15", "duet.persisters",
+               "duet.audit", "duet.dead", "duet.dead-letters")
     for name in (*durable, "duet.rooms"):
         assert not may("gateway", "configure", name), name
     for name in durable:
@@ -604,7 +606,10 @@ def test_compose_rabbitmq_definitions_render_one_account_per_service(
     assert may("gateway", "write", "duet.rooms") and may("gateway", "read", "duet.rooms")
     for name in (*durable, "duet.rooms"):
         assert may("persister", "configure", name), name
-    assert may("persister", "read", "duet.persist") and not may("persister", "read", "duet.audit")
+    for name in ("duet.persist", "duet.persist.3", "duet.persisters"):
+        assert may("persister", "read", name) and may("persister", "write", name), name
+    assert not may("persister", "read", "duet.audit")
+    assert not may("persister", "configure", "duet.persist.x")
     assert not may("persister", "configure", "duet.gateway.0a1b2c3d")
     assert may("ops", "read", "duet.audit")
     for kind in ("configure", "write"):
@@ -737,3 +742,99 @@ def test_env_example_holds_no_secret() -> None:
     assert "make_secrets.py" in text
     assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
     assert not re.search(r"^COPY\s+(\.|deploy)\b", DOCKERFILE.read_text(), re.M)
+
+
+# -- the cluster variant (deploy/compose.cluster.yml) -------------------------------------
+CLUSTER_FILE = DEPLOY / "compose.cluster.yml"
+
+
+@pytest.fixture(scope="module")
+def cluster(compose: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """docker-compose.yml with deploy/compose.cluster.yml, as compose understands them."""
+    result = _run_config(compose, tmp_path_factory.mktemp("cluster"), files=(CLUSTER_FILE,))
+    assert result.returncode == 0, result.stderr
+    loaded = yaml.safe_load(result.stdout)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_cluster_variant_runs_three_broker_nodes_that_find_each_other(
+        cluster: dict[str, Any]) -> None:
+    """Three RabbitMQ services, each with its own fixed host name (its node name) and data
+    volume, the same Erlang cookie secret and the same peer-discovery conf, which names
+    exactly their three nodes."""
+    services = _services(cluster)
+    nodes = {name: s for name, s in services.items() if str(s.get("image", "")).startswith(
+        "rabbitmq:")}
+    assert len(nodes) == 3, sorted(nodes)
+    hosts, volumes, confs = set(), set(), set()
+    for node in nodes.values():
+        hosts.add(node["hostname"])
+        mounts = _mounts(node)
+        volumes.add(mounts["/var/lib/rabbitmq"])
+        confs.add(mounts["/etc/rabbitmq/conf.d/30-cluster.conf"])
+        assert "rabbitmq_erlang_cookie" in _mounted_secrets(node)
+        assert ".erlang.cookie" in " ".join(node["entrypoint"])
+        assert "render-definitions.sh" in " ".join(node["entrypoint"])
+    assert len(hosts) == 3 and len(volumes) == 3 and len(confs) == 1
+    conf = Path(confs.pop()).read_text()
+    named = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = (\S+)$", conf,
+                           re.M))
+    assert named == {f"rabbit@{h}" for h in hosts}
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+
+
+def test_cluster_variant_runs_a_three_member_replica_set(cluster: dict[str, Any]) -> None:
+    """Three mongod services in the replica set rs0 with the key file, and mongo-init
+    initiating the set with exactly those three (after all are healthy)."""
+    services = _services(cluster)
+    members = {name: s for name, s in services.items()
+               if s.get("command", [None])[0] == "mongod"}
+    assert len(members) == 3, sorted(members)
+    for member in members.values():
+        command = member["command"]
+        assert command[command.index("--replSet") + 1] == REPLICA_SET
+        assert "--keyFile" in command and "mongo_keyfile" in _mounted_secrets(member)
+    init = services["mongo-init"]
+    listed = init["environment"]["MONGO_RS_MEMBERS"].split(",")
+    assert sorted(listed) == sorted(f"{name}:27017" for name in members)
+    assert set(members) <= set(init["depends_on"])
+    assert "MONGO_RS_MEMBERS" in (DEPLOY / "mongo" / "init.js").read_text()
+
+
+def test_cluster_variant_services_wait_for_every_node_and_partition_alike(
+        cluster: dict[str, Any]) -> None:
+    """Gateways and persisters wait for all three broker nodes and run the same partition
+    count (one that spreads leaders: more than one)."""
+    services = _services(cluster)
+    nodes = {n for n, s in services.items() if str(s.get("image", "")).startswith("rabbitmq:")}
+    counts = set()
+    for name in ("gateway", "persister"):
+        assert nodes <= set(services[name]["depends_on"]), name
+        counts.add(services[name]["environment"]["DUET_PERSIST_PARTITIONS"])
+    assert len(counts) == 1 and int(counts.pop()) > 1
+
+
+def test_make_secrets_for_the_cluster_names_every_node(cluster: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    """make_secrets.py --cluster writes every secret the cluster variant mounts; each
+    service's AMQP URL lists the three nodes with one account (what DUET_AMQP_URL takes),
+    its MongoDB URL the three members; the rendered broker accounts are the same."""
+    made = _make_secrets(tmp_path / "secrets", "--cluster")
+    assert set(made) == set(_secret_files(cluster))
+    services = _services(cluster)
+    hosts = sorted(s["hostname"] for s in services.values()
+                   if str(s.get("image", "")).startswith("rabbitmq:"))
+    for role in ("gateway", "persister", "ops"):
+        urls = made[f"{role}_amqp_url"].split(",")
+        assert sorted(urlsplit(u).hostname for u in urls) == hosts
+        assert len({(urlsplit(u).username, urlsplit(u).password) for u in urls}) == 1
+        mongo = made[f"{role}_mongo_url"]
+        assert mongo.split("@")[1].split("/")[0] == "mongo:27017,mongo-2:27017,mongo-3:27017"
+    result = _render(tmp_path, {r: made[f"{r}_amqp_url"] for r in ("gateway", "persister", "ops")})
+    assert result.returncode == 0, result.stderr
+    users = {u["name"]: u["password"]
+             for u in json.loads((tmp_path / "definitions.json").read_text())["users"]}
+    assert users == {urlsplit(made[f"{r}_amqp_url"]).username:
+                     urlsplit(made[f"{r}_amqp_url"].split(",")[0]).password
+                     for r in ("gateway", "persister", "ops")}
