@@ -369,3 +369,29 @@ async def test_restarting_a_single_node_broker_loses_no_acked_message(
                 await talk.close()
         finally:
             stack.stop()
+
+
+async def test_services_started_while_the_first_listed_node_is_down_work(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Acceptance 4: node 0, the first of the three URLs every service is given, is down;
+    a gateway and a persister started then come up (on another node) and a conversation
+    through the new gateway is delivered and stored."""
+    cluster.rabbit.kill(0)
+    try:
+        persister = cluster.stack.persister()  # raises unless /readyz answers 200
+        gateway = cluster.stack.gateway()
+        assert cluster.rabbit.amqp_url.split(",")[0] == cluster.rabbit.nodes[0].url
+        talk, ids = Conversation(gateway, cluster.gateways[1], tmp_path), [f"f{i}" for i in
+                                                                          range(20)]
+        try:
+            await talk.start(ids)
+            await talk.send(ids, len(ids), lambda: None)
+            await talk.received(60)
+            stored_once(await stored_eventually(cluster.stack_mongo(), cluster.stack.db_name,
+                                                talk.room, ids), ids)
+        finally:
+            await talk.close()
+        gateway.stop()
+        persister.stop()
+    finally:
+        await asyncio.to_thread(cluster.rabbit.start_node, 0)
