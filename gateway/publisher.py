@@ -70,6 +70,7 @@ class Publisher:
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unsent_tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, item: Outgoing) -> None:
         """Queue a message; it leaves at the end of this loop turn, or once the broker
@@ -143,7 +144,11 @@ class Publisher:
                         extra={"key": message.routing_key})
             for m in batch:
                 m.sender.failed(m.frame_id)
-            await self._unsent(batch)
+            # Beside the publishing: in an outage the notice may wait as long as the
+            # publish did, and the next batch must not wait for it.
+            task = asyncio.create_task(self._unsent(batch))
+            self._unsent_tasks.add(task)
+            task.add_done_callback(self._unsent_tasks.discard)
             return
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_size.observe(len(batch))
@@ -158,14 +163,19 @@ class Publisher:
         groups: dict[tuple[str, str], list[Outgoing]] = {}
         for m in batch:
             groups.setdefault((m.room, m.sender.user), []).append(m)
-        for (room, user), items in groups.items():
-            await self._broker.notify(orjson.dumps({
-                "type": "unsent", "room": room, "sender": user,
-                "ids": [m.frame_id for m in items], "cursors": [m.cursor for m in items]}),
-                unsent_key(room))
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                for (room, user), items in groups.items():
+                    await self._broker.notify(orjson.dumps({
+                        "type": "unsent", "room": room, "sender": user,
+                        "ids": [m.frame_id for m in items],
+                        "cursors": [m.cursor for m in items]}), unsent_key(room))
+        except TimeoutError:
+            log.warning("unsent notice for %s messages not published in time", len(batch))
 
     async def close(self) -> None:
         """Publish what is queued and wait until nothing is in flight; safe twice."""
         while self._pending or self._tasks:
             self._flush(now=True)
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*list(self._unsent_tasks), return_exceptions=True)
