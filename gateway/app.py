@@ -105,7 +105,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             publisher = Publisher(broker, metrics, settings.publish_timeout_s,
                                   max_batch=settings.publish_batch,
                                   in_flight=settings.publish_in_flight,
-                                  interval_s=settings.publish_interval_ms / 1000)
+                                  interval_s=settings.publish_interval_ms / 1000,
+                                  partitions=settings.persist_partitions)
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, hub=hub, presence=presence,
                 publisher=publisher,

@@ -9,6 +9,7 @@ import orjson
 
 from broker import PublishError
 from contracts.batch import CC_HEADER, CURSOR_HEADER, ROOM_HEADER, header_list, split_frames
+from contracts.routing import persist_partition
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Outgoing, Publisher
 
@@ -131,3 +132,32 @@ async def test_publishes_start_an_interval_apart_and_what_comes_meanwhile_leaves
     await pub.close()
     assert loop.time() - t1 < 0.1 and broker.published[3][1] == [b"m5"]
     assert sender.answers == [("ack", f"m{i}") for i in range(1, 6)]
+
+
+async def test_partitioned_a_batch_leaves_as_one_broker_message_per_partition() -> None:
+    """With persist partitions, what waits is split by the partition of its rooms (each
+    broker message then reaches one persist queue); a room's messages stay together and
+    in order, and every send is confirmed."""
+    rooms = [f"{i:024x}.{i + 1:024x}" for i in range(12)]
+    by_partition = {r: persist_partition(r, 4) for r in rooms}
+    assert len(set(by_partition.values())) > 1  # the rooms fall in several partitions
+    broker, sender = HeldBroker(), Sender("s")
+    broker.release()
+    pub = publisher(broker, timeout_s=5, in_flight=1, partitions=4)
+    pub.submit(item(rooms[0], "first", sender))
+    await asyncio.sleep(0)
+    sent = [(room, f"{room[:4]}-{n}") for n in range(3) for room in rooms]
+    for room, fid in sent:
+        pub.submit(item(room, fid, sender))
+    await pub.close()
+    for key, frames, headers in broker.published:
+        lines = header_list(headers.get(ROOM_HEADER)) or [key.removeprefix("room.")] * len(frames)
+        assert len({by_partition[r] for r in lines}) == 1, lines
+    later = [(r, f.decode()) for key, frames, headers in broker.published[1:]
+             for r, f in zip(header_list(headers.get(ROOM_HEADER))
+                             or [key.removeprefix("room.")] * len(frames), frames, strict=True)]
+    for room in rooms:
+        assert [f for r, f in later if r == room] == [f for r, f in sent if r == room]
+    assert len(broker.published) == 1 + len(set(by_partition.values()))
+    assert sorted(a for _, a in sender.answers) == sorted(["first", *(f for _, f in sent)])
+    assert {kind for kind, _ in sender.answers} == {"ack"}
