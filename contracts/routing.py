@@ -25,7 +25,8 @@ persistence has one partition.
 Partitioned persistence (DUET_PERSIST_PARTITIONS = N > 1): every chat broker message also
 carries, in CC, `persist.<slot>` for each of its rooms' slots (PERSIST_SLOTS of them, by a
 hash of the room). Partition p is the quorum queue duet.persist.<p>, bound to the slots
-s with s % N == p. The gateway needs no N: it always names the slots.
+s with s % N == p. Routing needs no N at the gateway: it always names the slots (it
+reads N only to split its batches by partition, gateway.publisher).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ standby takes a partition over at once when its holder goes. The first to regist
 a queue, so every DUET_REBALANCE_S a persister that received from more than its fair share
 (N / persisters, counted on duet.persisters) registers again on the excess, which moves it
 to the back of those queues' lines. A broker message can carry frames of rooms in other
-partitions (a gateway batches rooms together; it is routed to each): each partition
-stores only its own rooms' frames.
+partitions (gateways split their batches by partition, but one with another N does not):
+each partition stores only its own rooms' frames.
 """
 
 from __future__ import annotations
