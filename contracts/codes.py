@@ -112,3 +112,15 @@ def as_js() -> str:
     return ("// Generated from contracts/codes.py by `python -m contracts export`: do not edit.\n"
             f"export const ERRORS = {json.dumps(data['errors'], indent=2, sort_keys=True)};\n"
             f"export const CLOSES = {json.dumps(data['closes'], indent=2, sort_keys=True)};\n")
+
+
+def error_frame(code: str, detail: str | None = None, frame_id: object = None
+                ) -> dict[str, object]:
+    """An `error` frame: a code of ERRORS, a detail (its cause unless given), and the id
+    of the frame it answers when there is one."""
+    assert code in ERRORS, code
+    frame: dict[str, object] = {"type": "error", "code": code,
+                                "detail": ERRORS[code].cause if detail is None else detail}
+    if isinstance(frame_id, str):
+        frame["id"] = frame_id
+    return frame

@@ -25,7 +25,7 @@ from contracts import (
     message_doc_id,
     room_id,
 )
-from contracts.codes import ERRORS
+from contracts.codes import error_frame
 from contracts.envelope import MESSAGE_KINDS, Envelope
 from contracts.routing import typing_key
 
@@ -50,14 +50,6 @@ V2_TYPES: dict[str, type[BaseModel]] = {
     "send": DeviceSendFrame, "sync": DeviceSyncFrame, "typing": TypingFrame, "read": ReadFrame}
 
 
-def error(code: str, detail: str, frame_id: Any = None) -> dict[str, Any]:
-    assert code in ERRORS, code
-    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
-    if isinstance(frame_id, str):
-        frame["id"] = frame_id
-    return frame
-
-
 def _validation_detail(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
@@ -70,24 +62,24 @@ async def handle(text: str, conn: Connection, svc: Services) -> None:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
         svc.metrics.frame_in("other")
-        conn.send(error("bad_json", "the frame is not valid JSON"))
+        conn.send(error_frame("bad_json", "the frame is not valid JSON"))
         return
     if not isinstance(data, dict):
         svc.metrics.frame_in("other")
-        conn.send(error("invalid_frame", "a frame is a JSON object"))
+        conn.send(error_frame("invalid_frame", "a frame is a JSON object"))
         return
     kind = data.get("type")
     model = (V2_TYPES if conn.device else V1_TYPES).get(kind) if isinstance(kind, str) else None
     if model is None:
         svc.metrics.frame_in("other")
-        conn.send(error("unknown_type", f"unknown frame type {str(kind)[:40]!r}",
+        conn.send(error_frame("unknown_type", f"unknown frame type {str(kind)[:40]!r}",
                         data.get("id")))
         return
     svc.metrics.frame_in(str(kind))
     try:
         frame = model.model_validate(data)
     except ValidationError as exc:
-        conn.send(error("invalid_frame", _validation_detail(exc), data.get("id")))
+        conn.send(error_frame("invalid_frame", _validation_detail(exc), data.get("id")))
         return
     if isinstance(frame, SendFrame):
         assert conn.peer is not None and conn.room is not None
@@ -113,7 +105,7 @@ async def _friend(peer: str, conn: Connection, svc: Services, frame_id: str | No
     """Is `peer` an accepted friend of the socket's user? (Remembered while the user has
     a socket here; refusals are asked again.)"""
     if peer == conn.user:
-        conn.send(error("not_friends", "that is you", frame_id))
+        conn.send(error_frame("not_friends", "that is you", frame_id))
         return False
     if svc.hub.knows_friend(conn.user, peer):
         return True
@@ -121,10 +113,10 @@ async def _friend(peer: str, conn: Connection, svc: Services, frame_id: str | No
     try:
         ok = await are_friends(svc.db, conn.user, peer)
     except PyMongoError:
-        conn.send(error("unavailable", "storage did not answer; send it again", frame_id))
+        conn.send(error_frame("unavailable", "storage did not answer; send it again", frame_id))
         return False
     if not ok:
-        conn.send(error("not_friends", "not an accepted friend", frame_id))
+        conn.send(error_frame("not_friends", "not an accepted friend", frame_id))
         return False
     svc.hub.remember_friend(conn.user, peer, epoch)
     return True
@@ -134,11 +126,11 @@ def _envelope_problem(env: Envelope, kind: str, room: str, conn: Connection, svc
                       frame_id: str | None) -> dict[str, Any] | None:
     """The envelope must be for this room, from this user, of this kind, within its size."""
     if env.room != room or env.sender != conn.user or env.kind != kind:
-        return error("envelope_mismatch",
+        return error_frame("envelope_mismatch",
                      "the envelope's room, sender and kind must match the room and frame",
                      frame_id)
     if len(env.ct) > svc.limits[kind]:
-        return error("too_large", f"{kind} larger than this server accepts", frame_id)
+        return error_frame("too_large", f"{kind} larger than this server accepts", frame_id)
     return None
 
 
@@ -154,7 +146,7 @@ async def _send(frame: SendFrame | DeviceSendFrame, peer: str, room: str, conn: 
     if frame.kind in QUOTA_KINDS:  # per user across gateways, counted in memory
         refused = svc.quotas.charge(conn.user, len(frame.body.ct))
         if refused is not None:
-            conn.send(error(refused, QUOTA_DETAILS[refused], frame.id))
+            conn.send(error_frame(refused, QUOTA_DETAILS[refused], frame.id))
             return
     # Pipelined: the ack (or publish_failed) follows the broker's confirm; the reader goes
     # on unless this socket already has its limit of messages awaiting one. Stamped after
@@ -192,7 +184,7 @@ async def _device_sync(frame: DeviceSyncFrame, conn: Connection, svc: Services) 
     try:
         rooms = [room_id(conn.user, f) for f in await accepted_friends(svc.db, conn.user)]
     except PyMongoError:
-        conn.send(error("sync_failed", "history is unavailable; retry the sync"))
+        conn.send(error_frame("sync_failed", "history is unavailable; retry the sync"))
         return
     if frame.rooms is not None:
         only = set(frame.rooms)
@@ -223,7 +215,7 @@ async def sync(conn: Connection, svc: Services, positions: dict[str, str | None]
     except PyMongoError as exc:
         log.warning("sync failed: %s", type(exc).__name__, extra={"conn": conn.id})
         conn.release()
-        conn.send(error("sync_failed", "history is unavailable; retry the sync"))
+        conn.send(error_frame("sync_failed", "history is unavailable; retry the sync"))
         return
     await conn.replay(orjson.dumps({"type": "synced", "count": count,
                                     "cursor": last if v1_cursor else None}).decode())
@@ -242,7 +234,7 @@ async def _typing(frame: TypingFrame, conn: Connection, svc: Services) -> None:
     if conn.typing is None:
         conn.typing = TokenBucket(svc.settings.typing_per_s, svc.settings.typing_burst)
     if not conn.typing.take():
-        conn.send(error("rate_limited", "typing signals come too fast; this one was dropped"))
+        conn.send(error_frame("rate_limited", "typing signals come too fast; this one was dropped"))
         return
     event = {"type": "typing", "room": room, "sender": conn.user,
              "body": frame.body.model_dump(by_alias=True)}
@@ -257,4 +249,4 @@ async def _read(frame: ReadFrame, conn: Connection, svc: Services) -> None:
     try:
         await mark_read(svc, conn.user, frame.peer, frame.cursor)
     except PyMongoError:
-        conn.send(error("unavailable", "the read position was not kept; send it again"))
+        conn.send(error_frame("unavailable", "the read position was not kept; send it again"))

@@ -34,7 +34,7 @@ from broker.consumer import Consumer, Delivery, headers, message_id, routing_key
 from broker.topology import declare_gateway_queue
 from contracts import room_members, user_bindings
 from contracts.batch import ROOM_HEADER, BatchError, decode, routed_rooms
-from contracts.codes import ERRORS, FORBIDDEN_ROOM, NOT_AUTHENTICATED, TRY_AGAIN_LATER
+from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED, TRY_AGAIN_LATER, error_frame
 from contracts.routing import (
     ACCOUNT_EVENT,
     FRIENDS_EVENT,
@@ -116,8 +116,7 @@ class Hub:
         for conn in sockets:
             if conn.device:
                 conn.resume.reopen(now_us)
-                conn.send({"type": "error", "code": SYNC_NEEDED,
-                           "detail": ERRORS[SYNC_NEEDED].cause})
+                conn.send(error_frame(SYNC_NEEDED))
             else:
                 conn.close(TRY_AGAIN_LATER, "the gateway's broker connection was restored: sync")
         log.warning("broker connection restored: %d sockets asked to sync", len(sockets))
@@ -240,11 +239,7 @@ class Hub:
         elif ns == TYPING_NS:
             self._on_typing(rest, message.body)
         elif ns == UNSENT_NS:
-            text = message.body.decode()
-            for user in room_members(rest):
-                for conn in self._sockets(user):
-                    if conn.device:
-                        conn.push(text)
+            self._to_devices(room_members(rest), message.body.decode())
         elif ns == PRESENCE_NS:
             self._on_presence(rest, message)
         elif ns == USER_NS:
@@ -255,10 +250,7 @@ class Hub:
             if event == ACCOUNT_EVENT:
                 self.account_deleted(user)
                 return
-            text = message.body.decode()
-            for conn in self._sockets(user):
-                if conn.device:
-                    conn.push(text)
+            self._to_devices((user,), message.body.decode())
 
     def _on_messages(self, key_room: str, message: Delivery) -> None:
         props = headers(message)
@@ -287,23 +279,21 @@ class Hub:
     def _on_typing(self, room: str, body: bytes) -> None:
         """To the room's other member's device sockets (not back to the typist's)."""
         sender = orjson.loads(body)["sender"]
-        text = body.decode()
-        for user in room_members(room):
-            if user != sender:
-                for conn in self._sockets(user):
-                    if conn.device:
-                        conn.push(text)
+        self._to_devices((u for u in room_members(room) if u != sender), body.decode())
 
     def _on_presence(self, key_room: str, message: Delivery) -> None:
         """One event, routed under every room of the user's: to each friend here."""
         subject = orjson.loads(message.body)["user"]
-        text = message.body.decode()
-        for room in routed_rooms(key_room, headers(message), PRESENCE_NS):
-            for user in room_members(room):
-                if user != subject:
-                    for conn in self._sockets(user):
-                        if conn.device:
-                            conn.push(text)
+        self._to_devices((u for room in routed_rooms(key_room, headers(message), PRESENCE_NS)
+                          for u in room_members(room) if u != subject), message.body.decode())
+
+    def _to_devices(self, users: Iterable[str], text: str) -> None:
+        """A v2-only frame (typing, presence, unsent, a user's own events) to these users'
+        device sockets here."""
+        for user in users:
+            for conn in self._sockets(user):
+                if conn.device:
+                    conn.push(text)
 
     def _on_stored(self, items: list[dict[str, Any]]) -> None:
         """A batch's receipts: `stored` frames to senders here, catch-up where needed."""

@@ -28,12 +28,13 @@ from contracts.codes import (
     TOO_LARGE,
     TOO_MANY_SOCKETS,
     UNAVAILABLE,
+    error_frame,
 )
 
 from .deps import Services
 from .errors import Unauthenticated
 from .friendship import accepted_friends, are_friends
-from .handlers import error, handle
+from .handlers import handle
 from .outbox import Connection
 from .presence import now_ms
 from .sessions import store
@@ -246,7 +247,7 @@ async def _read_loop(ws: WebSocket, conn: Connection, svc: Services) -> None:
         text = message.get("text")
         if text is None:
             svc.metrics.frame_in("binary")
-            conn.send(error("binary_frame", "frames are JSON text"))
+            conn.send(error_frame("binary_frame", "frames are JSON text"))
             continue
         if len(text) > limit:
             conn.close(TOO_LARGE, "frame too large")
