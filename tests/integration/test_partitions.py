@@ -93,6 +93,13 @@ async def test_four_partitions_two_persisters_keep_each_rooms_order(
 
             await eventually(both_store, 30, "both persisters store", 0.2)
             await round_()  # and more after the hand-off
+            # Four single-active-consumer queues (one consumer each while two persisters
+            # consume them all) and no duet.persist: so both persisters storing means each
+            # holds some partitions.
+            names = Names(prefix=stack.prefix)
+            assert await queue_state(amqp_url, names.persist_queue) is None
+            for queue in names.persist_queues(PARTITIONS):
+                assert await queue_state(amqp_url, queue, "consumer_count") == 1, queue
 
             for peer, reader in zip(peers, readers, strict=True):
                 got = await reader.collect("message", len(sent[peer.user_id]), timeout=30)
@@ -147,18 +154,19 @@ async def test_changing_the_partition_count_drains_the_old_queues(
         assert len(stored) == 100 and len(set(stored)) == 100
         # duet.persist took none of the later messages (unbound) and was drained: its
         # consumer stops, and the next persister to start deletes it.
-        assert await queue_depth(amqp_url, names.persist_queue) == 0
+        assert await queue_state(amqp_url, names.persist_queue) == 0
         await eventually(lambda: "drained" in Path(second.log_path).read_text(), 10,
                          "the drain's end")
         stack.persister()
-        assert await queue_depth(amqp_url, names.persist_queue) is None
+        assert await queue_state(amqp_url, names.persist_queue) is None
     finally:
         stack.stop()
         await asyncio.to_thread(drop_broker_names, stack)
 
 
-async def queue_depth(amqp_url: str, name: str) -> int | None:
-    """Messages in a queue (ready or unacked), or None when it does not exist."""
+async def queue_state(amqp_url: str, name: str, field: str = "message_count") -> int | None:
+    """A queue's message count (ready; or another count of its declare-ok), or None when
+    it does not exist."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         try:
@@ -166,7 +174,7 @@ async def queue_depth(amqp_url: str, name: str) -> int | None:
                 queue = await channel.declare_queue(name, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return None
-    return int(queue.declaration_result.message_count or 0)
+    return int(getattr(queue.declaration_result, field) or 0)
 
 
 pytestmark = pytest.mark.timeout(180)
