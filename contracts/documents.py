@@ -17,6 +17,7 @@ SESSIONS = "sessions"
 BLOCKS = "blocks"
 FRIEND_REQUEST_DAYS = "friend_request_days"
 HISTORY_SHARES = "history_shares"
+PREKEYS = "prekeys"  # one document per device: its bundle and one-time prekeys
 
 
 def message_doc_id(sender: str, message_id: str) -> str:
@@ -30,6 +31,10 @@ def read_doc_id(user: str, room: str) -> str:
 
 def presence_doc_id(user: str, node: str) -> str:
     return f"{user}/{node}"
+
+
+def prekey_doc_id(user: str, kid: str) -> str:
+    return f"{user}/{kid}"
 
 
 def block_doc_id(blocker: str, blocked: str) -> str:
@@ -163,4 +168,5 @@ BLOCK_INDEXES: list[IndexSpec] = [
 SESSION_INDEXES: list[IndexSpec] = [
     (SESSIONS, [("user", 1)], {"name": "user"}),
     (HISTORY_SHARES, [("user", 1), ("to", 1)], {"name": "user_to"}),
+    (PREKEYS, [("user", 1)], {"name": "user"}),
 ]

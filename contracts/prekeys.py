@@ -66,3 +66,34 @@ def bundle_signing_input(bundle: dict[str, Any]) -> bytes:
     body = {k: bundle[k] for k in ("ik", "kid", "spk", "user", "v")}
     return BUNDLE_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"),
                                       ensure_ascii=False).encode()
+
+
+class PreKeysUpload(BaseModel):
+    """PUT /api/prekeys: a device's bundle (replacing its earlier one: a new signed prekey)
+    and one-time prekeys added to its stock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Bundle
+    one_time: list[PreKey] = Field(default_factory=list, max_length=MAX_ONE_TIME)
+
+
+class PreKeyStock(BaseModel):
+    kid: Fingerprint
+    spk_id: KeyId
+    one_time_left: int = Field(description="One-time prekeys the directory still holds for "
+                               f"this device; refill below {REFILL_BELOW}.")
+
+
+class DeviceBundle(BaseModel):
+    bundle: Bundle
+    one_time: PreKey | None = Field(description="One of the device's one-time prekeys, now "
+                                    "forgotten by the directory; null when none is left.")
+
+
+class UserBundles(BaseModel):
+    """GET /api/prekeys/{user_id}: a bundle for each of the user's live devices that has one.
+    The client uses only the devices its pinned device list names."""
+
+    user: str
+    devices: list[DeviceBundle]

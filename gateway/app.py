@@ -39,6 +39,7 @@ from . import (
     history,
     historyshares,
     keys,
+    prekeys,
     sessions,
     socket,
 )
@@ -157,6 +158,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(devicelist.router)
     app.include_router(historyshares.router)
+    app.include_router(prekeys.router)
     app.include_router(conversations.router)
 
     @app.middleware("http")

@@ -15,7 +15,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS
 from contracts.api import AccountDeletion
-from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, HISTORY_SHARES, SESSIONS
+from contracts.documents import (
+    BLOCKS,
+    FRIEND_REQUEST_DAYS,
+    HISTORY_SHARES,
+    PREKEYS,
+    SESSIONS,
+)
 from contracts.routing import account_key
 
 from .deps import CurrentUser, Svc
@@ -52,6 +58,7 @@ async def _sweep(db: AsyncDatabase[dict[str, Any]], user: str) -> None:
     await db[BLOCKS].delete_many({"$or": [{"blocker": user}, {"blocked": user}]})
     await db[FRIEND_REQUEST_DAYS].delete_many({"user": user})
     await db[HISTORY_SHARES].delete_many({"user": user})
+    await db[PREKEYS].delete_many({"user": user})
 
 
 async def _sweep_later(db: AsyncDatabase[dict[str, Any]], user: str) -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from fastapi import APIRouter, Request, Response
 
 from contracts import USERS
+from contracts.documents import PREKEYS, prekey_doc_id
 from contracts.envelope import MAX_DEVICES
 from contracts.keys import DeviceKey, DeviceKeyIn, KeySet, KeysUpload, device_proof_input
 
@@ -113,6 +114,7 @@ async def revoke_key(kid: str, svc: Svc, me: CurrentUser, request: Request) -> R
     key["revoked_at"] = int(time.time() * 1000)
     await svc.db[USERS].update_one(
         {"_id": me}, {"$pull": {"keys": {"kid": kid}}, "$push": {"revoked": key}})
+    await svc.db[PREKEYS].delete_one({"_id": prekey_doc_id(me, kid)})  # no new sessions with it
     security.info("device key revoked user=%s session=%s kid=%s address=%s", me,
                   session_of(request), kid, client_address(request))
     return Response(status_code=204)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pymongo
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from support import (
     Gateway,
     Stack,
@@ -27,10 +28,12 @@ from test_cli import duet, ok, register_pair
 from test_unfriend_block import closed_with
 
 from client import Client
+from client.crypto import DeviceKeys
 from client.errors import ApiError
+from client.ratchetvectors import sign_bundle
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS, room_id
 from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
-from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, SESSIONS
+from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, HISTORY_SHARES, PREKEYS, SESSIONS
 
 pytestmark = pytest.mark.timeout(90)
 SECOND_SWEEP_S = 10.0  # gateway.deletion.SWEEP_AGAIN_S
@@ -54,6 +57,8 @@ def leftovers(db: Any, uid: str) -> dict[str, int]:
         SESSIONS: {"user": uid},
         FRIEND_REQUEST_DAYS: {"user": uid},
         MESSAGES: {"$or": [{"room": rooms}, {"sender": uid}]},
+        HISTORY_SHARES: {"user": uid},
+        PREKEYS: {"user": uid},
     }
     counts = {name: db[name].count_documents(q) for name, q in queries.items()}
     return {name: n for name, n in counts.items() if n}
@@ -76,6 +81,18 @@ async def test_delete_account_refused_without_the_password(gw: Gateway) -> None:
         assert r.status_code == 200, "the account is still there"
 
 
+async def publish_prekeys(http: httpx.AsyncClient, base: str, user: Any) -> None:
+    """The user's device and its prekey bundle, published."""
+    keys = DeviceKeys.generate()
+    r = await http.put(f"{base}/api/keys", json={"keys": [keys.public(user.user_id)]},
+                       headers=user.auth)
+    assert r.status_code == 200, r.text
+    bundle = sign_bundle(keys, user.user_id, X25519PrivateKey.generate(), 1,
+                         X25519PrivateKey.generate())
+    r = await http.put(f"{base}/api/prekeys", json={"bundle": bundle}, headers=user.auth)
+    assert r.status_code == 200, r.text
+
+
 async def test_delete_account_leaves_no_document_of_the_user(
         gw: Gateway, gw2: Gateway, stack: Stack,
         mongo: pymongo.MongoClient[dict[str, Any]]) -> None:
@@ -93,6 +110,7 @@ async def test_delete_account_leaves_no_document_of_the_user(
         r = await http.post(f"{gw.http}/api/friends", json={"username": a.username},
                             headers=e.auth)  # a pending request to a
         assert r.status_code == 201, r.text
+        await publish_prekeys(http, gw.http, a)
         ab, bc = room_id(a.user_id, b.user_id), room_id(b.user_id, c.user_id)
         async with open_device(gw2, a) as a_dev, open_socket(gw2, b, a) as b_room, \
                 open_device(gw, b) as b_dev:
@@ -110,7 +128,7 @@ async def test_delete_account_leaves_no_document_of_the_user(
                              5, "a's presence document")
             assert set(leftovers(db, a.user_id)) == {
                 USERS, FRIENDSHIPS, BLOCKS, READS, PRESENCE, SESSIONS, MESSAGES,
-                FRIEND_REQUEST_DAYS}
+                FRIEND_REQUEST_DAYS, PREKEYS}
 
             r = await http.request("DELETE", f"{gw.http}/api/account",
                                    json={"password": a.password}, headers=a.auth)

@@ -352,6 +352,7 @@ async def test_bad_rest_requests_get_problem_json(gw: Gateway) -> None:
              {"json": {"keys": [{**keys.public(a.user_id), "sig": other.sig_spki}]},
               "headers": a.auth}),
             *_device_list_cases(a, b, *(await _stored_list(http, base, a, keys))),
+            *_prekey_cases(a, c, keys, other),
         ]
         for case, method, path, kwargs in cases:
             r = await http.request(method, base + path, **kwargs)
@@ -414,6 +415,41 @@ def _device_list_cases(a: User, b: User, identity: Any, body: dict[str, Any]
         put(Case("a history share for another user", "403"), "/api/history-shares", share),
         put(Case("a history share with a malformed wrapped key", "422"),
             "/api/history-shares", {**share, "user": a.user_id, "wk": "!" * 342}),
+    ]
+
+
+def _prekey_cases(a: User, stranger: User, keys: Any, other: Any
+                  ) -> list[tuple[Case, str, str, dict[str, Any]]]:
+    """PUT and GET /api/prekeys refusals (docs/protocol.md); a's device `keys` is live."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from client.crypto import b64u
+    from client.ratchet import public_raw
+    from client.ratchetvectors import sign_bundle
+
+    def x() -> X25519PrivateKey:
+        return X25519PrivateKey.generate()
+
+    bundle = sign_bundle(keys, a.user_id, x(), 1, x())
+
+    def put(case: Case, upload: dict[str, Any]) -> tuple[Case, str, str, dict[str, Any]]:
+        return case, "PUT", "/api/prekeys", {"json": upload, "headers": a.auth}
+    one_time = [{"id": i, "key": b64u(public_raw(x()))} for i in range(101)]
+    return [
+        put(Case("a prekey bundle for another user", "403"),
+            {"bundle": sign_bundle(keys, stranger.user_id, x(), 1, x())}),
+        put(Case("a prekey bundle its device did not sign", "422"),
+            {"bundle": {**bundle, "sig": sign_bundle(other, a.user_id, x(), 1, x())["sig"]}}),
+        put(Case("a prekey bundle with a key that is not 32 bytes", "422"),
+            {"bundle": {**bundle, "ik": "A" * 42}}),
+        put(Case("a prekey bundle of a device that uploaded no keys", "404"),
+            {"bundle": sign_bundle(other, a.user_id, x(), 1, x())}),
+        put(Case("more than 100 one-time prekeys", "422"),
+            {"bundle": bundle, "one_time": one_time}),
+        put(Case("a one-time prekey id twice", "422"),
+            {"bundle": bundle, "one_time": [one_time[0], {**one_time[1], "id": 0}]}),
+        (Case("prekeys of a user who is no friend", "403"), "GET",
+         f"/api/prekeys/{stranger.user_id}", {"headers": a.auth}),
     ]
 
 
