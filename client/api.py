@@ -51,6 +51,17 @@ class Api:
     async def publish_keys(self, devices: list[dict[str, str | None]]) -> dict[str, Any]:
         return dict(await self.call("PUT", "/api/keys", {"keys": devices}))
 
+    async def prekey_stock(self) -> list[dict[str, Any]]:
+        return list(await self.call("GET", "/api/prekeys"))
+
+    async def publish_prekeys(self, upload: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.call("PUT", "/api/prekeys", upload))
+
+    async def claim_prekeys(self, user_id: str, kids: list[str]) -> list[dict[str, Any]]:
+        found = await self.call("GET", f"/api/prekeys/{user_id}",
+                                params={"devices": ",".join(kids)})
+        return list(found["devices"])
+
     async def revoke_key(self, kid: str) -> None:
         await self.call("DELETE", f"/api/keys/{kid}")
 

@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from contracts.envelope import ALG, sig_is_canonical
+from contracts.envelope import ALG, ALG_V3, sig_is_canonical
 
 from . import crypto
 from .errors import CryptoError
 
-SIGNING_PREFIX = {1: b"duet-envelope-v1\n", 2: b"duet-envelope-v2\n"}
-VERSION = 2  # what seal() writes
+SIGNING_PREFIX = {1: b"duet-envelope-v1\n", 2: b"duet-envelope-v2\n",
+                  3: b"duet-envelope-v3\n"}
+VERSION = 2  # what seal() writes; seal_v3() writes v3
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def signing_input(envelope: dict[str, Any]) -> bytes:
     canonical JSON."""
     prefix = SIGNING_PREFIX.get(envelope.get("v"))  # type: ignore[arg-type]
     if prefix is None:
-        raise CryptoError(f"envelope version {envelope.get('v')!r} is not 1 or 2")
+        raise CryptoError(f"envelope version {envelope.get('v')!r} is not 1, 2 or 3")
     return prefix + crypto.canonical({k: v for k, v in envelope.items() if k != "sig"})
 
 
@@ -99,6 +101,25 @@ def seal(*, room: str, sender: str, device: crypto.DeviceKeys, seq: int, prev: s
     return envelope
 
 
+def seal_v3(*, room: str, sender: str, device: crypto.DeviceKeys, seq: int, prev: str,
+            kind: str, content: Content,
+            keys: Callable[[bytes], list[dict[str, Any]]]) -> tuple[dict[str, Any], bytes]:
+    """Encrypt content, let `keys` seal the content key to each device (a ratchet message,
+    or RSA-OAEP where there is no session: client.sessions), sign. Returns the envelope and
+    the content key, which the sending device keeps in its own history."""
+    key, iv = crypto.new_content_key()
+    entries = keys(key)
+    if not entries:
+        raise CryptoError("no recipient devices")
+    envelope: dict[str, Any] = {
+        "v": 3, "alg": ALG_V3, "room": room, "sender": sender, "from": device.kid,
+        "seq": seq, "prev": prev, "kind": kind, "keys": entries, "iv": crypto.b64u(iv),
+        "ct": crypto.b64u(crypto.seal(key, iv, content.encode())),
+    }
+    envelope["sig"] = crypto.b64u(crypto.sign(device.sig, signing_input(envelope)))
+    return envelope, key
+
+
 def verify_signature(envelope: dict[str, Any], public: ec.EllipticCurvePublicKey) -> bool:
     """The signature verifies, and in v2 is in its one canonical low-s form."""
     sig = str(envelope.get("sig", ""))
@@ -110,13 +131,19 @@ def verify_signature(envelope: dict[str, Any], public: ec.EllipticCurvePublicKey
         return False
 
 
+def own_entry(envelope: dict[str, Any], kid: str) -> dict[str, Any] | None:
+    return next((k for k in envelope.get("keys") or () if isinstance(k, dict)
+                 and k.get("kid") == kid), None)
+
+
 def content_key(envelope: dict[str, Any], device: crypto.DeviceKeys) -> bytes:
-    """This device's content key, unwrapped."""
-    wrapped = next((k["wk"] for k in envelope.get("keys", []) if k.get("kid") == device.kid),
-                   None)
-    if wrapped is None:
+    """This device's content key, unwrapped from its RSA-OAEP entry."""
+    entry = own_entry(envelope, device.kid)
+    if entry is None:
         raise CryptoError("the message holds no key for this device")
-    return crypto.unwrap(device.enc, crypto.unb64u(wrapped))
+    if "h" in entry:
+        raise CryptoError("a ratchet entry opens with the device's session (client.sessions)")
+    return crypto.unwrap(device.enc, crypto.unb64u(str(entry["wk"])))
 
 
 def open_content(envelope: dict[str, Any], device: crypto.DeviceKeys,

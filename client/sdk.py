@@ -25,9 +25,10 @@ from typing import Any
 import httpx
 import orjson
 
-from contracts import room_id
+from contracts import room_id, room_members
 from contracts.devicelist import link_code, safety_number
 from contracts.envelope import MESSAGE_KINDS, SIGNAL_KINDS
+from contracts.prekeys import MAX_ONE_TIME, REFILL_BELOW
 
 from . import crypto
 from . import identity as identity_mod
@@ -40,7 +41,9 @@ from .envelope import (
     content_key,
     envelope_hash,
     open_content,
+    own_entry,
     seal,
+    seal_v3,
     verify_signature,
 )
 from .errors import ApiError, ConfigError, CryptoError, IdentityChanged, SendError
@@ -56,7 +59,10 @@ from .events import (
     Unsent,
 )
 from .identity import Directory, Pin
+from .localhistory import LocalHistory
 from .profile import Profile, default_home
+from .ratchet import RatchetError
+from .sessions import DeviceSessions, Target, bundle_verifies
 from .shares import open_share, seal_shares
 from .signals import (
     TYPING_SHOWN_S,
@@ -68,6 +74,7 @@ from .signals import (
     typing_content,
 )
 from .transport import check_server_url
+from .vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,7 @@ MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
 RENEW_AT = 0.8  # renew the session when this share of the token's lifetime has passed
 RECEIPT_DELAY_S = 0.3  # receipts of a burst of messages go out as one
+CLAIM_EVERY_S = 30.0  # how often to ask again for the bundles of devices without a session
 
 Progress = Callable[[str], None]
 """Told each stage of a send as it starts: "encrypt", "send", then "sent" once acked."""
@@ -133,6 +141,12 @@ class Client:
         self._receipts: dict[str, asyncio.Task[None]] = {}
         self._read_receipts: bool | None = None  # the user's setting, asked once
         self._renewer: asyncio.Task[None] | None = None  # renews the session (sliding)
+        self._ratchets: DeviceSessions | None = None
+        self._local: LocalHistory | None = None
+        self._claimed: dict[str, float] = {}  # user -> when bundles were last asked for
+        self._prekeys_checked = False
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._told_fetched: dict[str, str] = {}  # room -> last `fetched` cursor sent
 
     async def __aenter__(self) -> Client:
         return self
@@ -142,7 +156,8 @@ class Client:
 
     async def close(self) -> None:
         """Send the receipts still due, then close the socket and HTTP; safe twice."""
-        due = [t for t in self._receipts.values() if not t.done()]
+        due = [t for t in [*self._receipts.values(), *self._fetching.values()]
+               if not t.done()]
         if due:
             await asyncio.wait(due, timeout=5)
         renewer, self._renewer = self._renewer, None
@@ -179,6 +194,38 @@ class Client:
             self._device = device
         await self.api.publish_keys([self.device.public(self.user_id)])
         await self.refresh_device_state()
+        await self.publish_prekeys()
+        self._prekeys_checked = True
+
+    # -- forward-secret sessions (docs/sessions.md) -----------------------------------
+    @property
+    def ratchets(self) -> DeviceSessions:
+        """This device's prekeys and sessions with other devices."""
+        if self._ratchets is None:
+            self._ratchets = DeviceSessions(Vault(self.profile.home, "sessions",
+                                                  self._passphrase))
+        return self._ratchets
+
+    @property
+    def local(self) -> LocalHistory:
+        """What this device has read or sent, kept encrypted in its home."""
+        if self._local is None:
+            self._local = LocalHistory(self.profile.home, self._passphrase)
+        return self._local
+
+    async def publish_prekeys(self) -> int:
+        """Publish this device's bundle if the directory has none, and top its one-time
+        prekeys up to MAX_ONE_TIME when fewer than REFILL_BELOW are left. Returns how many
+        it holds now."""
+        me = self._me()
+        stock = {s["kid"]: s for s in await self.api.prekey_stock()}
+        mine = stock.get(self.device.kid)
+        left = int(mine["one_time_left"]) if mine else 0
+        if mine is not None and left >= REFILL_BELOW:
+            return left
+        upload = await asyncio.to_thread(self.ratchets.prekey_upload, self.device, me,
+                                         MAX_ONE_TIME - left)
+        return int((await self.api.publish_prekeys(upload))["one_time_left"])
 
     async def refresh_device_state(self) -> str:
         """Whether this device holds the account's identity key ("identity"), is in the
@@ -277,6 +324,9 @@ class Client:
         device"). Signals are left out: their moment has passed."""
         wrapped: list[dict[str, Any]] = []
         for conversation in (await self.api.call("GET", "/api/conversations"))["conversations"]:
+            # Open (and keep) what reached this device but it has not read yet: a
+            # forward-secret message's key is in its own history only once it has.
+            await self.history(conversation["user_id"])
             after = None
             while True:
                 peer = conversation["user_id"]
@@ -290,6 +340,9 @@ class Client:
         def unwrap_all() -> dict[str, bytes]:
             keys = {}
             for env in wrapped:
+                entry = own_entry(env, self.device.kid)
+                if entry is None or "h" in entry:
+                    continue  # not readable here, or (a ratchet entry) kept below
                 try:
                     keys[envelope_hash(env)] = content_key(env, self.device)
                 except CryptoError:
@@ -297,6 +350,8 @@ class Client:
             return keys
 
         keys = await asyncio.to_thread(unwrap_all)
+        # Forward-secret messages open once: their keys are in this device's own history.
+        keys.update(await asyncio.to_thread(self.local.keys))
         if not keys:
             return
         shares = await asyncio.to_thread(
@@ -611,6 +666,49 @@ class Client:
 
     async def _recipients(self, peer: str) -> list[Recipient]:
         """Every live device of the friend's and this user's signed lists, asked afresh."""
+        theirs, mine = await self._lists(peer)
+        return [Recipient(d.kid, crypto.load_rsa_public(d.enc))
+                for d in theirs.live() + mine.live()]
+
+    async def _targets(self, peer: str) -> list[Target]:
+        """The devices a v3 envelope is for: every live device of both signed lists but
+        this one (which keeps what it sent), with a verified bundle for each that has no
+        session yet and published one (asked for at most every CLAIM_EVERY_S)."""
+        theirs, mine = await self._lists(peer)
+        targets = []
+        for user, directory in ((peer, theirs), (self._me(), mine)):
+            devices = [d for d in directory.live() if d.kid != self.device.kid]
+            need = [d.kid for d in devices if not self.ratchets.has_session(d.kid)]
+            claimed: dict[str, dict[str, Any]] = {}
+            if need and time.monotonic() - self._claimed.get(user, -CLAIM_EVERY_S) \
+                    >= CLAIM_EVERY_S:
+                self._claimed[user] = time.monotonic()
+                claimed = {c["bundle"]["kid"]: c
+                           for c in await self.api.claim_prekeys(user, need)}
+            for d in devices:
+                c = claimed.get(d.kid)
+                if c is not None and not bundle_verifies(c["bundle"], user, d.kid, d.sig):
+                    self._warn("bad_bundle", user, f"the prekey bundle of device "
+                               f"{d.kid[:12]} is not signed by it: no session with it",
+                               "bundle:" + d.kid)
+                    c = None
+                targets.append(Target(d.kid, crypto.load_rsa_public(d.enc),
+                                      c["bundle"] if c else None,
+                                      c["one_time"] if c else None))
+        return targets
+
+    async def without_session(self, friend: str) -> list[str]:
+        """The devices of a conversation (both users' live devices but this one) that this
+        device has no session with: they get RSA-wrapped keys, so the conversation is
+        forward secret when this is empty (docs/sessions.md)."""
+        peer = await self._peer(friend)
+        theirs = await self._directory(peer, refresh=True)
+        mine = await self._directory(self._me(), refresh=True)
+        held = await asyncio.to_thread(self.ratchets.peers)
+        return [d.kid for d in theirs.live() + mine.live()
+                if d.kid != self.device.kid and d.kid not in held]
+
+    async def _lists(self, peer: str) -> tuple[Directory, Directory]:
         theirs = await self._directory(peer, refresh=True)
         mine = await self._directory(self._me(), refresh=True)
         name = self._names.get(peer, peer)
@@ -623,27 +721,35 @@ class Client:
         if self.device.kid not in {d.kid for d in mine.live()}:
             raise ConfigError("this device waits for approval: approve it from the device "
                               f"that holds your identity key (code {self.link_code})")
-        return [Recipient(d.kid, crypto.load_rsa_public(d.enc))
-                for d in theirs.live() + mine.live()]
+        return theirs, mine
 
     async def _send(self, friend: str, kind: str, content: Content,
                     message_id: str | None, progress: Progress | None = None
                     ) -> dict[str, Any]:
         me, peer = self._me(), await self._peer(friend)
         room = room_id(me, peer)
-        recipients = await self._recipients(peer)
+        targets = await self._targets(peer)
         link = self._send_chains.get(room, {"seq": 0, "hash": ""})
         if progress:
             progress("encrypt")
-        envelope = await asyncio.to_thread(
-            seal, room=room, sender=me, device=self.device, seq=link["seq"] + 1,
-            prev=link["hash"], kind=kind, content=content, recipients=recipients)
-        # Advance the chain before sending, so a crash can never reuse a sequence number.
+        envelope, key = await asyncio.to_thread(
+            seal_v3, room=room, sender=me, device=self.device, seq=link["seq"] + 1,
+            prev=link["hash"], kind=kind, content=content,
+            keys=lambda k: self.ratchets.seal(k, targets))
+        # Advance the chain before sending, so a crash can never reuse a sequence number;
+        # keep the content key first, so this device can always read what it sent.
+        message_id = message_id or secrets.token_urlsafe(12)
+        frame = {"type": "message", "id": message_id, "sender": me, "room": room,
+                 "kind": kind, "body": envelope}
+        await asyncio.to_thread(self.local.add, frame, envelope_hash(envelope), key)
         self._send_chains[room] = {"seq": envelope["seq"], "hash": envelope_hash(envelope)}
         self._save_state()
         if progress:
             progress("send")
         ack = await self._post(peer, kind, envelope, message_id)
+        await asyncio.to_thread(self.local.add, {**frame, "ts": ack["ts"],
+                                                 "cursor": ack["cursor"]},
+                                envelope_hash(envelope), key)
         if progress:
             progress("sent")
         return ack
@@ -660,11 +766,19 @@ class Client:
         return ack
 
     async def _signal(self, peer: str, kind: str, content: Content) -> dict[str, Any]:
-        """A receipt or typing envelope: signed and encrypted, outside the chain."""
-        recipients = await self._recipients(peer)
-        return await asyncio.to_thread(
-            seal, room=room_id(self._me(), peer), sender=self._me(), device=self.device,
-            seq=0, prev="", kind=kind, content=content, recipients=recipients)
+        """A receipt or typing envelope: signed and encrypted, outside the chain. Receipts
+        travel over the sessions (v3); typing stays v2 (docs/sessions.md says why)."""
+        room, me = room_id(self._me(), peer), self._me()
+        if kind == "typing":
+            recipients = await self._recipients(peer)
+            return await asyncio.to_thread(
+                seal, room=room, sender=me, device=self.device, seq=0, prev="", kind=kind,
+                content=content, recipients=recipients)
+        targets = await self._targets(peer)
+        envelope, _ = await asyncio.to_thread(
+            seal_v3, room=room, sender=me, device=self.device, seq=0, prev="", kind=kind,
+            content=content, keys=lambda k: self.ratchets.seal(k, targets))
+        return envelope
 
     async def wait_stored(self, friend: str, message_id: str, timeout: float = 10.0) -> None:
         await self._peer(friend)
@@ -742,6 +856,9 @@ class Client:
             if self._session is None:
                 self._me()
                 assert self.api.token is not None
+                if not self._prekeys_checked:  # a device made before v3 publishes here
+                    self._prekeys_checked = True
+                    await self.publish_prekeys()
                 self._session = DeviceSession(self.url, self.api.token,
                                               on_frame=self._on_frame, sync=self._sync_frame)
                 await self._session.start()
@@ -850,6 +967,7 @@ class Client:
         room = frame["room"]
         self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
         self._save_state()
+        self._fetched_soon(room)
         if any(isinstance(e, Message) and not e.own for e in events):
             self._delivered[room] = later(self._delivered.get(room), frame["cursor"]) or ""
             self._receipt_soon(frame["sender"])
@@ -861,6 +979,25 @@ class Client:
         task = self._receipts.get(room)
         if task is None or task.done():
             self._receipts[room] = asyncio.create_task(self._send_receipt(peer, room))
+
+    def _fetched_soon(self, room: str) -> None:
+        """Tell the server how far this device holds the room (its retention waits for
+        every device): once for a burst, like receipts."""
+        task = self._fetching.get(room)
+        if task is None or task.done():
+            self._fetching[room] = asyncio.create_task(self._send_fetched(room))
+
+    async def _send_fetched(self, room: str) -> None:
+        await asyncio.sleep(RECEIPT_DELAY_S)
+        cursor = self._cursors.get(room)
+        if cursor is None or cursor == self._told_fetched.get(room):
+            return
+        lo, hi = room_members(room)
+        session = await self._device_session()
+        if await session.post(_dumps({"type": "fetched", "device": self.device.kid,
+                                      "peer": hi if lo == self._me() else lo,
+                                      "cursor": cursor})):
+            self._told_fetched[room] = cursor
 
     async def _send_receipt(self, peer: str, room: str) -> None:
         await asyncio.sleep(RECEIPT_DELAY_S)
@@ -890,14 +1027,23 @@ class Client:
         chains = self._chains
         self._chains = Chains()  # history is checked as a whole, from its first message
         try:
+            frames: list[dict[str, Any]] = []
             after = None
             while True:
                 page = await self.api.messages(peer, after=after, limit=limit)
-                for frame in page["messages"]:
-                    events.extend(await self._process(frame, dedup=False))
+                frames.extend(page["messages"])
                 after = page["next"]
                 if after is None:
                     break
+            # What this device kept that the server no longer holds (past its retention).
+            held = {envelope_hash(f["body"]) for f in frames if isinstance(f.get("body"), dict)}
+            kept = await asyncio.to_thread(self.local.room, room_id(self._me(), peer))
+            frames.extend(e["frame"] for h, e in kept.items()
+                          if h not in held and e["frame"].get("cursor")
+                          and e["frame"]["kind"] in MESSAGE_KINDS)
+            frames.sort(key=lambda f: str(f["cursor"]))
+            for frame in frames:
+                events.extend(await self._process(frame, dedup=False))
         finally:
             self._chains = chains
         return events
@@ -956,19 +1102,31 @@ class Client:
                                          and (sender, mid) in self._unsent):
                 return alerts
             self._unsent.discard((sender, mid or ""))
-        if not any(isinstance(k, dict) and k.get("kid") == self.device.kid
-                   for k in env.get("keys") or ()):
+        h = envelope_hash(env)
+        entry = own_entry(env, self.device.kid)
+        # Sent or read here before (a forward-secret message opens once), else this
+        # device's entry: a ratchet message, or an RSA-OAEP wrap.
+        key = await asyncio.to_thread(self.local.key, frame["room"], h) if kind != "typing" \
+            else None
+        if key is None and entry is None:
             # Sent before this device was added (or to a list without it): explained, not
             # a failure. A signal of then is stale anyway: nothing to show.
             if kind in SIGNAL_KINDS:
                 return alerts
-            shared = await self._shared_key(env)
-            if shared is None:
+            key = await self._shared_key(env)
+            if key is None:
                 return alert(NOT_FOR_DEVICE, "the message holds no key for this device")
-        else:
-            shared = None
+        elif key is None and entry is not None and "h" in entry:
+            try:
+                key = await asyncio.to_thread(self.ratchets.open, device.kid, entry)
+            except RatchetError as exc:
+                return alert("undecryptable", f"{exc.code}: {exc.detail}")
+            if mid and "cursor" in frame:
+                await asyncio.to_thread(self.local.add, {
+                    k: frame[k] for k in ("type", "id", "sender", "room", "kind", "body",
+                                          "ts", "cursor") if k in frame}, h, key)
         try:
-            content = await asyncio.to_thread(open_content, env, self.device, shared)
+            content = await asyncio.to_thread(open_content, env, self.device, key)
         except CryptoError as exc:
             return alert("undecryptable", str(exc))
         own = sender == self.user_id

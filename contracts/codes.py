@@ -56,8 +56,10 @@ ERRORS: dict[str, ErrorCode] = {e.code: e for e in (
     ErrorCode("sync_needed", "v2: the gateway's broker connection was lost and restored, so "
                              "live frames may have been missed: send `sync` again now (the "
                              "socket stays open)"),
-    ErrorCode("unavailable", "v2: storage did not answer (a `read` position was not kept); "
-                             "send it again"),
+    ErrorCode("unavailable", "v2: storage did not answer (a `read` or `fetched` position "
+                             "was not kept); send it again"),
+    ErrorCode("not_your_device", "v2: a `fetched` frame names a device that is not a live "
+                                 "device of the token's user"),
     ErrorCode("too_many_messages", "the user sent DUET_MESSAGES_PER_MINUTE messages this "
                                    "UTC minute (all sockets and gateways together); send "
                                    "it again (same id) next minute"),

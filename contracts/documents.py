@@ -18,6 +18,7 @@ BLOCKS = "blocks"
 FRIEND_REQUEST_DAYS = "friend_request_days"
 HISTORY_SHARES = "history_shares"
 PREKEYS = "prekeys"  # one document per device: its bundle and one-time prekeys
+FETCHED = "fetched"  # per device and room: the cursor up to which the device holds it
 
 
 def message_doc_id(sender: str, message_id: str) -> str:
@@ -37,6 +38,10 @@ def prekey_doc_id(user: str, kid: str) -> str:
     return f"{user}/{kid}"
 
 
+def fetched_doc_id(kid: str, room: str) -> str:
+    return f"{kid}/{room}"
+
+
 def block_doc_id(blocker: str, blocked: str) -> str:
     return f"{blocker}/{blocked}"
 
@@ -53,6 +58,8 @@ class MessageDocument(BaseModel):
     ts: int
     cursor: Cursor
     stored_at: int
+    fetched_at: int | None = Field(None, description="When the retention sweep found that "
+                                   "every device the message is for had fetched it.")
 
 
 class UserDocument(BaseModel):
@@ -145,6 +152,7 @@ class FriendRequestDayDocument(BaseModel):
 IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 MESSAGE_INDEXES: list[IndexSpec] = [
     (MESSAGES, [("room", 1), ("cursor", 1)], {"name": "room_cursor", "unique": True}),
+    (MESSAGES, [("fetched_at", 1)], {"name": "fetched_at"}),  # the retention sweep
 ]
 USER_INDEXES: list[IndexSpec] = [
     (USERS, [("username_key", 1)], {"name": "username_key", "unique": True}),
@@ -169,4 +177,6 @@ SESSION_INDEXES: list[IndexSpec] = [
     (SESSIONS, [("user", 1)], {"name": "user"}),
     (HISTORY_SHARES, [("user", 1), ("to", 1)], {"name": "user_to"}),
     (PREKEYS, [("user", 1)], {"name": "user"}),
+    (FETCHED, [("user", 1)], {"name": "user"}),
+    (FETCHED, [("room", 1)], {"name": "room"}),
 ]

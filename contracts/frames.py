@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
-from .envelope import Envelope
+from .envelope import Envelope, Fingerprint
 
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Cursor = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -102,10 +102,22 @@ class ReadFrame(_Frame):
     cursor: Cursor
 
 
-DeviceClientFrame = Annotated[DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame,
-                              Field(discriminator="type")]
+class FetchedFrame(_Frame):
+    """This device (`device`, its kid) holds the room with `peer` up to `cursor`: the
+    server's retention keeps a message's ciphertext until every device it was for has
+    said so (docs/sessions.md "Retention")."""
+
+    type: Literal["fetched"]
+    device: Fingerprint
+    peer: UserId
+    cursor: Cursor
+
+
+DeviceClientFrame = Annotated[
+    DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame | FetchedFrame,
+    Field(discriminator="type")]
 device_client_frame: TypeAdapter[
-    DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame
+    DeviceSendFrame | DeviceSyncFrame | TypingFrame | ReadFrame | FetchedFrame
 ] = TypeAdapter(DeviceClientFrame)
 
 

@@ -17,6 +17,7 @@ from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS
 from contracts.api import AccountDeletion
 from contracts.documents import (
     BLOCKS,
+    FETCHED,
     FRIEND_REQUEST_DAYS,
     HISTORY_SHARES,
     PREKEYS,
@@ -59,6 +60,7 @@ async def _sweep(db: AsyncDatabase[dict[str, Any]], user: str) -> None:
     await db[FRIEND_REQUEST_DAYS].delete_many({"user": user})
     await db[HISTORY_SHARES].delete_many({"user": user})
     await db[PREKEYS].delete_many({"user": user})
+    await db[FETCHED].delete_many({"$or": [{"user": user}, {"room": rooms}]})
 
 
 async def _sweep_later(db: AsyncDatabase[dict[str, Any]], user: str) -> None:

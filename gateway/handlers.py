@@ -1,5 +1,5 @@
-"""What each client frame does, for both protocols: `send`, `sync`, and on v2 `typing`
-and `read`. Answers go to the socket's outbox (gateway.outbox); the codes are
+"""What each client frame does, for both protocols: `send`, `sync`, and on v2 `typing`,
+`read` and `fetched`. Answers go to the socket's outbox (gateway.outbox); the codes are
 contracts.codes'.
 """
 
@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from broker import PublishError
 from contracts import (
     MESSAGES,
+    USERS,
     DeviceSendFrame,
     DeviceSyncFrame,
     ReadFrame,
@@ -26,7 +27,9 @@ from contracts import (
     room_id,
 )
 from contracts.codes import error_frame
+from contracts.documents import FETCHED, fetched_doc_id
 from contracts.envelope import MESSAGE_KINDS, Envelope
+from contracts.frames import FetchedFrame
 from contracts.routing import typing_key
 
 from .conversations import mark_read
@@ -47,7 +50,8 @@ QUOTA_DETAILS = {
 }
 V1_TYPES: dict[str, type[BaseModel]] = {"send": SendFrame, "sync": SyncFrame}
 V2_TYPES: dict[str, type[BaseModel]] = {
-    "send": DeviceSendFrame, "sync": DeviceSyncFrame, "typing": TypingFrame, "read": ReadFrame}
+    "send": DeviceSendFrame, "sync": DeviceSyncFrame, "typing": TypingFrame, "read": ReadFrame,
+    "fetched": FetchedFrame}
 
 
 def _validation_detail(exc: ValidationError) -> str:
@@ -98,6 +102,9 @@ async def handle(text: str, conn: Connection, svc: Services) -> None:
     elif isinstance(frame, ReadFrame):
         if await _friend(frame.peer, conn, svc):
             await _read(frame, conn, svc)
+    elif isinstance(frame, FetchedFrame):
+        if await _friend(frame.peer, conn, svc):
+            await _fetched(frame, conn, svc)
 
 
 async def _friend(peer: str, conn: Connection, svc: Services, frame_id: str | None = None
@@ -242,6 +249,26 @@ async def _typing(frame: TypingFrame, conn: Connection, svc: Services) -> None:
         await svc.broker.notify(orjson.dumps(event), typing_key(room))
     except PublishError as exc:  # a typing signal is best effort
         log.info("typing signal dropped: %s", exc.reason, extra={"conn": conn.id})
+
+
+async def _fetched(frame: FetchedFrame, conn: Connection, svc: Services) -> None:
+    """Keep how far this device of the user holds the room (only forward): retention
+    waits for it (docs/sessions.md "Retention")."""
+    room = room_id(conn.user, frame.peer)
+    try:
+        mine = await svc.db[USERS].find_one({"_id": conn.user, "keys.kid": frame.device},
+                                            projection={"_id": 1})
+        if mine is None:
+            conn.send(error_frame("not_your_device", f"no live device {frame.device[:12]} "
+                                  "of this user"))
+            return
+        await svc.db[FETCHED].update_one(
+            {"_id": fetched_doc_id(frame.device, room)},
+            {"$max": {"cursor": frame.cursor},
+             "$set": {"user": conn.user, "kid": frame.device, "room": room}}, upsert=True)
+    except PyMongoError:
+        conn.send(error_frame("unavailable", "the fetched position was not kept; send it "
+                              "again"))
 
 
 async def _read(frame: ReadFrame, conn: Connection, svc: Services) -> None:

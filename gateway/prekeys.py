@@ -80,16 +80,21 @@ async def publish_prekeys(body: PreKeysUpload, svc: Svc, me: CurrentUser) -> Pre
 
 
 @router.get("/{user_id}", response_model=UserBundles)
-async def claim_bundles(user_id: str, svc: Svc, me: CurrentUser) -> UserBundles:
-    """A bundle for each live device of a friend (or of oneself), each with one one-time
-    prekey taken from its stock."""
+async def claim_bundles(user_id: str, svc: Svc, me: CurrentUser,
+                        devices: str | None = None) -> UserBundles:
+    """A bundle for each live device of a friend (or of oneself), or of those of them named
+    in `devices` (kids, comma-separated), each with one one-time prekey taken from its
+    stock."""
     if user_id != me and not await are_friends(svc.db, me, user_id):
         raise Forbidden("prekeys are served to the user's friends only")
     user = await svc.db[USERS].find_one({"_id": user_id}, projection={"keys.kid": 1})
     if user is None:
         raise NotFound("no such user")
-    devices = []
+    wanted = set(devices.split(",")) if devices else None
+    found = []
     for kid in sorted(k["kid"] for k in user.get("keys", [])):
+        if wanted is not None and kid not in wanted:
+            continue
         # $pop takes the oldest one-time prekey; the document before it says which it was.
         doc = await svc.db[PREKEYS].find_one_and_update(
             {"_id": prekey_doc_id(user_id, kid)}, {"$pop": {"one_time": -1}},
@@ -97,9 +102,9 @@ async def claim_bundles(user_id: str, svc: Svc, me: CurrentUser) -> UserBundles:
         if doc is None:
             continue
         taken = doc["one_time"][0] if doc.get("one_time") else None
-        devices.append(DeviceBundle(bundle=doc["bundle"],
-                                    one_time=PreKey(**taken) if taken else None))
-    return UserBundles(user=user_id, devices=devices)
+        found.append(DeviceBundle(bundle=doc["bundle"],
+                                  one_time=PreKey(**taken) if taken else None))
+    return UserBundles(user=user_id, devices=found)
 
 
 @router.get("", response_model=list[PreKeyStock])

@@ -35,6 +35,7 @@ from contracts.events import storable_frames
 from contracts.routing import MESSAGE_NS, STORED_KEY, persist_partition
 from service.crash import crash
 
+from . import retention
 from .metrics import PersisterMetrics
 from .settings import PersisterSettings
 from .store import MessageStore
@@ -86,6 +87,8 @@ class Persister:
         helpers = [asyncio.create_task(self._watch_lag())]
         if self.partitions > 1:
             helpers.append(asyncio.create_task(self._rebalance_loop()))
+        if self._settings.retention_days > 0:
+            helpers.append(asyncio.create_task(self._retention_loop()))
         await stop.wait()
         for helper in helpers:
             helper.cancel()
@@ -150,6 +153,15 @@ class Persister:
         consumer_ = Consumer(self._channel, queue, receive, crash)
         self._consumers[queue.name] = consumer_
         await consumer_.start()
+
+    async def _retention_loop(self) -> None:
+        retention_ms = int(self._settings.retention_days * 86_400_000)
+        while True:
+            try:
+                await retention.sweep(self._store.db, int(time.time() * 1000), retention_ms)
+            except PyMongoError as exc:  # MongoDB away: the next sweep does it
+                log.info("retention sweep failed: %s", type(exc).__name__)
+            await asyncio.sleep(self._settings.retention_sweep_s)
 
     async def _rebalance_loop(self) -> None:
         while True:

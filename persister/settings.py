@@ -18,4 +18,9 @@ class PersisterSettings(ServiceSettings):
                                                       "read for the `lag` gauge.")
     rebalance_s: float = Field(2.0, gt=0, description=(
         "Partitioned: how often a persister hands off the partitions beyond its share."))
+    retention_days: float = Field(0.0, ge=0, description=(
+        "Delete a message's ciphertext this many days after every device it was for "
+        "fetched it; 0: keep it forever."))
+    retention_sweep_s: float = Field(3600.0, gt=0, description=(
+        "How often the retention sweep runs (with DUET_RETENTION_DAYS > 0)."))
     retry_max_s: float = Field(10.0, gt=0, description="Longest back-off while MongoDB is down.")

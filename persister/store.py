@@ -21,6 +21,10 @@ class MessageStore:
         self._messages = db[MESSAGES]
         self._db = db
 
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        return self._db
+
     async def ensure_indexes(self) -> None:
         for collection, keys, options in MESSAGE_INDEXES:
             await self._db[collection].create_index(keys, **options)

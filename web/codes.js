@@ -20,6 +20,10 @@ export const ERRORS = {
     "cause": "v2: the peer is not an accepted friend (or not a user; or the friendship ended: unfriend, block, a deleted account)",
     "code": "not_friends"
   },
+  "not_your_device": {
+    "cause": "v2: a `fetched` frame names a device that is not a live device of the token's user",
+    "code": "not_your_device"
+  },
   "publish_failed": {
     "cause": "the broker did not confirm in time; resend the same frame (same id)",
     "code": "publish_failed"
@@ -49,7 +53,7 @@ export const ERRORS = {
     "code": "too_many_messages"
   },
   "unavailable": {
-    "cause": "v2: storage did not answer (a `read` position was not kept); send it again",
+    "cause": "v2: storage did not answer (a `read` or `fetched` position was not kept); send it again",
     "code": "unavailable"
   },
   "unknown_type": {

@@ -448,18 +448,25 @@ async def cmd_verify(s: Session) -> int:
             await client.mark_verified(name)
         number = await client.safety_number(name)
         verified = client.verified(f["user_id"])
+        without = await client.without_session(name)
         _show_warnings(s, client)
     groups = number.split()
     rows = "\n".join("    " + " ".join(groups[i:i + 4]) for i in range(0, len(groups), 4))
     mark = (f"You marked {name} verified." if verified else
             f"Once you have compared it, run `duet verify {name} --mark`.")
+    scheme = ("Forward secret: every device of this conversation has a session with this "
+              "one." if not without else
+              f"Not forward secret yet: {len(without)} device(s) of this conversation have no "
+              "session with this one\n(they get RSA-wrapped keys until they publish prekeys "
+              "and a message goes each way).")
     s.out.emit({"type": "safety_number", "friend": name, "friend_id": f["user_id"],
-                "safety_number": number, "verified": verified},
+                "safety_number": number, "verified": verified,
+                "forward_secret": not without, "without_session": without},
                f"Safety number for {me} and {name}:\n\n{rows}\n\n"
                f"Compare it with {name} in person, or on a call where you know each other's\n"
                f"voices ({name} runs `duet verify {me}`). If both of you see the same number,\n"
                f"your messages are encrypted for the devices your identity keys approved and\n"
                f"no one else's. If it differs, someone may be intercepting: send nothing\n"
                f"sensitive. It changes only when one of you resets the identity key, never\n"
-               f"when a device is added or revoked. {mark}")
+               f"when a device is added or revoked. {mark}\n\n{scheme}")
     return 0

@@ -57,7 +57,8 @@ async def test_device_injected_into_a_directory_gets_no_key_and_an_alert_names_i
     await a.wait_stored(nb, ack["id"])
     env = await stored_envelope(a, nb, ack["id"])
     assert kid not in wrapped_for(env)
-    assert wrapped_for(env) == {a.device.kid, b.device.kid}
+    # v3: the friend's device only (the sending device keeps its own copy: docs/sessions.md)
+    assert wrapped_for(env) == {b.device.kid}
     named = [w for w in a.warnings if w.kind == "unapproved_device"]
     assert len(named) == 1 and named[0].sender == target
     assert "evil tablet" in named[0].detail and kid[:12] in named[0].detail

@@ -113,7 +113,8 @@ async def test_new_signed_prekey_replaces_and_the_stock_is_bounded(gw: Gateway) 
 
 
 async def test_a_revoked_device_bundle_is_no_longer_served(gw: Gateway) -> None:
-    """Of Bob's two devices with bundles, only the live one is served after the other is
+    """A claim may name devices (only theirs are served, and only their stock shrinks); of
+    Bob's two devices with bundles, only the live one is served after the other is
     revoked."""
     async with httpx.AsyncClient() as http:
         alice, bob = await signup(http, gw.http), await signup(http, gw.http)
@@ -127,6 +128,11 @@ async def test_a_revoked_device_bundle_is_no_longer_served(gw: Gateway) -> None:
         url = f"{gw.http}/api/prekeys/{bob.user_id}"
         r = await http.get(url, headers=alice.auth)
         assert {d["bundle"]["kid"] for d in r.json()["devices"]} == {phone.kid, laptop.kid}
+        r = await http.get(url, headers=alice.auth, params={"devices": laptop.kid})
+        [only] = r.json()["devices"]
+        assert (only["bundle"]["kid"], only["one_time"]["id"]) == (laptop.kid, 1)
+        r = await http.get(f"{gw.http}/api/prekeys", headers=bob.auth)
+        assert {s["kid"]: s["one_time_left"] for s in r.json()} == {phone.kid: 4, laptop.kid: 3}
         r = await http.delete(f"{gw.http}/api/keys/{laptop.kid}", headers=bob.auth)
         assert r.status_code == 204, r.text
         r = await http.get(url, headers=alice.auth)

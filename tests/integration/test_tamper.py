@@ -50,12 +50,13 @@ async def test_body_altered_in_storage_is_reported_bad_signature(convo) -> None:
 
 
 async def test_wrapped_key_swapped_is_reported_bad_signature(convo) -> None:
-    """B's wrapped key replaced by the one wrapped for A: caught by the signature."""
+    """B's key entry replaced by B's entry of another message (a valid ratchet message for
+    B, from the same sender): caught by the signature before the session is touched."""
     _, b, na, coll, docs = convo
     keys = docs[0]["body"]["keys"]
     mine = next(k for k in keys if k["kid"] == b.device.kid)
-    other = next(k for k in keys if k["kid"] != b.device.kid)
-    swapped = [{"kid": mine["kid"], "wk": other["wk"]} if k is mine else k for k in keys]
+    other = next(k for k in docs[1]["body"]["keys"] if k["kid"] == b.device.kid)
+    swapped = [other if k is mine else k for k in keys]
     coll.update_one({"_id": docs[0]["_id"]}, {"$set": {"body.keys": swapped}})
     assert kinds(await b.history(na))[0] == "bad_signature"
 

@@ -173,6 +173,10 @@ def device_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
          {"type": "read", "peer": b.user_id, "cursor": "zzz"}),
         (Case("v2: read in a non-friend's room", "error not_friends"),
          {"type": "read", "peer": c.user_id, "cursor": "0" * 32}),
+        (Case("v2: fetched for another user's device", "error not_your_device"),
+         {"type": "fetched", "device": "A" * 43, "peer": b.user_id, "cursor": "0" * 32}),
+        (Case("v2: fetched with a malformed cursor", "error invalid_frame"),
+         {"type": "fetched", "device": "A" * 43, "peer": b.user_id, "cursor": "zzz"}),
     ]
 
 

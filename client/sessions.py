@@ -1,0 +1,196 @@
+"""This device's prekeys and its Double Ratchet sessions with other devices, kept in the
+`sessions` vault (client.vault), and the one thing envelopes need of them: a content key
+sealed to a device, and opened from one (docs/sessions.md).
+
+Sessions are kept per peer device, most recently used first, at most MAX_SESSIONS: two
+devices that started a session with each other at the same moment each hold two, and the
+one that last opened a message is the one they send on (Signal's Sesame rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from contracts.prekeys import KEY_ID_MAX, MAX_ONE_TIME, bundle_signing_input
+
+from . import crypto
+from .errors import CryptoError
+from .ratchet import (
+    Header,
+    RatchetError,
+    Session,
+    private_raw,
+    public_raw,
+    x3dh_initiate,
+    x3dh_respond,
+)
+from .vault import Vault
+
+MAX_SESSIONS = 3  # per peer device
+MAX_UNUSED_ONE_TIME = 4 * MAX_ONE_TIME  # private halves kept for claimed-but-unused keys
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device an envelope is for: its kid, RSA key (for a device without a session or a
+    bundle) and its verified bundle with a one-time prekey, if one was claimed."""
+
+    kid: str
+    rsa: RSAPublicKey
+    bundle: dict[str, Any] | None = None
+    one_time: dict[str, Any] | None = None
+
+
+def _key(raw: str) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(crypto.unb64u(raw))
+
+
+def _new() -> tuple[X25519PrivateKey, str]:
+    key = X25519PrivateKey.generate()
+    return key, crypto.b64u(private_raw(key))
+
+
+def bundle_verifies(bundle: dict[str, Any], user: str, kid: str, sig_spki: str) -> bool:
+    """The bundle is this user's device `kid`'s, signed by that device's signing key."""
+    if bundle.get("user") != user or bundle.get("kid") != kid or bundle.get("v") != 1:
+        return False
+    try:
+        return crypto.verify(crypto.load_ec_public(sig_spki), bundle_signing_input(bundle),
+                             crypto.unb64u(str(bundle.get("sig", ""))))
+    except (CryptoError, KeyError, TypeError):
+        return False
+
+
+class DeviceSessions:
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    # -- prekeys -----------------------------------------------------------------------
+    def prekey_upload(self, device: crypto.DeviceKeys, user: str,
+                      want_one_time: int) -> dict[str, Any]:
+        """PUT /api/prekeys's body: the bundle (made on first use) and `want_one_time` new
+        one-time prekeys, whose private halves are kept before they are published."""
+        with self.vault.open() as d:
+            if "ik" not in d:
+                d["ik"] = _new()[1]
+                d["spk"] = {"id": 1, "private": _new()[1]}
+                d["one_time"], d["next_id"] = {}, 1
+            fresh = []
+            for _ in range(want_one_time):
+                key, raw = _new()
+                key_id = d["next_id"]
+                d["next_id"] = key_id + 1 if key_id < KEY_ID_MAX else 1
+                d["one_time"][str(key_id)] = raw
+                fresh.append({"id": key_id, "key": crypto.b64u(public_raw(key))})
+            # Claimed keys whose messages never came: the oldest go.
+            for old in sorted(d["one_time"], key=int)[:max(0, len(d["one_time"])
+                                                          - MAX_UNUSED_ONE_TIME)]:
+                del d["one_time"][old]
+            ik, spk = _key(d["ik"]), _key(d["spk"]["private"])
+            spk_id = d["spk"]["id"]
+        bundle: dict[str, Any] = {"v": 1, "user": user, "kid": device.kid,
+                                  "ik": crypto.b64u(public_raw(ik)),
+                                  "spk": {"id": spk_id, "key": crypto.b64u(public_raw(spk))}}
+        bundle["sig"] = crypto.b64u(crypto.sign(device.sig, bundle_signing_input(bundle)))
+        return {"bundle": bundle, "one_time": fresh}
+
+    def has_session(self, kid: str) -> bool:
+        return kid in self.peers()
+
+    def peers(self) -> set[str]:
+        """The devices this device holds a session with."""
+        return {kid for kid, held in self.vault.read().get("sessions", {}).items() if held}
+
+    # -- sealing and opening a content key ---------------------------------------------
+    def seal(self, content_key: bytes, targets: list[Target]) -> list[dict[str, Any]]:
+        """One `keys` entry per target: a ratchet message where a session exists or a
+        bundle allows one, else the RSA-OAEP wrap (a device that published no bundle)."""
+        entries: list[dict[str, Any]] = []
+        with self.vault.open() as d:
+            sessions = d.setdefault("sessions", {})
+            for t in sorted(targets, key=lambda t: t.kid):
+                held = sessions.get(t.kid) or []
+                if not held and t.bundle is not None:
+                    held = [self._initiate(d, t)]
+                    sessions[t.kid] = held
+                if not held:
+                    entries.append({"kid": t.kid, "wk": crypto.b64u(crypto.wrap(t.rsa,
+                                                                                content_key))})
+                    continue
+                session = Session(held[0]["state"])
+                header, wk = session.encrypt(content_key)
+                entries.append({"kid": t.kid, "h": header.wire(), "pre": session.state["prekey"],
+                                "wk": crypto.b64u(wk)})
+        return entries
+
+    def _initiate(self, d: dict[str, Any], t: Target) -> dict[str, Any]:
+        assert t.bundle is not None
+        ek = X25519PrivateKey.generate()
+        peer_ik = crypto.unb64u(t.bundle["ik"])
+        peer_spk = crypto.unb64u(t.bundle["spk"]["key"])
+        opk = crypto.unb64u(t.one_time["key"]) if t.one_time else None
+        sk, ad = x3dh_initiate(_key(d["ik"]), ek, peer_ik, peer_spk, opk)
+        ek_pub = crypto.b64u(public_raw(ek))
+        prekey = {"ik": crypto.b64u(public_raw(_key(d["ik"]))), "ek": ek_pub,
+                  "spk": t.bundle["spk"]["id"], "opk": t.one_time["id"] if t.one_time else None}
+        return {"ek": ek_pub, "state": Session.initiate(sk, ad, peer_spk, prekey).state}
+
+    def open(self, sender_kid: str, entry: dict[str, Any]) -> bytes:
+        """The content key of a ratchet entry from the device `sender_kid`. Raises
+        RatchetError (its code says why); the sessions change only when it opens."""
+        header = Header.from_wire(entry.get("h") or {})
+        wk = crypto.unb64u(str(entry.get("wk", "")))
+        pre = entry.get("pre")
+        with self.vault.open() as d:
+            held: list[dict[str, Any]] = d.setdefault("sessions", {}).setdefault(sender_kid, [])
+            if pre is not None and not any(s["ek"] == pre.get("ek") for s in held):
+                record, key = self._respond(d, pre, header, wk)
+                held.insert(0, record)
+                del held[MAX_SESSIONS:]
+                if pre.get("opk") is not None:
+                    d["one_time"].pop(str(pre["opk"]), None)  # used once, then gone
+                return key
+            first: RatchetError | None = None
+            for i, record in enumerate(held):
+                session = Session(record["state"])
+                try:
+                    key = session.decrypt(header, wk)
+                except RatchetError as exc:
+                    first = first or exc
+                    continue
+                record["state"] = session.state
+                held.insert(0, held.pop(i))
+                return key
+            if not held:
+                raise RatchetError("no_session", "no session with the sending device, and "
+                                   "the message starts none")
+            assert first is not None
+            raise first
+
+    def _respond(self, d: dict[str, Any], pre: dict[str, Any], header: Header,
+                 wk: bytes) -> tuple[dict[str, Any], bytes]:
+        if "ik" not in d:
+            raise RatchetError("prekey_gone", "this device has published no prekeys")
+        if pre.get("spk") != d["spk"]["id"]:
+            raise RatchetError("prekey_gone", f"signed prekey {pre.get('spk')} is not this "
+                               "device's")
+        opk = None
+        if pre.get("opk") is not None:
+            raw = d["one_time"].get(str(pre["opk"]))
+            if raw is None:
+                raise RatchetError("prekey_gone", f"one-time prekey {pre['opk']} was used "
+                                   "already or never made here")
+            opk = _key(raw)
+        try:
+            peer_ik, peer_ek = crypto.unb64u(pre["ik"]), crypto.unb64u(pre["ek"])
+        except (KeyError, TypeError, CryptoError) as exc:
+            raise RatchetError("bad_message", "a malformed prekey header") from exc
+        spk = _key(d["spk"]["private"])
+        sk, ad = x3dh_respond(_key(d["ik"]), spk, opk, peer_ik, peer_ek)
+        session = Session.respond(sk, ad, spk)
+        key = session.decrypt(header, wk)
+        return {"ek": pre["ek"], "state": session.state}, key

@@ -1,0 +1,87 @@
+"""A device's secrets at rest in its home directory: one JSON document per file, sealed with
+AES-256-GCM under a key derived from the passphrase (scrypt), read and written under an
+exclusive file lock, so two `duet` processes of one home (a `listen` and a `send`) never
+both advance a ratchet from the same state.
+
+    <home>/<name>.vault   {"v": 1, "salt": B64U(16), "iv": B64U(12), "ct": B64U(...)}
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .crypto import b64u, unb64u
+from .errors import ConfigError, CryptoError
+
+SCRYPT_N = 2**15  # ~50 ms on this project's machine: once per file and process
+
+
+class Vault:
+    def __init__(self, home: Path, name: str, passphrase: str | None) -> None:
+        if not passphrase:
+            raise ConfigError("a passphrase is needed to keep session keys and history "
+                              "encrypted")
+        self.path = Path(home) / f"{name}.vault"
+        self._lock = Path(home) / f".{name}.lock"
+        self._passphrase = passphrase.encode()
+        self._keys: dict[bytes, bytes] = {}  # salt -> derived key
+
+    def _key(self, salt: bytes) -> bytes:
+        if salt not in self._keys:
+            self._keys[salt] = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=8, p=1).derive(
+                self._passphrase)
+        return self._keys[salt]
+
+    def _load(self) -> tuple[dict[str, Any], bytes]:
+        if not self.path.exists():
+            return {}, os.urandom(16)
+        sealed = json.loads(self.path.read_text())
+        salt = unb64u(sealed["salt"])
+        try:
+            plain = AESGCM(self._key(salt)).decrypt(unb64u(sealed["iv"]), unb64u(sealed["ct"]),
+                                                    self.path.name.encode())
+        except InvalidTag as exc:
+            raise CryptoError(f"cannot open {self.path.name} (wrong passphrase?)") from exc
+        data: dict[str, Any] = json.loads(plain)
+        return data, salt
+
+    def read(self) -> dict[str, Any]:
+        with self._locked():
+            return self._load()[0]
+
+    @contextmanager
+    def open(self) -> Iterator[dict[str, Any]]:
+        """The document, locked; written back (sealed afresh) when the block ends without
+        an exception."""
+        with self._locked():
+            data, salt = self._load()
+            yield data
+            iv = os.urandom(12)
+            ct = AESGCM(self._key(salt)).encrypt(iv, json.dumps(data).encode(),
+                                                 self.path.name.encode())
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"v": 1, "salt": b64u(salt), "iv": b64u(iv), "ct": b64u(ct)}, f)
+            os.replace(tmp, self.path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
