@@ -19,6 +19,7 @@ class LocalHistory:
     def __init__(self, home: Path, passphrase: str | None) -> None:
         self._home, self._passphrase = home, passphrase
         self._vaults: dict[str, Vault] = {}
+        self._cache: dict[str, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
 
     def _vault(self, room: str) -> Vault:
         if room not in self._vaults:
@@ -26,10 +27,18 @@ class LocalHistory:
         return self._vaults[room]
 
     def room(self, room: str) -> dict[str, dict[str, Any]]:
-        """Envelope hash -> {"frame", "key"} for every message kept of the room."""
-        if not (self._home / "history" / f"{room}.vault").exists():
+        """Envelope hash -> {"frame", "key"} for every message kept of the room. Read again
+        only when the file changed (another process of this home may have written it)."""
+        path = self._home / "history" / f"{room}.vault"
+        if not path.exists():
             return {}
-        return self._vault(room).read()
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cache.get(room)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self._vault(room).read())
+            self._cache[room] = cached
+        return cached[1]
 
     def key(self, room: str, envelope_hash: str) -> bytes | None:
         entry = self.room(room).get(envelope_hash)

@@ -31,6 +31,7 @@ from .ratchet import (
     x3dh_initiate,
     x3dh_respond,
 )
+from .sessions import sign_bundle
 from .vectors import ALICE, BOB, VECTORS_DIR, _pem
 
 DEFAULT_PATH = VECTORS_DIR / "ratchet-v1.json"
@@ -38,15 +39,6 @@ DEFAULT_PATH = VECTORS_DIR / "ratchet-v1.json"
 
 def _pair(key: X25519PrivateKey) -> dict[str, str]:
     return {"private": crypto.b64u(private_raw(key)), "public": crypto.b64u(public_raw(key))}
-
-
-def sign_bundle(device: crypto.DeviceKeys, user: str, ik: X25519PrivateKey, spk_id: int,
-                spk: X25519PrivateKey) -> dict[str, Any]:
-    bundle: dict[str, Any] = {"v": 1, "user": user, "kid": device.kid,
-                              "ik": crypto.b64u(public_raw(ik)),
-                              "spk": {"id": spk_id, "key": crypto.b64u(public_raw(spk))}}
-    bundle["sig"] = crypto.b64u(crypto.sign(device.sig, bundle_signing_input(bundle)))
-    return bundle
 
 
 class Recorder:

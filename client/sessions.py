@@ -54,6 +54,16 @@ def _new() -> tuple[X25519PrivateKey, str]:
     return key, crypto.b64u(private_raw(key))
 
 
+def sign_bundle(device: crypto.DeviceKeys, user: str, ik: X25519PrivateKey, spk_id: int,
+                spk: X25519PrivateKey) -> dict[str, Any]:
+    """The device's bundle (contracts/prekeys.py), signed by its signing key."""
+    bundle: dict[str, Any] = {"v": 1, "user": user, "kid": device.kid,
+                              "ik": crypto.b64u(public_raw(ik)),
+                              "spk": {"id": spk_id, "key": crypto.b64u(public_raw(spk))}}
+    bundle["sig"] = crypto.b64u(crypto.sign(device.sig, bundle_signing_input(bundle)))
+    return bundle
+
+
 def bundle_verifies(bundle: dict[str, Any], user: str, kid: str, sig_spki: str) -> bool:
     """The bundle is this user's device `kid`'s, signed by that device's signing key."""
     if bundle.get("user") != user or bundle.get("kid") != kid or bundle.get("v") != 1:
@@ -92,11 +102,7 @@ class DeviceSessions:
                 del d["one_time"][old]
             ik, spk = _key(d["ik"]), _key(d["spk"]["private"])
             spk_id = d["spk"]["id"]
-        bundle: dict[str, Any] = {"v": 1, "user": user, "kid": device.kid,
-                                  "ik": crypto.b64u(public_raw(ik)),
-                                  "spk": {"id": spk_id, "key": crypto.b64u(public_raw(spk))}}
-        bundle["sig"] = crypto.b64u(crypto.sign(device.sig, bundle_signing_input(bundle)))
-        return {"bundle": bundle, "one_time": fresh}
+        return {"bundle": sign_bundle(device, user, ik, spk_id, spk), "one_time": fresh}
 
     def has_session(self, kid: str) -> bool:
         return kid in self.peers()

@@ -30,7 +30,7 @@ from test_unfriend_block import closed_with
 from client import Client
 from client.crypto import DeviceKeys
 from client.errors import ApiError
-from client.ratchetvectors import sign_bundle
+from client.sessions import sign_bundle
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, USERS, room_id
 from contracts.codes import FORBIDDEN_ROOM, NOT_AUTHENTICATED
 from contracts.documents import BLOCKS, FRIEND_REQUEST_DAYS, HISTORY_SHARES, PREKEYS, SESSIONS

@@ -14,7 +14,7 @@ from support import Gateway, befriend, signup
 
 from client import crypto
 from client.ratchet import public_raw
-from client.ratchetvectors import sign_bundle
+from client.sessions import sign_bundle
 from contracts.prekeys import MAX_ONE_TIME, bundle_signing_input
 
 

@@ -173,6 +173,17 @@ def device_cases(a: User, b: User, c: User) -> list[tuple[Case, Any]]:
          {"type": "read", "peer": b.user_id, "cursor": "zzz"}),
         (Case("v2: read in a non-friend's room", "error not_friends"),
          {"type": "read", "peer": c.user_id, "cursor": "0" * 32}),
+        (Case("v2: a v3 envelope naming the RSA algorithm", "error invalid_frame"),
+         {**text, "body": {**text["body"], "v": 3}}),
+        (Case("v2: a v2 envelope with a ratchet key entry", "error invalid_frame"),
+         {**text, "body": {**text["body"], "keys": [
+             {"kid": "A" * 43, "h": {"dh": "A" * 43, "pn": 0, "n": 0}, "pre": None,
+              "wk": "A" * 64}]}}),
+        (Case("v2: a ratchet key entry whose counter is past 2^32", "error invalid_frame"),
+         {**text, "body": {**text["body"], "v": 3, "alg": "X25519-DR+A256GCM+ES256",
+                           "keys": [{"kid": "A" * 43, "h": {"dh": "A" * 43, "pn": 0,
+                                                             "n": 2**32}, "pre": None,
+                                     "wk": "A" * 64}]}}),
         (Case("v2: fetched for another user's device", "error not_your_device"),
          {"type": "fetched", "device": "A" * 43, "peer": b.user_id, "cursor": "0" * 32}),
         (Case("v2: fetched with a malformed cursor", "error invalid_frame"),
@@ -429,7 +440,7 @@ def _prekey_cases(a: User, stranger: User, keys: Any, other: Any
 
     from client.crypto import b64u
     from client.ratchet import public_raw
-    from client.ratchetvectors import sign_bundle
+    from client.sessions import sign_bundle
 
     def x() -> X25519PrivateKey:
         return X25519PrivateKey.generate()
