@@ -214,17 +214,18 @@ class Client:
         return self._local
 
     async def publish_prekeys(self) -> int:
-        """Publish this device's bundle if the directory has none, and top its one-time
-        prekeys up to MAX_ONE_TIME when fewer than REFILL_BELOW are left. Returns how many
-        it holds now."""
+        """Publish this device's bundle if the directory has none or its signed prekey is
+        due for rotation, and top its one-time prekeys up to MAX_ONE_TIME when fewer than
+        REFILL_BELOW are left. Returns how many it holds now."""
         me = self._me()
         stock = {s["kid"]: s for s in await self.api.prekey_stock()}
         mine = stock.get(self.device.kid)
         left = int(mine["one_time_left"]) if mine else 0
-        if mine is not None and left >= REFILL_BELOW:
+        now = int(time.time() * 1000)
+        if mine is not None and left >= REFILL_BELOW and not self.ratchets.spk_due(now):
             return left
         upload = await asyncio.to_thread(self.ratchets.prekey_upload, self.device, me,
-                                         MAX_ONE_TIME - left)
+                                         MAX_ONE_TIME - left, now)
         return int((await self.api.publish_prekeys(upload))["one_time_left"])
 
     async def refresh_device_state(self) -> str:

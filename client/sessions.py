@@ -9,6 +9,7 @@ one that last opened a message is the one they send on (Signal's Sesame rule).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from .ratchet import (
 from .vault import Vault
 
 MAX_SESSIONS = 3  # per peer device
+SPK_ROTATE_DAYS = 7  # a new signed prekey this often (Signal: every week or month)
+OLD_SPKS = 2  # replaced signed prekeys kept, for messages built on a bundle claimed before
 MAX_UNUSED_ONE_TIME = 4 * MAX_ONE_TIME  # private halves kept for claimed-but-unused keys
 
 
@@ -75,20 +78,38 @@ def bundle_verifies(bundle: dict[str, Any], user: str, kid: str, sig_spki: str) 
         return False
 
 
+def _made(d: dict[str, Any], now_ms: int) -> bool:
+    """Make the device's session identity key and first signed prekey, if not yet."""
+    if "ik" in d:
+        return False
+    d["ik"] = _new()[1]
+    d["spk"] = {"id": 1, "private": _new()[1], "made": now_ms}
+    d["one_time"], d["next_id"] = {}, 1
+    return True
+
+
 class DeviceSessions:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
 
     # -- prekeys -----------------------------------------------------------------------
-    def prekey_upload(self, device: crypto.DeviceKeys, user: str,
-                      want_one_time: int) -> dict[str, Any]:
-        """PUT /api/prekeys's body: the bundle (made on first use) and `want_one_time` new
-        one-time prekeys, whose private halves are kept before they are published."""
+    def spk_due(self, now_ms: int) -> bool:
+        """Whether the signed prekey is older than SPK_ROTATE_DAYS (or not made yet)."""
+        spk = self.vault.read().get("spk")
+        return spk is None or now_ms - int(spk.get("made", 0)) > SPK_ROTATE_DAYS * 86_400_000
+
+    def prekey_upload(self, device: crypto.DeviceKeys, user: str, want_one_time: int,
+                      now_ms: int) -> dict[str, Any]:
+        """PUT /api/prekeys's body: the bundle (made on first use; with a new signed prekey
+        once the current one is SPK_ROTATE_DAYS old, the previous one kept for messages
+        built on it) and `want_one_time` new one-time prekeys, whose private halves are
+        kept before they are published."""
         with self.vault.open() as d:
-            if "ik" not in d:
-                d["ik"] = _new()[1]
-                d["spk"] = {"id": 1, "private": _new()[1]}
-                d["one_time"], d["next_id"] = {}, 1
+            if not _made(d, now_ms) and (now_ms - int(d["spk"].get("made", 0))
+                                         > SPK_ROTATE_DAYS * 86_400_000):
+                d["old_spk"] = [d["spk"], *d.get("old_spk", [])][:OLD_SPKS]
+                d["spk"] = {"id": d["spk"]["id"] % KEY_ID_MAX + 1, "private": _new()[1],
+                            "made": now_ms}
             fresh = []
             for _ in range(want_one_time):
                 key, raw = _new()
@@ -117,6 +138,7 @@ class DeviceSessions:
         bundle allows one, else the RSA-OAEP wrap (a device that published no bundle)."""
         entries: list[dict[str, Any]] = []
         with self.vault.open() as d:
+            _made(d, int(time.time() * 1000))
             sessions = d.setdefault("sessions", {})
             for t in sorted(targets, key=lambda t: t.kid):
                 held = sessions.get(t.kid) or []
@@ -181,9 +203,11 @@ class DeviceSessions:
                  wk: bytes) -> tuple[dict[str, Any], bytes]:
         if "ik" not in d:
             raise RatchetError("prekey_gone", "this device has published no prekeys")
-        if pre.get("spk") != d["spk"]["id"]:
+        signed = next((k for k in [d["spk"], *d.get("old_spk", [])]
+                       if k["id"] == pre.get("spk")), None)
+        if signed is None:
             raise RatchetError("prekey_gone", f"signed prekey {pre.get('spk')} is not this "
-                               "device's")
+                               "device's (or was replaced long ago)")
         opk = None
         if pre.get("opk") is not None:
             raw = d["one_time"].get(str(pre["opk"]))
@@ -195,7 +219,7 @@ class DeviceSessions:
             peer_ik, peer_ek = crypto.unb64u(pre["ik"]), crypto.unb64u(pre["ek"])
         except (KeyError, TypeError, CryptoError) as exc:
             raise RatchetError("bad_message", "a malformed prekey header") from exc
-        spk = _key(d["spk"]["private"])
+        spk = _key(signed["private"])
         sk, ad = x3dh_respond(_key(d["ik"]), spk, opk, peer_ik, peer_ek)
         session = Session.respond(sk, ad, spk)
         key = session.decrypt(header, wk)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from .crypto import b64u, unb64u
 from .errors import ConfigError, CryptoError
 
-SCRYPT_N = 2**15  # ~50 ms on this project's machine: once per file and process
+SCRYPT_N = 2**15  # ~85 ms on this project's machine: once per file and process
 
 
 class Vault:
