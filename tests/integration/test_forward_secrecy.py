@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pymongo
+import pytest
 from support import Gateway, Stack
 from test_sdk import collect
 
-from client import Alert, Client, Message
+from client import Alert, Client, Message, ratchet
 from contracts import MESSAGES, room_id
 from contracts.documents import PREKEYS
 
@@ -158,3 +159,23 @@ async def test_a_device_without_prekeys_gets_rsa_until_it_publishes(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_dropped_messages_within_the_bound_open_and_beyond_it_are_named(
+        sdk_pair: Any, stack: Stack, mongo: pymongo.MongoClient[dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice's messages deleted from the server before Bob reads them (a server dropping
+    them): with 3 of them gone, the next opens after a `gap` alert (its skipped keys
+    derived); with more than MAX_SKIP gone (5 here) the next is an `undecryptable`
+    too_far_ahead alert, never silently missing."""
+    monkeypatch.setattr(ratchet, "MAX_SKIP", 5)
+    a, b, na, nb = sdk_pair
+    acks = [await a.send_text(nb, f"m{i}") for i in range(12)]
+    await a.wait_stored(nb, acks[-1]["id"])
+    coll = mongo[stack.db_name][MESSAGES]
+    coll.delete_many({"id": {"$in": [x["id"] for x in acks[1:4] + acks[5:11]]}})
+    events = await b.history(na)
+    got = [(e.kind, e.text if isinstance(e, Message) else e.detail.split(":")[0])
+           for e in events]
+    assert got == [("text", "m0"), ("gap", got[1][1]), ("text", "m4"), ("gap", got[3][1]),
+                   ("undecryptable", "too_far_ahead")]
