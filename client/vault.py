@@ -1,9 +1,12 @@
-"""A device's secrets at rest in its home directory: one JSON document per file, sealed with
-AES-256-GCM under a key derived from the passphrase (scrypt), read and written under an
-exclusive file lock, so two `duet` processes of one home (a `listen` and a `send`) never
-both advance a ratchet from the same state.
+"""A device's secrets at rest in its home directory, sealed with AES-256-GCM under a key
+derived from the passphrase (scrypt), read and written under an exclusive file lock, so two
+`duet` processes of one home (a `listen` and a `send`) never both advance a ratchet from
+the same state.
 
-    <home>/<name>.vault   {"v": 1, "salt": B64U(16), "iv": B64U(12), "ct": B64U(...)}
+    <home>/<name>.vault     one JSON document, sealed whole and replaced on every write
+                            {"v": 1, "salt": B64U(16), "iv": B64U(12), "ct": B64U(...)}
+    <home>/<name>.journal   records appended one at a time, each sealed on its own: a
+                            line {"v": 1, "salt": B64U(16)}, then a line {"iv", "ct"} each
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from .errors import ConfigError, CryptoError
 SCRYPT_N = 2**15  # ~85 ms on this project's machine: once per file and process
 
 
-class Vault:
-    def __init__(self, home: Path, name: str, passphrase: str | None) -> None:
+class _Sealed:
+    """What a vault and a journal share: the passphrase's key (per salt) and the lock."""
+
+    def __init__(self, home: Path, name: str, suffix: str, passphrase: str | None) -> None:
         if not passphrase:
             raise ConfigError("a passphrase is needed to keep session keys and history "
                               "encrypted")
-        self.path = Path(home) / f"{name}.vault"
+        self.path = Path(home) / f"{name}.{suffix}"
         self._lock = Path(home) / f".{name}.lock"
         self._passphrase = passphrase.encode()
         self._keys: dict[bytes, bytes] = {}  # salt -> derived key
@@ -41,6 +46,22 @@ class Vault:
             self._keys[salt] = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=8, p=1).derive(
                 self._passphrase)
         return self._keys[salt]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+class Vault(_Sealed):
+    def __init__(self, home: Path, name: str, passphrase: str | None) -> None:
+        super().__init__(home, name, "vault", passphrase)
 
     def _load(self) -> tuple[dict[str, Any], bytes]:
         if not self.path.exists():
@@ -75,13 +96,63 @@ class Vault:
                 json.dump({"v": 1, "salt": b64u(salt), "iv": b64u(iv), "ct": b64u(ct)}, f)
             os.replace(tmp, self.path)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+
+class Journal(_Sealed):
+    """Records added in O(1) (a kept history grows by one message at a time) and read
+    from an offset, so a reader that has the first part reads only what came since."""
+
+    def __init__(self, home: Path, name: str, passphrase: str | None) -> None:
+        super().__init__(home, name, "journal", passphrase)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self._locked():
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a+b") as f:
+                f.seek(0)
+                first = f.readline()
+                if first.endswith(b"\n"):
+                    salt = unb64u(json.loads(first)["salt"])
+                    _cut_torn_tail(f)
+                else:  # a new journal (or a header torn by a crash: nothing follows it)
+                    f.truncate(0)
+                    salt = os.urandom(16)
+                    f.write((json.dumps({"v": 1, "salt": b64u(salt)}) + "\n").encode())
+                iv = os.urandom(12)
+                ct = AESGCM(self._key(salt)).encrypt(iv, json.dumps(record).encode(),
+                                                     self.path.name.encode())
+                f.write((json.dumps({"iv": b64u(iv), "ct": b64u(ct)}) + "\n").encode())
+
+    def read(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """The records from byte `offset` (0: all), and the offset after the last whole
+        line (a line torn by a crash mid-write is left for the next read)."""
+        if not self.path.exists():
+            return [], 0
+        with self._locked(), self.path.open("rb") as f:
+            salt = unb64u(json.loads(f.readline())["salt"])
+            f.seek(max(offset, f.tell()))
+            records, end = [], f.tell()
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                sealed = json.loads(line)
+                try:
+                    plain = AESGCM(self._key(salt)).decrypt(
+                        unb64u(sealed["iv"]), unb64u(sealed["ct"]), self.path.name.encode())
+                except InvalidTag as exc:
+                    raise CryptoError(f"cannot open {self.path.name} (wrong passphrase?)"
+                                      ) from exc
+                records.append(json.loads(plain))
+                end += len(line)
+        return records, end
+
+
+def _cut_torn_tail(f: Any) -> None:
+    """Drop a last line a crash left unfinished, so the next record starts a line."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - 1))
+    if f.read(1) == b"\n":
+        return
+    back = min(size, 1 << 20)
+    f.seek(size - back)
+    tail = f.read(back)
+    f.truncate(size - back + tail.rfind(b"\n") + 1)

@@ -131,3 +131,25 @@ def test_the_vault_is_sealed_under_the_passphrase(pair: Any, tmp_path: Path) -> 
     assert upload["bundle"]["ik"] not in raw and "private" not in raw
     with pytest.raises(CryptoError):
         Vault(tmp_path / "bob", "sessions", "another passphrase").read()
+
+
+def test_kept_history_is_a_sealed_journal_read_from_where_it_was(tmp_path: Path) -> None:
+    """Each kept message is one sealed line (no plaintext in the file); a reader sees what
+    another writer of the same home appended since; a line torn by a crash is skipped and
+    cut before the next one is written."""
+    from client.localhistory import LocalHistory
+    writer, reader = (LocalHistory(tmp_path, "passphrase") for _ in range(2))
+    frame = {"room": "r", "id": "1", "kind": "text", "body": {"ct": "secret words"}}
+    writer.add(frame, "h1", b"k" * 32)
+    assert reader.key("r", "h1") == b"k" * 32
+    writer.add({**frame, "id": "2"}, "h2", b"j" * 32)
+    path = tmp_path / "history" / "r.journal"
+    assert "secret words" not in path.read_text()
+    assert len(path.read_text().splitlines()) == 3  # the salt, then one line a message
+    with path.open("a") as f:
+        f.write('{"iv": "torn')  # a crash mid-line
+    assert set(reader.room("r")) == {"h1", "h2"}
+    writer.add({**frame, "id": "3"}, "h3", b"i" * 32)
+    assert set(reader.room("r")) == {"h1", "h2", "h3"}
+    assert set(LocalHistory(tmp_path, "passphrase").room("r")) == {"h1", "h2", "h3"}
+    assert reader.keys() == {"h1": b"k" * 32, "h2": b"j" * 32, "h3": b"i" * 32}
