@@ -125,6 +125,23 @@ export class Api {
     return this.call('PUT', '/api/settings', changes);
   }
 
+  // -- prekeys (sessionstore.js, targets.js) --
+  /** [{kid, spk_id, one_time_left}] of this user's devices that published a bundle. */
+  prekeyStock() {
+    return this.call('GET', '/api/prekeys');
+  }
+
+  /** This device's bundle and new one-time prekeys ({bundle, one_time}). */
+  publishPrekeys(upload) {
+    return this.call('PUT', '/api/prekeys', upload);
+  }
+
+  /** A bundle, with one one-time prekey each, of the user's devices `kids`: [{bundle, one_time}]. */
+  async claimPrekeys(userId, kids) {
+    const query = new URLSearchParams({ devices: kids.join(',') });
+    return (await this.call('GET', `/api/prekeys/${encodeURIComponent(userId)}?${query}`)).devices;
+  }
+
   // -- history shares (sharing.js) --
   putHistoryShare(share) {
     return this.call('PUT', '/api/history-shares', share);

@@ -5,7 +5,9 @@
 // socket), outbox.js (what leaves), inbox.js (the conversation list), conversation.js (the
 // open one), composer.js (what the user writes), friends.js (requests and search),
 // devices.js (approving, declining and revoking devices), sharing.js (history shared with
-// this browser by the device that approved it, and shared by this one when it approves).
+// this browser by the device that approved it, and shared by this one when it approves),
+// keyring.js (envelope v3: this device's prekeys, its ratchet sessions with every other
+// device, and what it kept of what it read and sent, sealed at rest in IndexedDB).
 //
 // The session (the access token) is kept in localStorage, so every tab of this browser
 // shares one login and logging out in one logs out all (the `storage` event). A script
@@ -26,6 +28,7 @@ import { $, clear } from './dom.js';
 import { Friends } from './friends.js';
 import { linkCode } from './identity.js';
 import { Inbox } from './inbox.js';
+import { Keyring } from './keyring.js';
 import { approval, enrol } from './linking.js';
 import { Outbox } from './outbox.js';
 import { Sessions } from './sessions.js';
@@ -48,6 +51,7 @@ const app = {
   session: null,
   device: null,
   dir: null,
+  keyring: null,
   socket: null,
   outbox: null,
   inbox: null,
@@ -142,6 +146,19 @@ async function awaitApproval(dir, me, device, current) {
   return true;
 }
 
+/**
+ * This device's prekeys published, or topped up (keyring.js): at start and after each
+ * reconnect. Best effort: without them a friend's message to this device falls back to the
+ * RSA entry, which still reads.
+ */
+async function publishPrekeys(keyring) {
+  try {
+    await keyring.publish();
+  } catch (err) {
+    console.warn('duet: prekeys not published:', explain(err));
+  }
+}
+
 /** save: a fresh login, which every tab then shares (a resumed session is there already). */
 async function start(session, { save = true } = {}) {
   app.run += 1;
@@ -154,9 +171,14 @@ async function start(session, { save = true } = {}) {
   if (!current()) return;
   app.session = session;
   if (save) localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  // Before anything can be sent to this device, its prekeys are out (the private halves kept first).
+  const keyring = new Keyring({ api: app.api, me, device, dir });
+  await publishPrekeys(keyring);
+  if (!current()) return;
   if (state === 'pending' && !(await awaitApproval(dir, me, device, current))) return;
   app.device = device;
   app.dir = dir;
+  app.keyring = keyring;
   app.shares = new SharedKeys({ api: app.api, me, device, dir });
   $('auth').hidden = true;
   $('app').hidden = false;
@@ -165,14 +187,17 @@ async function start(session, { save = true } = {}) {
   const socket = new DeviceSocket(session.token, {
     onFrame: onFrame,
     onReady: () => app.inbox.onReady(),
-    onConnected: () => app.outbox.resendAll(),
+    onConnected: () => {
+      app.outbox.resendAll();
+      publishPrekeys(keyring); // friends may have claimed the stock low meanwhile
+    },
     onState: setConnState,
   });
   app.socket = socket;
   app.outbox = new Outbox(session.userId, (frame) => socket.post(frame));
   app.inbox = new Inbox({
     me, device: app.device, dir: app.dir, socket: app.socket, outbox: app.outbox, list: $('conversations'),
-    shared: sharedKeys(app.shares),
+    shared: sharedKeys(app.shares), keyring,
     view: { get open() { return app.conversation ? app.conversation.room : null; }, visible: looking },
     onOpen: (peerId) => openFriend(peerId),
     onChange: onConversationChange,
@@ -188,6 +213,7 @@ async function start(session, { save = true } = {}) {
   app.sessions.keepRenewed();
   app.devices = new Devices({
     api: app.api, me, device, dir, els: { list: $('devices'), status: $('devices-status') },
+    history: keyring.history,
   });
   for (const step of [loadSettings, refreshFriends, refreshConversations, () => app.outbox.restore()]) {
     await step();
@@ -215,8 +241,8 @@ function logout(reason = '', { everywhere = true } = {}) {
   if (everywhere) localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PEER_KEY);
   Object.assign(app, {
-    api: null, session: null, device: null, dir: null, socket: null, outbox: null, inbox: null, friends: null,
-    sessions: null, devices: null, shares: null,
+    api: null, session: null, device: null, dir: null, keyring: null, socket: null, outbox: null, inbox: null,
+    friends: null, sessions: null, devices: null, shares: null,
   });
   clear($('conversations'));
   $('me-name').textContent = '';
@@ -301,6 +327,7 @@ function sharedKeys(shares) {
 // -- frames from the device socket -------------------------------------------------------
 function onFrame(frame) {
   if (!app.inbox) return;
+  if (frame.type === 'ack') app.outbox.acked(frame, app.keyring.history);
   app.inbox.onFrame(frame);
   const open = app.conversation;
   if (!open) return;
@@ -419,6 +446,7 @@ async function openFriend(peerId) {
     peer: { id: conv.peer.id, name: conv.peer.name },
     dir: app.dir,
     shared: sharedKeys(app.shares),
+    keyring: app.keyring,
     socket: app.socket,
     outbox: app.outbox,
     inbox: app.inbox,
@@ -426,6 +454,7 @@ async function openFriend(peerId) {
       list: $('messages'), banner: $('banner'), bannerText: $('banner-text'),
       safety: $('safety'), safetyNumber: $('safety-number'), safetyNew: $('safety-new'),
       safetyVerified: $('safety-verified'), safetyMark: $('safety-mark'), notice: $('notice'),
+      scheme: $('scheme'),
     },
     looking,
   });

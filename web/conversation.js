@@ -7,6 +7,9 @@
 //   trust.js     what the signed device lists say: identity changes (sending blocked until
 //                accepted), unapproved devices, the safety number
 //   history.js   stored pages, and the chain heads remembered between visits
+//   keyring.js   envelope v3: the sessions with each device, and what this browser kept
+//                of what it read and sent (a forward-secret message opens once: it is
+//                read from there again, and merged in where the server no longer holds it)
 // What fails any check is a warning, never a message; what holds no key for this device
 // shows as any other message if another device of the user shared its key (sharing.js),
 // else as neither: one line counts each run of them (timeline.js). Messages are
@@ -24,17 +27,26 @@ import { ChainBook, openVerified, verifyFrame } from './verify.js';
 export const MAX_TEXT_BYTES = 64 * 1024;
 export const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
 const NEAR_TOP_PX = 60;
+const MESSAGE_KINDS = new Set(['text', 'image']);
+
+function byCursor(a, b) {
+  if (a.cursor === b.cursor) return 0;
+  return a.cursor < b.cursor ? -1 : 1;
+}
 
 export class Conversation {
   /**
    * me and peer: {id, name}; device: this browser's device keys; socket: the DeviceSocket;
    * outbox: the Outbox; inbox: the Inbox (receipts, the friend's marks); els: the view's
    * elements (list, banner, bannerText, safety, safetyNumber, safetyNew, safetyVerified,
-   * safetyMark, notice); looking(): whether the user sees it; shared(envelope): a content
-   * key shared with this browser (sharing.js), for messages that hold none for it.
+   * safetyMark, notice, scheme); looking(): whether the user sees it; shared(envelope): a
+   * content key shared with this browser (sharing.js), for messages that hold none for it;
+   * keyring: this browser's sessions and local history (keyring.js; without it, v2).
    */
-  constructor({ api, me, device, peer, dir, socket, outbox, inbox, els, looking = () => true, shared = null }) {
-    Object.assign(this, { api, me, device, peer, dir, socket, outbox, inbox, els, looking, shared });
+  constructor({ api, me, device, peer, dir, socket, outbox, inbox, els, looking = () => true, shared = null, keyring = null }) {
+    Object.assign(this, { api, me, device, peer, dir, socket, outbox, inbox, els, looking, shared, keyring });
+    this.reader = keyring ?? device;
+    this.merged = false; // the kept messages the server no longer holds are in
     this.room = roomId(me.id, peer.id);
     this.members = { [me.id]: me.name, [peer.id]: peer.name };
     this.timeline = new Timeline(els.list);
@@ -66,6 +78,7 @@ export class Conversation {
       this.notice(`Could not load ${this.peer.name}’s keys: ${err.message}`);
     }
     this.trust.check();
+    this.showScheme();
     const page = await this.history.first();
     if (!page) return;
     await this.enqueue(() => this.ingest(page.messages, 'latest'));
@@ -170,6 +183,10 @@ export class Conversation {
   async ingest(frames, origin) {
     const position = this.timeline.position();
     const checked = [];
+    if (origin !== 'live' && this.chains.atStart && !this.merged) {
+      this.merged = true;
+      frames = await this.withKept(frames);
+    }
     for (const frame of frames) {
       if (frame.kind === 'receipt') {
         this.inbox.enqueue(() => this.inbox.receipt(frame));
@@ -191,10 +208,13 @@ export class Conversation {
       checked.push(await this.check(frame, origin === 'live'));
     }
     this.reportGaps(checked, origin);
+    // Everything is opened first (a ratchet step, or a look in the kept history, takes a
+    // moment each), then the batch goes on screen at once, with its day lines.
+    for (const c of checked) if (c.show) c.opened = await openVerified(c.frame, this.reader, this.shared);
     for (const c of checked) {
       for (const alert of c.alerts) this.timeline.addAlert(c.frame, alert);
       if (!c.show) continue;
-      const { content, alert } = await openVerified(c.frame, this.device, this.shared);
+      const { content, alert } = c.opened;
       if (alert && alert.kind === 'not_for_device') {
         this.timeline.addUnreadable(c.frame);
         continue;
@@ -216,6 +236,54 @@ export class Conversation {
     this.timeline.keep(position, origin === 'older');
     if (origin !== 'older') this.history.saveHeadsSoon(this.device.kid);
     if (this.looking()) this.markShown();
+    if (checked.length) this.showScheme();
+  }
+
+  /**
+   * The oldest page is in, so every message the server holds has been seen: the messages
+   * this browser kept that the server no longer holds (past its retention) join `frames`,
+   * in cursor order (client/sdk.py history()).
+   */
+  async withKept(frames) {
+    if (!this.keyring) return frames;
+    let kept;
+    try {
+      kept = await this.keyring.history.room(this.room);
+    } catch {
+      return frames;
+    }
+    const batch = new Set(frames.map((f) => `${f.sender}/${f.id}`));
+    const extra = kept.map((e) => e.frame).filter((f) => MESSAGE_KINDS.has(f.kind)
+      && typeof f.cursor === 'string' && !this.seen.has(`${f.sender}/${f.id}`) && !batch.has(`${f.sender}/${f.id}`));
+    return extra.length ? [...frames, ...extra].sort(byCursor) : frames;
+  }
+
+  /**
+   * The header's label: "forward secret" once every device this browser sends to holds a
+   * session with it, else how many do not (they get the RSA entry: docs/sessions.md).
+   */
+  async showScheme() {
+    const el = this.els.scheme;
+    if (!el || !this.keyring) return;
+    let text = '';
+    let state = '';
+    try {
+      const { devices, without } = await this.keyring.scheme(this.peer);
+      if (devices) {
+        state = without ? 'partial' : 'forward-secret';
+        text = without
+          ? `not forward secret: ${without} device${without === 1 ? '' : 's'} without a session`
+          : 'forward secret';
+      }
+    } catch {
+      // the lists cannot be had now: no claim either way
+    }
+    if (this.closed) return;
+    el.textContent = text;
+    el.dataset.scheme = state;
+    el.title = state === 'forward-secret'
+      ? 'Each message’s key travels over a session with each device: a key stolen later opens nothing sent before.'
+      : text ? 'Devices without a session get the message’s key wrapped to their long-lived key.' : '';
   }
 
   /** Everything but decryption: {frame, device, alerts, show}. */
@@ -318,15 +386,22 @@ export class Conversation {
   }
 
   async send(kind, meta, data) {
-    let to;
+    let sealing;
     try {
-      to = await recipients(this.dir, this.me, this.peer);
+      if (this.keyring) {
+        const { keys, alerts } = await this.keyring.plan(this.peer);
+        for (const alert of alerts) this.trust.once(`bundle/${alert.kid}`, null, { kind: alert.kind, detail: alert.detail });
+        sealing = { keys, history: this.keyring.history };
+      } else {
+        sealing = { recipients: await recipients(this.dir, this.me, this.peer) };
+      }
     } finally {
       this.trust.check(); // the banner, or a warning per unapproved device, as fetched now
     }
     const { frame, hash } = await this.outbox.seal({
-      device: this.device, peer: this.peer, room: this.room, kind, meta, data, recipients: to,
+      device: this.device, peer: this.peer, room: this.room, kind, meta, data, ...sealing,
     });
+    this.showScheme();
     await this.enqueue(() => {
       this.seen.add(`${this.me.id}/${frame.id}`);
       this.chains.add(this.device.kid, frame.body.seq, frame.body.prev, hash, frame.id, { live: true });
@@ -352,7 +427,7 @@ export class Conversation {
         await this.outbox.settle(this.room, frame.id);
         continue;
       }
-      const { content, alert } = await openVerified(frame, this.device);
+      const { content, alert } = await openVerified(frame, this.reader);
       if (alert) {
         await this.outbox.settle(this.room, frame.id);
         continue;

@@ -22,9 +22,12 @@ function messages(n) {
 }
 
 export class Devices {
-  /** me: {id, name}; device: this browser's device; dir: the Directory; els: {list, status}. */
-  constructor({ api, me, device, dir, els }) {
-    Object.assign(this, { api, me, device, dir, els });
+  /**
+   * me: {id, name}; device: this browser's device; dir: the Directory; els: {list, status};
+   * history: what this browser kept of what it read and sent (localhistory.js), shared too.
+   */
+  constructor({ api, me, device, dir, els, history = null }) {
+    Object.assign(this, { api, me, device, dir, els, history });
     this.shown = ''; // what is drawn, so a poll that finds nothing new redraws nothing
     this.timer = null;
     this.closed = false;
@@ -121,7 +124,7 @@ export class Devices {
     status(`${done}; looking for earlier messages to share…`);
     try {
       const n = await shareHistory({
-        api: this.api, me: this.me, device: this.device, dir: this.dir, to,
+        api: this.api, me: this.me, device: this.device, dir: this.dir, to, history: this.history,
         onCount: (count) => status(`${done}; sharing ${messages(count)}…`),
         stopped: () => this.closed,
       });

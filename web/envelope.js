@@ -1,6 +1,7 @@
-// Envelope v2 (and v1, which stays readable): build one, and open one (verify, unwrap,
-// decrypt), exactly as client/envelope.py does; and a device's proof of possession. No
-// I/O. docs/protocol.md documents the formats byte by byte.
+// Envelope v2 and v3 (and v1, which stays readable): build one, and open one (verify,
+// unwrap, decrypt), exactly as client/envelope.py does; and a device's proof of possession.
+// No I/O. docs/protocol.md documents the formats byte by byte, docs/sessions.md v3's
+// ratchet entries (sealed and opened by sessionstore.js).
 //
 // Everything a conformance test needs is exported from here (also the codec and crypto
 // helpers), so a page can `await import('/envelope.js')` and check the test vectors.
@@ -15,8 +16,9 @@ export {
 } from './crypto.js';
 
 export const ALG = 'RSA-OAEP-256+A256GCM+ES256';
-export const SIGNING_PREFIX = { 1: 'duet-envelope-v1\n', 2: 'duet-envelope-v2\n' };
-export const VERSION = 2; // what sealEnvelope writes; v1 stays readable (contracts/envelope.py)
+export const ALG_V3 = 'X25519-DR+A256GCM+ES256';
+export const SIGNING_PREFIX = { 1: 'duet-envelope-v1\n', 2: 'duet-envelope-v2\n', 3: 'duet-envelope-v3\n' };
+export const VERSION = 2; // what sealEnvelope writes (sealEnvelopeV3: v3); v1 stays readable
 export const TEXT_MIME = 'text/plain;charset=utf-8';
 
 export class EnvelopeError extends Error {
@@ -72,7 +74,7 @@ export async function deviceUpload(device, user, label) {
 /** What the signature covers: the version's prefix + canonical JSON of all but `sig`. */
 export function signingInput(envelope) {
   const prefix = Object.hasOwn(SIGNING_PREFIX, envelope.v) ? SIGNING_PREFIX[envelope.v] : null;
-  if (prefix === null) throw new EnvelopeError('malformed', 'not an envelope v1 or v2');
+  if (prefix === null) throw new EnvelopeError('malformed', 'not an envelope v1, v2 or v3');
   const unsigned = {};
   for (const [k, v] of Object.entries(envelope)) if (k !== 'sig') unsigned[k] = v;
   return concat(utf8(prefix), canonicalBytes(unsigned));
@@ -107,6 +109,30 @@ export async function sealEnvelope({ room, sender, device, seq, prev, kind, meta
   return envelope;
 }
 
+/**
+ * Envelope v3: encrypt the content, let `keys(contentKey)` seal the content key to each
+ * device (a ratchet message, or RSA-OAEP where there is no session: sessionstore.js), sign.
+ * {envelope, contentKey}: the sending device keeps the key in its own history.
+ */
+export async function sealEnvelopeV3({ room, sender, device, seq, prev, kind, meta, data, keys }) {
+  const contentKey = crypto.randomBytes(32);
+  const iv = crypto.randomBytes(12);
+  const entries = await keys(contentKey);
+  if (!entries.length) throw new EnvelopeError('no_recipients', 'no recipient devices');
+  const envelope = {
+    v: 3, alg: ALG_V3, room, sender, from: device.kid, seq, prev, kind, keys: entries,
+    iv: b64u(iv),
+    ct: b64u(await crypto.seal(contentKey, iv, encodePlaintext(meta, data))),
+  };
+  envelope.sig = b64u(await crypto.sign(device.sig, signingInput(envelope)));
+  return { envelope, contentKey };
+}
+
+/** This device's entry in the envelope's `keys`, or null. */
+export function ownEntry(envelope, kid) {
+  return (Array.isArray(envelope.keys) ? envelope.keys : []).find((k) => k && typeof k === 'object' && k.kid === kid) ?? null;
+}
+
 /** True when `sig` is the sending device's signature over the envelope (in v2, in its
  * one canonical low-s form). */
 export async function verifySignature(envelope, sigPublic) {
@@ -124,8 +150,11 @@ export async function verifySignature(envelope, sigPublic) {
 
 /** This device's content key of the envelope, unwrapped (RSA-OAEP). */
 export async function unwrapContentKey(envelope, device) {
-  const entry = (Array.isArray(envelope.keys) ? envelope.keys : []).find((k) => k && k.kid === device.kid);
+  const entry = ownEntry(envelope, device.kid);
   if (!entry) throw new EnvelopeError('undecryptable', 'the message holds no key for this device');
+  if (entry.h !== undefined) {
+    throw new EnvelopeError('undecryptable', 'a ratchet entry opens with the device’s session');
+  }
   try {
     return await crypto.unwrap(device.enc, unb64u(entry.wk));
   } catch {

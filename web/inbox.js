@@ -23,11 +23,15 @@ export class Inbox {
    * view: {open: room|null, visible(): bool} — what the user is looking at;
    * onOpen(peerId): the user chose a conversation; onChange(room): its marks, typing or
    * presence changed (the open conversation redraws); shared(envelope): a content key
-   * shared with this browser (sharing.js), for messages that hold none for it.
+   * shared with this browser (sharing.js), for messages that hold none for it; keyring:
+   * this browser's sessions and local history (keyring.js: messages and receipts are read
+   * and sent as envelope v3; without it, v2).
    */
-  constructor({ me, device, dir, socket, outbox, list, view, onOpen, onChange, shared = null }) {
+  constructor({ me, device, dir, socket, outbox, list, view, onOpen, onChange, shared = null, keyring = null }) {
     this.me = me;
     this.device = device;
+    this.keyring = keyring;
+    this.reader = keyring ?? device;
     this.dir = dir;
     this.shared = shared;
     this.socket = socket;
@@ -146,7 +150,7 @@ export class Inbox {
 
   /** Verify and decrypt a message for the preview; its text (null if it failed). */
   async previewOf(conv, frame) {
-    const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.device, this.shared);
+    const { content, alert } = await openFrame(frame, await this.context(conv, frame), this.reader, this.shared);
     let text = null;
     if (alert?.kind === 'not_for_device') {
       // Sent before this device was added: nothing failed, it is just not readable here.
@@ -167,7 +171,7 @@ export class Inbox {
   async receipt(frame) {
     const conv = this.convs.get(frame.room);
     if (!conv || frame.sender === this.me.id) return;
-    const { marks, alert } = await verifyReceipt(frame, await this.context(conv, frame), this.device);
+    const { marks, alert } = await verifyReceipt(frame, await this.context(conv, frame), this.reader);
     if (alert) {
       this.onChange(conv.room, { alert: { frame, ...alert } });
       return;
@@ -178,7 +182,7 @@ export class Inbox {
   async typing(frame) {
     const conv = this.convs.get(frame.room);
     if (!conv || frame.sender === this.me.id) return;
-    const { typing, alert } = await verifyTyping(frame, await this.context(conv, frame), this.device);
+    const { typing, alert } = await verifyTyping(frame, await this.context(conv, frame), this.reader);
     if (alert) return; // forged, stale or malformed: not shown
     conv.typingUntil = typing ? Date.now() + TYPING_SHOWN_MS : 0;
     if (typing) {
@@ -257,7 +261,7 @@ export class Inbox {
     if (marks === conv.told || (!conv.delivered && !read)) return;
     const body = await sealSignal({
       dir: this.dir, me: this.me, device: this.device, peer: conv.peer, kind: 'receipt',
-      content: receiptContent(conv.delivered ?? null, read),
+      content: receiptContent(conv.delivered ?? null, read), keyring: this.keyring,
     });
     conv.told = marks;
     this.outbox.send({ type: 'send', id: newId(), peer: conv.peer.id, kind: 'receipt', body }, conv.room);

@@ -17,12 +17,17 @@
 //
 // Signals (receipts, typing) are sealed here too, outside the chain (seq 0, prev "");
 // a receipt is a pending send like a message, a typing signal only best effort.
+//
+// Messages and receipts go as envelope v3 (the content key over each device's ratchet
+// session: keyring.js), typing as v2 (docs/sessions.md "Signals" says why). A v3 message is
+// kept in this browser's local history in the same transaction as its chain link: the
+// sending device has no entry in what it sent, and reads it from there.
 
 import { ERRORS } from './codes.js';
 import { b64u } from './codec.js';
 import { randomBytes } from './crypto.js';
 import { Directory } from './directory.js';
-import { envelopeHash, sealEnvelope } from './envelope.js';
+import { envelopeHash, sealEnvelope, sealEnvelopeV3 } from './envelope.js';
 import { typingContent } from './signals.js';
 import * as store from './store.js';
 
@@ -65,12 +70,12 @@ export function reply(frame) {
 }
 
 /**
- * [{kid, key}] of every live device of both users' trusted device lists (directory.js):
- * a device the server lists but no signed list names gets nothing. Throws while the
- * friend's identity key changed and the user has not accepted the new one, and for a
+ * [friend's entry, own entry] of the two users' trusted device lists (directory.js), asked
+ * afresh: a device the server lists but no signed list names gets nothing. Throws while
+ * the friend's identity key changed and the user has not accepted the new one, and for a
  * friend with no device list yet.
  */
-export async function recipients(dir, me, peer) {
+export async function lists(dir, me, peer) {
   const [theirs, mine] = await Promise.all([
     dir.get(peer.id, peer.name, { refresh: true, offline: true }),
     dir.get(me.id, me.name, { refresh: true, offline: true }),
@@ -78,18 +83,31 @@ export async function recipients(dir, me, peer) {
   if (theirs.changedTo) {
     throw new Error(`${peer.name}’s identity key changed. Compare safety numbers, then Accept to send again.`);
   }
-  const peerDevices = Directory.live(theirs);
-  if (!theirs.identity || !peerDevices.length) throw new Error(`${peer.name} has not set up an identity key yet`);
-  return Promise.all([...peerDevices, ...Directory.live(mine)].map(
+  if (!theirs.identity || !Directory.live(theirs).length) throw new Error(`${peer.name} has not set up an identity key yet`);
+  return [theirs, mine];
+}
+
+/** [{kid, key}] of every live device of both users' trusted device lists (envelope v2). */
+export async function recipients(dir, me, peer) {
+  const [theirs, mine] = await lists(dir, me, peer);
+  return Promise.all([...Directory.live(theirs), ...Directory.live(mine)].map(
     async (d) => ({ kid: d.kid, key: await dir.encKey(d) })));
 }
 
-/** A receipt or typing envelope from this device to the room with `peer`. */
-export async function sealSignal({ dir, me, device, peer, kind, content }) {
-  return sealEnvelope({
+/**
+ * A receipt or typing envelope from this device to the room with `peer`: a receipt as v3
+ * when `keyring` (keyring.js) is given, typing always as v2.
+ */
+export async function sealSignal({ dir, me, device, peer, kind, content, keyring = null }) {
+  const fields = {
     room: roomId(me.id, peer.id), sender: me.id, device, seq: 0, prev: '', kind,
-    meta: content.meta, data: content.data, recipients: await recipients(dir, me, peer),
-  });
+    meta: content.meta, data: content.data,
+  };
+  if (keyring && kind !== 'typing') {
+    const { keys } = await keyring.plan(peer);
+    return (await sealEnvelopeV3({ ...fields, keys })).envelope;
+  }
+  return sealEnvelope({ ...fields, recipients: await recipients(dir, me, peer) });
 }
 
 /**
@@ -165,24 +183,46 @@ export class Outbox {
   /**
    * Seal a message from `device` to the room with `peer` (one send at a time per chain,
    * across tabs: the Web Locks API), and keep it in the outbox with its chain link in
-   * one transaction. {frame, hash}: the `send` frame, not sent yet.
+   * one transaction. {frame, hash}: the `send` frame, not sent yet. With `keys` (a v3
+   * plan's, keyring.js) it is envelope v3, kept in `history` (localhistory.js) in that
+   * same transaction; with `recipients`, v2.
    */
-  async seal({ device, peer, room, kind, meta, data, recipients: to }) {
+  async seal({ device, peer, room, kind, meta, data, recipients: to = null, keys = null, history = null }) {
     const id = newId();
     const chainKey = `${device.kid}/${room}`;
     return withLock(`duet-chain/${chainKey}`, async () => {
       const link = (await store.get('chains', chainKey)) ?? { seq: 0, hash: '' };
-      const body = await sealEnvelope({
-        room, sender: this.userId, device, seq: link.seq + 1, prev: link.hash, kind, meta, data, recipients: to,
-      });
+      const fields = { room, sender: this.userId, device, seq: link.seq + 1, prev: link.hash, kind, meta, data };
+      let body;
+      let contentKey = null;
+      if (keys) ({ envelope: body, contentKey } = await sealEnvelopeV3({ ...fields, keys }));
+      else body = await sealEnvelope({ ...fields, recipients: to });
       const frame = { type: 'send', id, peer: peer.id, kind, body };
       const hash = await envelopeHash(body);
-      await store.write([
+      const writes = [
         ['chains', chainKey, { seq: body.seq, hash }],
         ['outbox', this.key(room, id), { frame, created: Date.now() }],
-      ]);
+      ];
+      if (history && contentKey) {
+        writes.push(await history.entry({ id, sender: this.userId, room, kind, body }, hash, contentKey));
+      }
+      await store.write(writes);
       return { frame, hash };
     });
+  }
+
+  /**
+   * An `ack` came (before it is settled): a message kept in `history` learns its time and
+   * cursor there, so the history it is merged into can place it.
+   */
+  async acked(frame, history) {
+    const entry = this.pending.get(frame.id);
+    if (!entry || !history || !['text', 'image'].includes(entry.frame.kind) || entry.frame.body.v !== 3) return;
+    try {
+      await history.place(entry.room, await envelopeHash(entry.frame.body), frame.ts, frame.cursor);
+    } catch {
+      // its place is only for merging: the message itself is kept
+    }
   }
 
   /** Send a `send` frame now if connected, and again after every reconnect until settled. */

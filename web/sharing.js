@@ -2,8 +2,9 @@
 // as the SDK does it (client/sdk.py _share_history, _shared_key). shares.js seals and
 // opens the parts; this module moves them:
 //   shareHistory  the browser that approved a device gathers the content keys of every
-//                 message it can read, in every conversation, and uploads them for that
-//                 device in parts (PUT /api/history-shares)
+//                 message it can read, in every conversation (those its RSA key unwraps,
+//                 and those it kept in its local history: forward-secret messages open
+//                 once), and uploads them for that device in parts (PUT /api/history-shares)
 //   SharedKeys    a browser looks up the content key shared with it for a message that
 //                 holds none for it (GET /api/history-shares?to=<its kid>), trusting only
 //                 parts a live device of the user's own trusted list signed
@@ -14,8 +15,9 @@ import { openShare, sealShares } from './shares.js';
 const PAGE_SIZE = 100;
 const MESSAGE_KINDS = new Set(['text', 'image']); // signals are not shared: their moment has passed
 
+// An RSA entry for `kid` (a ratchet entry, `h`, opened once: its key is in the local history).
 function holdsKeyFor(envelope, kid) {
-  return Array.isArray(envelope.keys) && envelope.keys.some((k) => k && k.kid === kid);
+  return Array.isArray(envelope.keys) && envelope.keys.some((k) => k && k.kid === kid && k.h === undefined);
 }
 
 /**
@@ -47,12 +49,14 @@ export async function readableKeys(api, device, stopped = () => false) {
 
 /**
  * Give `to` (the directory's entry of a device just approved: {kid, enc}) the content keys
- * of every message this browser's `device` can read. onCount(n) once they are counted,
- * before the upload. The number shared (0: nothing to share; null: stopped).
+ * of every message this browser's `device` can read, and of every message kept in its
+ * local `history` (localhistory.js). onCount(n) once they are counted, before the upload.
+ * The number shared (0: nothing to share; null: stopped).
  */
-export async function shareHistory({ api, me, device, dir, to, onCount = () => {}, stopped = () => false }) {
+export async function shareHistory({ api, me, device, dir, to, history = null, onCount = () => {}, stopped = () => false }) {
   const keys = await readableKeys(api, device, stopped);
   if (keys === null) return null;
+  if (history) Object.assign(keys, await history.keys());
   const n = Object.keys(keys).length;
   if (!n) return 0;
   onCount(n);

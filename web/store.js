@@ -9,13 +9,19 @@
 //   outbox   <user id>/<room>/<message id>  {frame, created}
 //   heads    <user id>/<room>               {<device kid>: {seq, hash}}
 //   pins     <user id>/<other user id>      {list, verified}
+//   atrest   key                            the AES-256-GCM CryptoKey (not extractable)
+//                                           that seals the two stores below (atrest.js)
+//   sessions <device kid>/prekeys           sealed: the device's X25519 private keys
+//            <device kid>/peer/<peer kid>   sealed: its ratchet sessions with that device
+//   history  <user id>/<room>/<env. hash>   sealed: a message kept, {frame, key}
 //
 // Version 2 pins identity keys; version 1's `peers` (device sets trusted on first use)
-// means nothing under them and goes.
+// means nothing under them and goes. Version 3 adds forward-secret sessions (sessionstore.js)
+// and what a device keeps of what it read and sent (localhistory.js).
 
 const NAME = 'duet';
-const VERSION = 2;
-const STORES = ['devices', 'chains', 'outbox', 'heads', 'pins'];
+const VERSION = 3;
+const STORES = ['devices', 'chains', 'outbox', 'heads', 'pins', 'atrest', 'sessions', 'history'];
 const DROPPED = ['peers'];
 
 let opening = null;
@@ -87,9 +93,21 @@ export async function write(entries) {
   await done(tx);
 }
 
+function prefixRange(prefix) {
+  return IDBKeyRange.bound(prefix, `${prefix}\uffff`);
+}
+
 /** Values whose key starts with `prefix`, in key order. */
 export async function withPrefix(store, prefix) {
   const db = await database();
-  const range = IDBKeyRange.bound(prefix, `${prefix}\uffff`);
-  return request(db.transaction(store).objectStore(store).getAll(range));
+  return request(db.transaction(store).objectStore(store).getAll(prefixRange(prefix)));
+}
+
+/** [key, value] of every entry whose key starts with `prefix`, in key order. */
+export async function entriesWithPrefix(store, prefix) {
+  const db = await database();
+  const os = db.transaction(store).objectStore(store);
+  const [keys, values] = await Promise.all([request(os.getAllKeys(prefixRange(prefix))),
+    request(os.getAll(prefixRange(prefix)))]);
+  return keys.map((key, i) => [key, values[i]]);
 }

@@ -34,6 +34,7 @@ const ALERT_TITLES = {
   unapproved_device: 'Unapproved device',
   identity_changed: 'Identity key changed',
   bad_device_list: 'Device list refused',
+  bad_bundle: 'Prekey bundle refused',
 };
 
 const TICKS = { pending: '…', failed: '!', sent: '✓', stored: '✓✓', delivered: '✓✓', read: '✓✓' };

@@ -5,7 +5,8 @@
 // verdict says.
 //
 // A verdict that refuses something names one of REASONS and a detail for the person:
-//   malformed      not an envelope v1, chain fields out of range, a signal out of shape
+//   malformed      not an envelope v1, v2 or v3, chain fields out of range, a signal out
+//                  of shape
 //   mismatch       from outside the room, or the envelope names another sender/room/kind
 //   unknown_key    signed by a device the sender's trusted device list does not name (or
 //                  the directory could not be reached)
@@ -14,7 +15,8 @@
 //   not_for_device verified, but holds no key for this device (sent before it was added)
 //                  and none was shared with it (sharing.js): explained quietly (one line
 //                  per run of them), not a warning
-//   undecryptable  verified, holds a key for this device, but that fails to decrypt
+//   undecryptable  verified, holds a key for this device, but that fails to decrypt (a
+//                  ratchet entry names the session's code: key_gone, prekey_gone, …)
 //   gap            links of a device's chain are missing
 //   replay         a link seen before, again under another envelope or id, or too late
 //   fork           a link that does not follow the one before it
@@ -22,18 +24,20 @@
 //   unapproved_device  a device the server lists but the user's signed list does not name
 //   identity_changed   the user's list is signed by another identity key than the pinned one
 //   bad_device_list    a list that does not verify, is older than the pinned one, or is gone
+//   bad_bundle         a device's prekey bundle its signing key did not sign (it gets the
+//                      RSA entry: targets.js)
 //
 // Order of the checks for one frame: shape, addressing, key, signature, revocation, chain
 // fields (frame verdicts); then the hash chain (ChainBook), then decryption (openFrame),
 // then a signal's content (verifyReceipt, verifyTyping).
 
-import { ALG, envelopeHash, openEnvelope, verifySignature } from './envelope.js';
+import { ALG, ALG_V3, envelopeHash, openEnvelope, verifySignature } from './envelope.js';
 import { parseReceipt, parseTyping } from './signals.js';
 
 export const REASONS = [
   'malformed', 'mismatch', 'unknown_key', 'bad_signature', 'revoked_device', 'not_for_device',
   'undecryptable', 'gap', 'replay', 'fork', 'unapproved_device', 'identity_changed',
-  'bad_device_list',
+  'bad_device_list', 'bad_bundle',
 ];
 
 const SIGNAL_KINDS = new Set(['receipt', 'typing']);
@@ -45,9 +49,9 @@ function refuse(kind, detail) {
 /** The frame's shape and addressing, before any key is needed: an alert or null. */
 function addressFault(frame, { room, members }) {
   const env = frame.body;
-  if (!env || typeof env !== 'object' || (env.v !== 1 && env.v !== 2) || env.alg !== ALG) {
-    return { kind: 'malformed', detail: 'this is not an envelope v1 or v2' };
-  }
+  const known = (env && typeof env === 'object')
+    && (((env.v === 1 || env.v === 2) && env.alg === ALG) || (env.v === 3 && env.alg === ALG_V3));
+  if (!known) return { kind: 'malformed', detail: 'this is not an envelope v1, v2 or v3' };
   if (!Object.hasOwn(members, frame.sender)) {
     return { kind: 'mismatch', detail: 'it comes from someone outside this conversation' };
   }
@@ -103,15 +107,27 @@ export async function verifyFrame(frame, { room, members, key }) {
 }
 
 /**
- * Decrypt a verified frame with this browser's device (`reader`): {content, alert}. A
- * message that holds no key for the reader is opened with the content key another device
- * of the user shared for it, if `shared(envelope)` (sharing.js SharedKeys.keyFor) finds
- * one; else it is not_for_device. Signals are never shared.
+ * Decrypt a verified frame with this browser's `reader`: {content, alert}. The reader is
+ * the keyring (keyring.js: `contentKey(frame)` finds the key in the local history, or opens
+ * the device's entry, ratchet or RSA; null when it holds none) or a bare device (RSA
+ * entries only). A message that holds no key for the reader is opened with the content key
+ * another device of the user shared for it, if `shared(envelope)` (sharing.js
+ * SharedKeys.keyFor) finds one; else it is not_for_device. Signals are never shared.
  */
 export async function openVerified(frame, reader, shared = null) {
-  const keys = Array.isArray(frame.body.keys) ? frame.body.keys : [];
   let key = null;
-  if (!keys.some((k) => k && k.kid === reader.kid)) {
+  let held;
+  if (typeof reader.contentKey === 'function') {
+    try {
+      key = await reader.contentKey(frame);
+    } catch (err) {
+      return { content: null, alert: { kind: 'undecryptable', detail: err.message } };
+    }
+    held = key !== null;
+  } else {
+    held = (Array.isArray(frame.body.keys) ? frame.body.keys : []).some((k) => k && k.kid === reader.kid);
+  }
+  if (!held) {
     if (shared && !SIGNAL_KINDS.has(frame.kind ?? 'typing')) key = await shared(frame.body);
     if (!key) return { content: null, alert: { kind: 'not_for_device', detail: 'the message holds no key for this device' } };
   }

@@ -42,6 +42,9 @@ async def test_browser_approved_by_sdk_reads_earlier_messages(
     async with Client(gw.http, home=tmp_path / "a", passphrase=PASS) as a, \
             Client(gw.http, home=tmp_path / "b", passphrase=PASS) as b:
         await conversation_before(a, b, na, nb, PASSWORD, n)
+        # Envelope v3: a device shares what it read (forward-secret messages open once, and
+        # are kept by the device that opened them), so Alice's SDK device reads them first.
+        assert all(isinstance(e, Message) for e in await a.history(nb))
         tab = await open_tab(browser, gw.http)
         await log_in(tab, na)
         await approve_browser(tab, a)  # approve_device shares the history by default
