@@ -38,6 +38,9 @@ class LocalHistory:
         self._rooms[room] = (offset, kept)
         return kept
 
+    def entry(self, room: str, envelope_hash: str) -> dict[str, Any] | None:
+        return self.room(room).get(envelope_hash)
+
     def key(self, room: str, envelope_hash: str) -> bytes | None:
         entry = self.room(room).get(envelope_hash)
         return unb64u(entry["key"]) if entry else None

@@ -34,6 +34,7 @@ from . import crypto
 from . import identity as identity_mod
 from .api import Api
 from .chain import Chains
+from .crypto import unb64u
 from .device import DeviceSession
 from .envelope import (
     Content,
@@ -1105,10 +1106,18 @@ class Client:
             self._unsent.discard((sender, mid or ""))
         h = envelope_hash(env)
         entry = own_entry(env, self.device.kid)
+        room = frame["room"]
+        kept_frame: dict[str, Any] = {k: frame[k] for k in ("type", "id", "sender", "room",
+                                                            "kind", "body", "ts", "cursor")
+                                      if k in frame}
+        keep = kind != "typing" and bool(mid) and "cursor" in frame
         # Sent or read here before (a forward-secret message opens once), else this
         # device's entry: a ratchet message, or an RSA-OAEP wrap.
-        key = await asyncio.to_thread(self.local.key, frame["room"], h) if kind != "typing" \
-            else None
+        kept = await asyncio.to_thread(self.local.entry, room, h) if keep else None
+        key = unb64u(kept["key"]) if kept else None
+        if kept and key is not None and not kept["frame"].get("cursor"):
+            # Kept at sending, before an ack that never came: now with the server's cursor.
+            await asyncio.to_thread(self.local.add, kept_frame, h, key)
         if key is None and entry is None:
             # Sent before this device was added (or to a list without it): explained, not
             # a failure. A signal of then is stale anyway: nothing to show.
@@ -1118,18 +1127,30 @@ class Client:
             if key is None:
                 return alert(NOT_FOR_DEVICE, "the message holds no key for this device")
         elif key is None and entry is not None and "h" in entry:
+            # Opened and kept under the sessions' lock, the kept copy written before the
+            # session moves on: a crash between them costs nothing, and two processes of
+            # this home never both open it.
             try:
-                key = await asyncio.to_thread(self.ratchets.open, device.kid, entry)
+                key = await asyncio.to_thread(
+                    self.ratchets.open, device.kid, entry,
+                    kept=lambda: self.local.key(room, h),
+                    keep=(lambda k: self.local.add(kept_frame, h, k)) if keep else None)
             except RatchetError as exc:
                 return alert("undecryptable", f"{exc.code}: {exc.detail}")
-            if mid and "cursor" in frame:
-                await asyncio.to_thread(self.local.add, {
-                    k: frame[k] for k in ("type", "id", "sender", "room", "kind", "body",
-                                          "ts", "cursor") if k in frame}, h, key)
+            kept = {"frame": kept_frame}
+        elif key is None:
+            try:
+                key = await asyncio.to_thread(content_key, env, self.device)
+            except CryptoError as exc:
+                return alert("undecryptable", str(exc))
         try:
             content = await asyncio.to_thread(open_content, env, self.device, key)
         except CryptoError as exc:
             return alert("undecryptable", str(exc))
+        if keep and kept is None and key is not None:
+            # Whatever opened it (RSA, a history share), the device keeps it: the server's
+            # copy may go once every device fetched it (retention).
+            await asyncio.to_thread(self.local.add, kept_frame, h, key)
         own = sender == self.user_id
         if kind == "receipt":
             try:

@@ -10,6 +10,7 @@ one that last opened a message is the one they send on (Signal's Sesame rule).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +144,12 @@ class DeviceSessions:
             for t in sorted(targets, key=lambda t: t.kid):
                 held = sessions.get(t.kid) or []
                 if not held and t.bundle is not None:
-                    held = [self._initiate(d, t)]
-                    sessions[t.kid] = held
+                    try:
+                        held = [self._initiate(d, t)]
+                    except RatchetError:  # a low-order key in the bundle: RSA instead
+                        held = []
+                    else:
+                        sessions[t.kid] = held
                 if not held:
                     entries.append({"kid": t.kid, "wk": crypto.b64u(crypto.wrap(t.rsa,
                                                                                 content_key))})
@@ -167,37 +172,52 @@ class DeviceSessions:
                   "spk": t.bundle["spk"]["id"], "opk": t.one_time["id"] if t.one_time else None}
         return {"ek": ek_pub, "state": Session.initiate(sk, ad, peer_spk, prekey).state}
 
-    def open(self, sender_kid: str, entry: dict[str, Any]) -> bytes:
+    def open(self, sender_kid: str, entry: dict[str, Any], *,
+             kept: Callable[[], bytes | None] = lambda: None,
+             keep: Callable[[bytes], None] | None = None) -> bytes:
         """The content key of a ratchet entry from the device `sender_kid`. Raises
-        RatchetError (its code says why); the sessions change only when it opens."""
+        RatchetError (its code says why); the sessions change only when it opens. Under
+        the sessions' lock: `kept()` first (opened already, by this process or another:
+        its kept key), and `keep(key)` before the sessions are written, so a message whose
+        ratchet step is stored is always kept too."""
         header = Header.from_wire(entry.get("h") or {})
         wk = crypto.unb64u(str(entry.get("wk", "")))
         pre = entry.get("pre")
         with self.vault.open() as d:
-            held: list[dict[str, Any]] = d.setdefault("sessions", {}).setdefault(sender_kid, [])
-            if pre is not None and not any(s["ek"] == pre.get("ek") for s in held):
-                record, key = self._respond(d, pre, header, wk)
-                held.insert(0, record)
-                del held[MAX_SESSIONS:]
-                if pre.get("opk") is not None:
-                    d["one_time"].pop(str(pre["opk"]), None)  # used once, then gone
-                return key
-            first: RatchetError | None = None
-            for i, record in enumerate(held):
-                session = Session(record["state"])
-                try:
-                    key = session.decrypt(header, wk)
-                except RatchetError as exc:
-                    first = first or exc
-                    continue
-                record["state"] = session.state
-                held.insert(0, held.pop(i))
-                return key
-            if not held:
-                raise RatchetError("no_session", "no session with the sending device, and "
-                                   "the message starts none")
-            assert first is not None
-            raise first
+            already = kept()
+            if already is not None:
+                return already
+            key = self._open(d, sender_kid, header, wk, pre)
+            if keep is not None:
+                keep(key)
+            return key
+
+    def _open(self, d: dict[str, Any], sender_kid: str, header: Header, wk: bytes,
+              pre: dict[str, Any] | None) -> bytes:
+        held: list[dict[str, Any]] = d.setdefault("sessions", {}).setdefault(sender_kid, [])
+        if pre is not None and not any(s["ek"] == pre.get("ek") for s in held):
+            record, key = self._respond(d, pre, header, wk)
+            held.insert(0, record)
+            del held[MAX_SESSIONS:]
+            if pre.get("opk") is not None:
+                d["one_time"].pop(str(pre["opk"]), None)  # used once, then gone
+            return key
+        first: RatchetError | None = None
+        for i, record in enumerate(held):
+            session = Session(record["state"])
+            try:
+                key = session.decrypt(header, wk)
+            except RatchetError as exc:
+                first = first or exc
+                continue
+            record["state"] = session.state
+            held.insert(0, held.pop(i))
+            return key
+        if not held:
+            raise RatchetError("no_session", "no session with the sending device, and "
+                               "the message starts none")
+        assert first is not None
+        raise first
 
     def _respond(self, d: dict[str, Any], pre: dict[str, Any], header: Header,
                  wk: bytes) -> tuple[dict[str, Any], bytes]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from .crypto import b64u, unb64u
 from .errors import ConfigError, CryptoError
+
+log = logging.getLogger(__name__)
 
 SCRYPT_N = 2**15  # ~85 ms on this project's machine: once per file and process
 
@@ -94,6 +97,8 @@ class Vault(_Sealed):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump({"v": 1, "salt": b64u(salt), "iv": b64u(iv), "ct": b64u(ct)}, f)
+                f.flush()
+                os.fsync(f.fileno())  # a ratchet state never rolls back to a used key
             os.replace(tmp, self.path)
 
 
@@ -121,6 +126,8 @@ class Journal(_Sealed):
                 ct = AESGCM(self._key(salt)).encrypt(iv, json.dumps(record).encode(),
                                                      self.path.name.encode())
                 f.write((json.dumps({"iv": b64u(iv), "ct": b64u(ct)}) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())  # kept before the session that opened it moves on
 
     def read(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """The records from byte `offset` (0: all), and the offset after the last whole
@@ -128,13 +135,21 @@ class Journal(_Sealed):
         if not self.path.exists():
             return [], 0
         with self._locked(), self.path.open("rb") as f:
-            salt = unb64u(json.loads(f.readline())["salt"])
+            first = f.readline()
+            if not first.endswith(b"\n"):
+                return [], 0  # empty, or a header torn by a crash: the next append redoes it
+            salt = unb64u(json.loads(first)["salt"])
             f.seek(max(offset, f.tell()))
             records, end = [], f.tell()
             for line in f:
                 if not line.endswith(b"\n"):
                     break
-                sealed = json.loads(line)
+                end += len(line)
+                try:
+                    sealed = json.loads(line)
+                except ValueError:
+                    log.warning("%s: a damaged line skipped", self.path.name)
+                    continue
                 try:
                     plain = AESGCM(self._key(salt)).decrypt(
                         unb64u(sealed["iv"]), unb64u(sealed["ct"]), self.path.name.encode())
@@ -142,17 +157,21 @@ class Journal(_Sealed):
                     raise CryptoError(f"cannot open {self.path.name} (wrong passphrase?)"
                                       ) from exc
                 records.append(json.loads(plain))
-                end += len(line)
         return records, end
 
 
 def _cut_torn_tail(f: Any) -> None:
-    """Drop a last line a crash left unfinished, so the next record starts a line."""
-    size = f.seek(0, os.SEEK_END)
-    f.seek(max(0, size - 1))
-    if f.read(1) == b"\n":
-        return
-    back = min(size, 1 << 20)
-    f.seek(size - back)
-    tail = f.read(back)
-    f.truncate(size - back + tail.rfind(b"\n") + 1)
+    """Drop a last line a crash left unfinished (an image's record is megabytes long), so
+    the next record starts a line."""
+    size = end = f.seek(0, os.SEEK_END)
+    while end > 0:
+        start = max(0, end - (1 << 20))
+        f.seek(start)
+        chunk = f.read(end - start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            if start + cut + 1 < size:
+                f.truncate(start + cut + 1)
+            return
+        end = start
+    f.truncate(0)

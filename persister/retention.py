@@ -1,7 +1,7 @@
 """The retention sweep (DUET_RETENTION_DAYS > 0; docs/sessions.md "Retention").
 
-A message's ciphertext stays until every device it was for has fetched it (its envelope's
-`keys`, of those still live; each device says how far it holds a room with a `fetched`
+A message's ciphertext stays until every device it was for, and the device that sent it,
+has fetched it (its envelope's `keys` and `from`, of those still live; each device says how far it holds a room with a `fetched`
 frame), so `sync` still closes any gap; then for the retention. Each sweep stamps
 `fetched_at` on the messages every such device now holds, and deletes those stamped more
 than the retention ago: a message is kept at least the retention after its last device
@@ -49,14 +49,17 @@ async def sweep(db: AsyncDatabase[dict[str, Any]], now_ms: int, retention_ms: in
             query["$or"] = [{"room": {"$gt": last[0]}},
                             {"room": last[0], "cursor": {"$gt": last[1]}}]
         page = await db[MESSAGES].find(
-            query, projection={"room": 1, "cursor": 1, "body.keys.kid": 1}
+            query, projection={"room": 1, "cursor": 1, "body.keys.kid": 1, "body.from": 1}
         ).sort([("room", 1), ("cursor", 1)]).limit(PAGE).to_list()
         if not page:
             break
         done = []
         for doc in page:
             room, cursor = doc["room"], doc["cursor"]
-            kids = {k["kid"] for k in doc.get("body", {}).get("keys", [])}
+            body = doc.get("body", {})
+            # The devices it was for, and the one that sent it (v3 keeps no entry for it:
+            # it keeps its own copy, which needs the server's cursor first).
+            kids = {k["kid"] for k in body.get("keys", [])} | {body.get("from")}
             members = set()
             for user in room_members(room):
                 members |= await live_kids(user)

@@ -17,6 +17,7 @@ from support import Gateway, Stack
 from test_sdk import collect
 
 from client import Alert, Client, Message, ratchet
+from client.envelope import envelope_hash
 from contracts import MESSAGES, room_id
 from contracts.documents import PREKEYS
 
@@ -146,6 +147,8 @@ async def test_a_device_without_prekeys_gets_rsa_until_it_publishes(
         assert await a.without_session(nb) == [b.device.kid]
         [got] = await collect(b, na, 1)
         assert isinstance(got, Message) and got.text == "to an old client"
+        env = (await stored(a, nb, mongo, stack, ack["id"]))["body"]
+        assert b.local.key(got.room, envelope_hash(env)) is not None  # kept, though RSA
         assert await b.publish_prekeys() == 100
         a._claimed.clear()  # the claim interval has passed
         ack = await a.send_text(nb, "now forward secret")

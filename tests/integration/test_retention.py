@@ -33,7 +33,8 @@ async def test_ciphertext_waits_for_every_device_then_the_retention(
         gw: Gateway, stack: Stack, mongo: pymongo.MongoClient[dict[str, Any]],
         tmp_path: Path) -> None:
     """Bob has two devices. Once one of them fetched Alice's three messages they stay,
-    well past the retention; once the other fetched them too they go after the retention;
+    well past the retention; once the other fetched them too they still stay, until
+    Alice's sending device has fetched them as well; then they go after the retention, and
     both of Bob's devices and Alice's still show them from their own history."""
     a = Client(gw.http, home=tmp_path / "a", passphrase=PASS)
     b = Client(gw.http, home=tmp_path / "b", passphrase=PASS)
@@ -58,6 +59,9 @@ async def test_ciphertext_waits_for_every_device_then_the_retention(
         assert db[MESSAGES].count_documents({"id": {"$in": ids}}) == 3
         got = await collect(b2, na, 3)
         assert [m.text for m in got if isinstance(m, Message)] == ["m0", "m1", "m2"]
+        await asyncio.sleep(RETENTION_S * 2)  # past it again: the sending device has not
+        assert db[MESSAGES].count_documents({"id": {"$in": ids}}) == 3
+        await collect(a, nb, 3)  # Alice's device fetches its own (it keeps them, cursorless)
         fetched = time.monotonic()
         await eventually(lambda: db[MESSAGES].count_documents({"id": {"$in": ids}}) == 0,
                          RETENTION_S + 10, "the messages deleted")

@@ -153,3 +153,62 @@ def test_kept_history_is_a_sealed_journal_read_from_where_it_was(tmp_path: Path)
     assert set(reader.room("r")) == {"h1", "h2", "h3"}
     assert set(LocalHistory(tmp_path, "passphrase").room("r")) == {"h1", "h2", "h3"}
     assert reader.keys() == {"h1": b"k" * 32, "h2": b"j" * 32, "h3": b"i" * 32}
+
+
+def test_open_keeps_before_the_session_moves_on(pair: Any) -> None:
+    """The content key is kept (keep) before the sessions are written: if keeping fails
+    (a crash), the session is as it was and the message opens again; once kept, a second
+    open finds it (kept) without touching the session."""
+    alice, bob = pair
+    bob.publish(0)
+    [entry] = alice.sessions.seal(b"k" * 32, [bob.target()])
+    before = bob.sessions.vault.path.read_bytes() if bob.sessions.vault.path.exists() else b""
+
+    def crash(key: bytes) -> None:
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        bob.sessions.open(alice.keys.kid, entry, keep=crash)
+    assert (bob.sessions.vault.path.read_bytes() if bob.sessions.vault.path.exists()
+            else b"") == before
+    kept: list[bytes] = []
+    assert bob.sessions.open(alice.keys.kid, entry, keep=kept.append) == b"k" * 32
+    assert kept == [b"k" * 32]
+    assert bob.sessions.open(alice.keys.kid, entry, kept=lambda: kept[0]) == b"k" * 32
+    with pytest.raises(RatchetError) as caught:  # without the kept copy: opened once only
+        bob.sessions.open(alice.keys.kid, entry)
+    assert caught.value.code == "key_gone"
+
+
+def test_a_bundle_with_a_low_order_key_gets_the_rsa_entry(pair: Any) -> None:
+    """A one-time prekey of low order (the directory serves them unsigned) makes X3DH
+    refuse: that device gets the RSA-OAEP entry, the send goes on."""
+    alice, bob = pair
+    bob.publish(0)
+    bad = Target(bob.keys.kid, bob.keys.enc.public_key(), bob.upload["bundle"],
+                 {"id": 9, "key": crypto.b64u(bytes(32))})
+    [entry] = alice.sessions.seal(b"k" * 32, [bad])
+    assert set(entry) == {"kid", "wk"}
+    assert not alice.sessions.has_session(bob.keys.kid)
+
+
+def test_journal_survives_a_torn_image_record_and_a_torn_header(tmp_path: Path) -> None:
+    """A multi-megabyte record torn by a crash is cut before the next append; an empty or
+    header-torn journal reads as empty and the next append starts it afresh."""
+    from client.localhistory import LocalHistory
+    from client.vault import Journal
+    history = LocalHistory(tmp_path, "passphrase")
+    frame = {"room": "r", "id": "1", "kind": "image", "body": {"ct": "x" * 10}}
+    history.add(frame, "h1", b"k" * 32)
+    path = tmp_path / "history" / "r.journal"
+    with path.open("a") as f:
+        f.write('{"iv": "' + "A" * (3 << 20))  # a 3 MB image record, torn
+    history.add({**frame, "id": "2"}, "h2", b"j" * 32)
+    assert set(LocalHistory(tmp_path, "passphrase").room("r")) == {"h1", "h2"}
+    for torn in (b"", b'{"v": 1, "sa'):
+        other = tmp_path / "other"
+        other.mkdir(exist_ok=True)
+        (other / "t.journal").write_bytes(torn)
+        journal = Journal(other, "t", "passphrase")
+        assert journal.read() == ([], 0)
+        journal.append({"n": 1})
+        assert journal.read()[0] == [{"n": 1}]
