@@ -34,12 +34,16 @@ SyncFrame = Callable[[], dict[str, Any] | None]
 
 class DeviceSession:
     def __init__(self, url: str, token: str, *, on_frame: FrameHandler, sync: SyncFrame,
+                 catch_up: SyncFrame | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  max_size: int = 16 * 1024 * 1024) -> None:
         self._url = f"{url.rstrip('/').replace('http', 'ws', 1)}/ws"
         self._token = token
         self._on_frame = on_frame
         self._sync = sync
+        # After `sync_needed`: a sync from a little further back (live frames may have
+        # overtaken the notice, moving the cursors past what was lost).
+        self._catch_up = catch_up or sync
         self._ssl = ssl_context
         self._max_size = max_size
         self._ws: ClientConnection | None = None
@@ -93,9 +97,9 @@ class DeviceSession:
         except ConnectionClosed:
             return False  # a send is resent after the reconnect; the rest is best effort
 
-    async def resync(self) -> None:
+    async def resync(self, *, catch_up: bool = False) -> None:
         """Ask for a sync now (and after every reconnect, as always)."""
-        frame = self._sync()
+        frame = self._catch_up() if catch_up else self._sync()
         if frame is not None:
             self.synced.clear()
             await self.post(orjson.dumps(frame).decode())
@@ -109,9 +113,9 @@ class DeviceSession:
         if ws is not None:
             await ws.close(1000, "resync")
 
-    async def _resync_later(self, delay: float = 1.0) -> None:
+    async def _resync_later(self, delay: float = 1.0, *, catch_up: bool = False) -> None:
         await asyncio.sleep(delay)
-        await self.resync()
+        await self.resync(catch_up=catch_up)
 
     async def _resend_later(self, text: str, delay: float = 0.5) -> None:
         await asyncio.sleep(delay)
@@ -195,7 +199,7 @@ class DeviceSession:
             if frame.get("code") == ERRORS["sync_failed"].code:
                 asyncio.create_task(self._resync_later())
             elif frame.get("code") == ERRORS["sync_needed"].code:
-                asyncio.create_task(self._resync_later(0))
+                asyncio.create_task(self._resync_later(0, catch_up=True))
             elif entry is None:
                 log.warning("server error: %s %s", frame.get("code"), frame.get("detail"))
         try:

@@ -83,6 +83,7 @@ MAX_TEXT = 64 * 1024
 MAX_IMAGE = 5 * 1024 * 1024
 RENEW_AT = 0.8  # renew the session when this share of the token's lifetime has passed
 RECEIPT_DELAY_S = 0.3  # receipts of a burst of messages go out as one
+CATCH_UP_S = 30.0  # how far back a sync after `sync_needed` reaches, at least
 CLAIM_EVERY_S = 30.0  # how often to ask again for the bundles of devices without a session
 
 Progress = Callable[[str], None]
@@ -120,6 +121,10 @@ class Client:
         self._send_chains: dict[str, dict[str, Any]] = state.get("send_chains", {})
         self._chains = Chains(state.get("recv_chains"))
         self._cursors: dict[str, str] = state.get("cursors", {})
+        # The cursors as they were CATCH_UP_S to twice that ago, and at the last snapshot.
+        self._earlier: dict[str, str] = dict(self._cursors)
+        self._recent: dict[str, str] = dict(self._cursors)
+        self._snapped = time.monotonic()
         self._pins: dict[str, Pin] = {u: Pin(p["list"], bool(p.get("verified")))
                                       for u, p in state.get("pins", {}).items()}
         self._names: dict[str, str] = {}
@@ -861,8 +866,9 @@ class Client:
                 if not self._prekeys_checked:  # a device made before v3 publishes here
                     self._prekeys_checked = True
                     await self.publish_prekeys()
-                self._session = DeviceSession(self.url, self.api.token,
-                                              on_frame=self._on_frame, sync=self._sync_frame)
+                self._session = DeviceSession(
+                    self.url, self.api.token, on_frame=self._on_frame, sync=self._sync_frame,
+                    catch_up=lambda: self._sync_frame(catch_up=True))
                 await self._session.start()
                 if self._renewer is None:
                     self._renewer = asyncio.get_running_loop().create_task(
@@ -870,10 +876,24 @@ class Client:
         await self._session.wait_connected(30)
         return self._session
 
-    def _sync_frame(self) -> dict[str, Any] | None:
-        """What the listeners follow, from this device's cursors (None: nobody listens)."""
+    def _snapshot_cursors(self) -> None:
+        """Every CATCH_UP_S: the last snapshot becomes the earlier one (what a catch-up
+        sync starts from), the cursors now the last."""
+        now = time.monotonic()
+        if now - self._snapped >= CATCH_UP_S:
+            self._earlier, self._recent, self._snapped = self._recent, dict(self._cursors), now
+
+    def _sync_frame(self, *, catch_up: bool = False) -> dict[str, Any] | None:
+        """What the listeners follow, from this device's cursors (None: nobody listens);
+        with `catch_up`, from the cursors of CATCH_UP_S to twice that ago (after
+        `sync_needed`: what was lost may lie behind live frames that came since; what
+        comes again is dropped as seen)."""
         if not self._listeners:
             return None
+        cursors: dict[str, str | None] = dict(self._cursors)
+        if catch_up:
+            cursors = {r: min(c, self._earlier[r]) if r in self._earlier else None
+                       for r, c in self._cursors.items()}
         rooms: set[str] | None = set()
         for listener in self._listeners:
             if listener.rooms is None:
@@ -882,8 +902,8 @@ class Client:
             assert rooms is not None
             rooms |= listener.rooms
         if rooms is None:
-            return {"type": "sync", "after": dict(self._cursors)}
-        return {"type": "sync", "after": {r: self._cursors.get(r) for r in sorted(rooms)},
+            return {"type": "sync", "after": dict(cursors)}
+        return {"type": "sync", "after": {r: cursors.get(r) for r in sorted(rooms)},
                 "rooms": sorted(rooms)}
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -970,6 +990,7 @@ class Client:
         self._cursors[room] = max(self._cursors.get(room, ""), frame["cursor"])
         self._save_state()
         self._fetched_soon(room)
+        self._snapshot_cursors()
         if any(isinstance(e, Message) and not e.own for e in events):
             self._delivered[room] = later(self._delivered.get(room), frame["cursor"]) or ""
             self._receipt_soon(frame["sender"])
