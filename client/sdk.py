@@ -682,10 +682,11 @@ class Client:
         this one (which keeps what it sent), with a verified bundle for each that has no
         session yet and published one (asked for at most every CLAIM_EVERY_S)."""
         theirs, mine = await self._lists(peer)
+        held = await asyncio.to_thread(self.ratchets.peers)  # one read of the vault a send
         targets = []
         for user, directory in ((peer, theirs), (self._me(), mine)):
             devices = [d for d in directory.live() if d.kid != self.device.kid]
-            need = [d.kid for d in devices if not self.ratchets.has_session(d.kid)]
+            need = [d.kid for d in devices if d.kid not in held]
             claimed: dict[str, dict[str, Any]] = {}
             if need and time.monotonic() - self._claimed.get(user, -CLAIM_EVERY_S) \
                     >= CLAIM_EVERY_S:
