@@ -166,7 +166,7 @@ async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None)
         await prepare(ctx)
         gw = ctx.gateways[0]
         async with Load(placed(ctx.pairs, [g.ws for g in ctx.gateways]),
-                        window=plan.window) as load:
+                        window=plan.window, protocol=2) as load:
             measured = asyncio.create_task(load.closed_loop(
                 warmup_s=2.0, duration_s=2 * SECONDS + 4, meter=ctx.meter(*ctx.services()),
                 drain_s=plan.drain_s) if rate is None else load.open_loop(

@@ -101,10 +101,11 @@ def markdown(res: dict[str, Any]) -> str:
                 "conversation) or v2 `/ws` (the device socket), the same users.", "",
                 _table(["socket", "pairs", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms",
                         "max ms", "stored/acked", "checks", "server CPU µs/msg",
-                        "msgs per publish"],
+                        "msgs per publish", "frames per write"],
                        [[f"v{r.get('protocol', 1)}", r["pairs"], r["delivered_msgs_s"],
                          *_lat(r), f"{r['stored']}/{r['acked']}", _checks(r),
-                         r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish")]
+                         r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish"),
+                         r.get("frames_per_write")]
                         for r in runs]), "",
                 "CPU seconds in the window (µs per delivered message):", "",
                 _table(["socket", "pairs", *procs],
@@ -117,10 +118,11 @@ def markdown(res: dict[str, Any]) -> str:
                 "Latency from each message's scheduled send time (no coordinated omission).", "",
                 _table(["load", "offered msg/s", "sent msg/s", "delivered msg/s", "p50 ms",
                         "p95 ms", "p99 ms", "max ms", "checks", "server CPU µs/msg",
-                        "msgs per publish"],
+                        "msgs per publish", "frames per write"],
                        [[r["load"], r["offered_msgs_s"], r["sent_msgs_s"],
                          r["delivered_msgs_s"], *_lat(r), _checks(r),
-                         r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish")]
+                         r.get("cpu_us_per_msg_servers"), r.get("messages_per_publish"),
+                         r.get("frames_per_write")]
                         for r in runs]), "",
                 _table(["load", *procs], [[r["load"], *_cpu_cells(r, procs)] for r in runs]),
                 ""]

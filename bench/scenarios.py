@@ -63,19 +63,29 @@ async def prepare(ctx: Context) -> None:
     log.info("signed up %s pairs over %s gateways", len(ctx.pairs), len(ctx.gateways))
 
 
-async def publish_batches(gateways: Sequence[Child]) -> tuple[float, float]:
-    """(chat messages, broker messages) the gateways have published so far, from /metrics."""
-    messages = batches = 0.0
+_COUNTERS = ("duet_gateway_publish_batch_messages_sum", "duet_gateway_publish_batch_messages_count",
+             "duet_gateway_socket_write_frames_total", "duet_gateway_socket_writes_total")
+
+
+async def publish_batches(gateways: Sequence[Child]) -> tuple[float, ...]:
+    """What the gateways have done so far, from /metrics: (chat messages, broker messages
+    published; frames, writes to client sockets)."""
+    sums = dict.fromkeys(_COUNTERS, 0.0)
     async with httpx.AsyncClient(timeout=10) as http:
         for g in gateways:
             text = (await http.get(f"{g.http}/metrics")).text
             for line in text.splitlines():
                 name, _, value = line.partition(" ")
-                if name == "duet_gateway_publish_batch_messages_sum":
-                    messages += float(value)
-                elif name == "duet_gateway_publish_batch_messages_count":
-                    batches += float(value)
-    return messages, batches
+                if name in sums:
+                    sums[name] += float(value)
+    return tuple(sums[name] for name in _COUNTERS)
+
+
+def batching(before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, float]:
+    """Chat messages per broker message, and frames per client socket write, meanwhile."""
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    return {"messages_per_publish": round(d[0] / max(d[1], 1), 2),
+            "frames_per_write": round(d[2] / max(d[3], 1), 2)}
 
 
 def _summary(label: str, r: dict[str, Any]) -> None:
@@ -92,15 +102,14 @@ async def throughput(ctx: Context, protocol: int = 1) -> list[dict[str, Any]]:
     results = []
     for n in plan.pairs:
         await ctx.stack.wait_persisted()
-        m0, b0 = await publish_batches(ctx.gateways)
+        before = await publish_batches(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls), window=plan.window,
                         protocol=protocol) as load:
             r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
                                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                        wait_stored=True)
-        m1, b1 = await publish_batches(ctx.gateways)
         r.update(pairs=n, window=plan.window, gateways=len(urls), protocol=protocol,
-                 messages_per_publish=round((m1 - m0) / max(b1 - b0, 1), 2))
+                 **batching(before, await publish_batches(ctx.gateways)))
         _summary(f"(a) v{protocol} {n} pairs", r)
         results.append(r)
     return results
@@ -127,15 +136,14 @@ async def latency(ctx: Context, best: dict[str, Any],
         # each load is measured on a quiet stack.
         await ctx.stack.wait_persisted()
         await asyncio.sleep(1.0)
-        m0, b0 = await publish_batches(ctx.gateways)
+        before = await publish_batches(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls)) as load:
             r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s,
                                      duration_s=plan.duration_s,
                                      meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                      wait_stored=True)
-        m1, b1 = await publish_batches(ctx.gateways)
         r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top,
-                 messages_per_publish=round((m1 - m0) / max(b1 - b0, 1), 2))
+                 **batching(before, await publish_batches(ctx.gateways)))
         _summary(f"(b) {label}", r)
         results.append(r)
     return results

@@ -25,6 +25,11 @@ class GatewayMetrics:
         self.batch_size = Histogram("duet_gateway_publish_batch_messages",
                                     "Chat messages per broker message published",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.socket_writes = Counter("duet_gateway_socket_writes_total",
+                                     "Writes to client sockets (gateway.outbox)", registry=r)
+        self.socket_write_frames = Counter("duet_gateway_socket_write_frames_total",
+                                           "Frames in those writes: over the writes, frames "
+                                           "per system call", registry=r)
         self.errors = Counter("duet_gateway_errors_total",
                               "Error frames and refusing close codes, by code", ["code"],
                               registry=r)

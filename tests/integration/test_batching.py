@@ -76,6 +76,9 @@ async def test_burst_leaves_as_few_broker_messages_delivered_in_order_and_stored
     frames = [orjson.loads(line) for m in tapped for line in split_frames(m.body)]
     assert [f["id"] for f in frames] == ids
     assert len(tapped) <= 30, f"{len(tapped)} broker messages for 60 frames: not batched"
+    # b's gateway wrote each broker message's frames together: fewer writes than frames.
+    frames_written, writes = await socket_writes(g2)
+    assert frames_written >= 61 and writes < frames_written, (frames_written, writes)
     for m in tapped:
         lines = split_frames(m.body)
         headers = m.headers or {}
@@ -214,6 +217,16 @@ async def test_reader_stops_at_max_in_flight_until_confirms_come(
                     break
                 assert time.monotonic() < deadline, frame
                 await asyncio.sleep(0.5)  # between two tries, each waiting for its answer
+
+
+async def socket_writes(gw: Gateway) -> tuple[float, float]:
+    """(frames, writes) the gateway has written to client sockets (gateway.outbox)."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{gw.http}/metrics")).text
+    values = dict(line.split(" ", 1) for line in text.splitlines()
+                  if line.startswith("duet_gateway_socket_write"))
+    return (float(values["duet_gateway_socket_write_frames_total"]),
+            float(values["duet_gateway_socket_writes_total"]))
 
 
 async def sends_read(gw: Gateway, count: int) -> bool:
