@@ -4,9 +4,9 @@ A device publishes an X25519 identity key `ik` and a signed prekey `spk`, signed
 ECDSA signing key (the `sid` its user's device list names), and a stock of one-time
 prekeys (unsigned, as in Signal's X3DH: a forged one cannot make a session the server can
 read, since the session still needs `ik` and `spk`, but the device it names cannot open
-what is built on it; senders then see `prekey_gone` or `bad_message` alerts from it). A sender fetches a bundle with one
-one-time prekey, which the directory then forgets; X3DH and the Double Ratchet
-(client.ratchet, web/ratchet.js) take it from there.
+what is built on it; senders then see `prekey_gone` or `bad_message` alerts from it). A
+sender fetches a bundle with one one-time prekey, which the directory then forgets; X3DH
+and the Double Ratchet (client.ratchet, web/ratchet.js) take it from there.
 
 Bytes: the bundle signature is over b"duet-prekeys-v1\\n" + canonical JSON of
 {"ik", "kid", "spk": {"id", "key"}, "user", "v"} in envelope v2's form (raw r||s, low s,

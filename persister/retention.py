@@ -1,12 +1,12 @@
 """The retention sweep (DUET_RETENTION_DAYS > 0; docs/sessions.md "Retention").
 
 A message's ciphertext stays until every device it was for, and the device that sent it,
-has fetched it (its envelope's `keys` and `from`, of those still live; each device says how far it holds a room with a `fetched`
-frame), so `sync` still closes any gap; then for the retention. Each sweep stamps
-`fetched_at` on the messages every such device now holds, and deletes those stamped more
-than the retention ago: a message is kept at least the retention after its last device
-fetched it, and at most one sweep interval longer. A message from before devices said
-what they fetched (v1 sockets never do) is kept.
+has fetched it (its envelope's `keys` and `from`, of those still live; each device says
+how far it holds a room with a `fetched` frame), so `sync` still closes any gap; then for
+the retention. Each sweep stamps `fetched_at` on the messages every such device now holds,
+and deletes those stamped more than the retention ago: a message is kept at least the
+retention after its last device fetched it, and at most one sweep interval longer. A
+message from before devices said what they fetched (v1 sockets never do) is kept.
 """
 
 from __future__ import annotations

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts import Names, SendFrame, client_frame, room_id, room_key, server_frame
+from contracts.envelope import P256_N, sig_is_canonical
 from contracts.schemas import SCHEMA_DIR, render, schemas
 
 A, B = "a" * 24, "b" * 24
@@ -185,3 +189,36 @@ def test_protocol_page_lists_every_code_as_the_table_has_it() -> None:
         assert f"| `{e.code}` | {e.cause} |" in page, e.code
     for c in CLOSES.values():
         assert f"| {c.code} | `{c.name}` | {c.cause} | {c.retry} |" in page, c.code
+
+
+# -- the canonical signature form (contracts.envelope.sig_is_canonical) --------------------
+_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _canonical_by_digits(sig: str) -> bool:
+    """The rule read digit by digit, as first written: the reference for the fast check."""
+    if len(sig) != 86 or any(c not in _DIGITS for c in sig):
+        return False
+    value = 0
+    for c in sig:
+        value = value << 6 | _DIGITS.index(c)
+    if value & 0xF:
+        return False
+    s = (value >> 4) & ((1 << 256) - 1)
+    return 0 < s <= P256_N // 2
+
+
+def _sig(r: int, s: int) -> str:
+    return base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()[:86]
+
+
+@settings(max_examples=500, deadline=None)
+@given(r=st.integers(0, 2**256 - 1), s=st.one_of(
+    st.integers(0, 2**256 - 1), st.sampled_from([0, 1, P256_N // 2, P256_N // 2 + 1]),
+    st.integers(P256_N // 2 - 3, P256_N // 2 + 3)), last=st.sampled_from(_DIGITS + "=+/ é"),
+    cut=st.integers(84, 88))
+def test_canonical_signature_check_agrees_with_the_digit_by_digit_rule(
+        r: int, s: int, last: str, cut: int) -> None:
+    good = _sig(r, s)
+    for sig in (good, good[:-1] + last, (good + "AAAA")[:cut], good[:40] + last + good[41:]):
+        assert sig_is_canonical(sig) == _canonical_by_digits(sig), sig
