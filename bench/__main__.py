@@ -125,6 +125,7 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
             if "f" in only:
                 await _step(results, "socketio", lambda: scenarios.socketio(ctx), wait_s)
             if "c" in only:
+                await _step(results, "idle_relay", lambda: idle.idle_relay(ctx), wait_s)
                 await _step(results, "idle", lambda: idle.idle_sockets(ctx), wait_s)
                 await _step(results, "idle_v2", lambda: idle.idle_sockets(ctx, protocol=2),
                             wait_s)

@@ -5,6 +5,9 @@ one per device or tab), each to its friend: N sockets over the pairs' rooms. Eac
 a full v1 connect: TCP, the WebSocket upgrade with the Bearer header, the token check,
 the friendship lookup in MongoDB, joining the room (a binding on the first join), and
 the `ready` frame. Then they sit idle while CPU is measured, and are closed.
+
+The same against the bare relay (`idle_relay`, (e)'s server: TCP, the upgrade and a
+`ready` frame, no check): the reference for memory per socket and connect rate.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
-from .accounts import User
+from .accounts import User, synthetic_pairs
 from .loadgen import open_socket, percentiles
 from .procs import rss_bytes
 from .scenarios import Context
+from .stack import Child
 
 log = logging.getLogger(__name__)
 MIB = 2**20
@@ -34,11 +38,25 @@ def _targets(ctx: Context, count: int) -> list[tuple[User, User]]:
 
 async def idle_sockets(ctx: Context, protocol: int = 1) -> dict[str, Any]:
     """v1 room sockets, or (protocol 2) device sockets: the same users, as many sockets."""
-    plan = ctx.plan
     gw = await ctx.stack.gateway(f"gateway-idle-v{protocol}")
+    return await _hold(ctx, gw, _targets(ctx, ctx.plan.idle_sockets), protocol)
+
+
+async def idle_relay(ctx: Context) -> dict[str, Any]:
+    """As many sockets on the bare relay, one per random user."""
+    relay = await ctx.stack.relay("relay-idle")
+    ends = [(p.a, p.b) for p in synthetic_pairs((ctx.plan.idle_sockets + 1) // 2)]
+    ends += [(b, a) for a, b in ends]
+    result = await _hold(ctx, relay, ends[:ctx.plan.idle_sockets], 1)
+    return {**result, "protocol": "relay"}
+
+
+async def _hold(ctx: Context, gw: Child, targets: list[tuple[User, User]],
+                protocol: int) -> dict[str, Any]:
+    """Open the sockets on `gw` (a fresh server), measure, hold them idle, close; stop it."""
+    plan = ctx.plan
     sockets: list[ClientConnection] = []
     try:
-        targets = _targets(ctx, plan.idle_sockets)
         await asyncio.sleep(1.0)  # let the fresh gateway settle before the baseline
         meter = ctx.meter(gw)
         rss_gw0, rss_me0 = rss_bytes(gw.pid), rss_bytes(os.getpid())
@@ -84,7 +102,7 @@ async def idle_sockets(ctx: Context, protocol: int = 1) -> dict[str, Any]:
             "failure_samples": failures[:5],
             "still_open_after_idle": still_open,
             "frames_before_ready": len(early),
-            "rooms": min(len(ctx.pairs), plan.idle_sockets),
+            "rooms": len({frozenset((u.user_id, p.user_id)) for u, p in targets}),
             "connect_concurrency": plan.idle_connect_concurrency,
             "connect_s": round(t1 - t0, 2),
             "connect_rate_s": round(opened / (t1 - t0), 1) if t1 > t0 else None,

@@ -20,6 +20,10 @@ def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return js, md
 
 
+def _socket_label(protocol: int | str) -> str:
+    return protocol if isinstance(protocol, str) else f"v{protocol}"
+
+
 def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(v: object) -> str:
         return "–" if v is None else str(v)
@@ -150,15 +154,17 @@ def markdown(res: dict[str, Any]) -> str:
                         for r in runs]), "",
                 _table(["pairs", *procs], [[r["pairs"], *_cpu_cells(r, procs)] for r in runs]),
                 ""]
-    if idles := [i for i in (res.get("idle"), res.get("idle_v2")) if i]:
+    if idles := [i for i in (res.get("idle_relay"), res.get("idle"), res.get("idle_v2"))
+                 if i]:
         out += ["## (c) Idle authenticated sockets on one gateway", "",
-                "Each on a fresh gateway: v1 room sockets, then v2 device sockets of the same "
-                "users.", "",
+                "Each on a fresh server: the bare relay (the reference: no check, no broker), "
+                "then a gateway with v1 room sockets, then one with v2 device sockets of the "
+                "same users.", "",
                 _table(["socket", "sockets open", "rooms", "connect rate /s",
                         "connect p50/p99 ms", "gateway RSS MiB before → open → closed",
                         "gateway KiB/socket", "gateway CPU µs/connect",
                         f"idle CPU s over {idles[0]['idle_s']} s", "loadgen KiB/socket"],
-                       [[f"v{idle.get('protocol', 1)}",
+                       [[_socket_label(idle.get("protocol", 1)),
                          f"{idle['opened']}/{idle['sockets']}"
                          + (f" ({idle['frames_before_ready']} frames before ready)"
                             if idle.get("frames_before_ready") else ""), idle["rooms"],
