@@ -16,7 +16,7 @@ class Plan:
     duration_s: float = 20.0
     drain_s: float = 20.0  # after a run: how long in-flight messages may take to arrive
     load_fractions: tuple[float, ...] = (0.25, 0.50, 0.80)  # (b): of (a)'s best rate
-    load_rates: tuple[float, ...] = (500.0, 1000.0)  # (b): fixed offered rates, msg/s
+    load_rates: tuple[float, ...] = (200.0, 500.0, 1000.0)  # (b): fixed offered rates, msg/s
     # (b) also offers load_rates' largest scaled by this machine's speed: the (e) relay's
     # 10-pair rate over the relay's rate on the machine issue 6 set its targets on.
     target_relay_msgs_s: float = 51_000.0

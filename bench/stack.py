@@ -212,7 +212,7 @@ class BenchStack:
         env = self.env(DUET_PORT=str(port), DUET_NODE=name, DUET_RATE_PER_S="1000000",
                        DUET_RATE_BURST="1000000", DUET_MAX_CONNECTIONS_PER_IP="1000000",
                        DUET_MESSAGES_PER_MINUTE="100000000",
-                       DUET_BYTES_PER_DAY=str(1 << 50))
+                       DUET_BYTES_PER_DAY=str(1 << 50), DUET_MAX_SOCKETS_PER_USER="1000000")
         child = self._spawn(name, [sys.executable, "-m", "gateway"], env, port, "/readyz")
         await self.wait_ready(child)
         return child
