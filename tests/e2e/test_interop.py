@@ -13,24 +13,22 @@ from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, expect
 from support import Gateway, unique_name
 from webclient import (
-    PASSWORD,
     STORED,
     Inbox,
-    accept_friend,
     image_loaded,
     message,
     open_chat,
     open_tab,
     own_message,
     png,
+    sdk_friend,
     send_image,
     send_text,
-    sign_up,
     texts,
     warnings,
 )
 
-from client import Client, crypto
+from client import crypto
 from client.envelope import envelope_hash, open_content, signing_input, verify_signature
 from client.vectors import VECTORS_DIR
 from contracts.envelope import Envelope
@@ -172,11 +170,8 @@ async def test_exchange_messages_between_browser_and_sdk_both_ways(
     text and picture, verified (no alerts) in both directions."""
     tab = await open_tab(browser, gw.http)
     web_name, sdk_name = unique_name("web"), unique_name("sdk")
-    await sign_up(tab, web_name)
-    async with Client(gw.http, home=tmp_path / "sdk", passphrase=PASS) as sdk:
-        await sdk.register(sdk_name, PASSWORD)
-        await sdk.add_friend(web_name)
-        await accept_friend(tab, sdk_name)
+    async with sdk_friend(tab, gw.http, tmp_path / "sdk", web_name, sdk_name,
+                          PASS) as sdk:
 
         # 30 messages written before the browser looks: the newest page, then older on scroll.
         sent = [f"from sdk {i:02d}" for i in range(1, 31)]

@@ -12,24 +12,20 @@ import pytest
 from playwright.async_api import Browser, expect
 from support import Gateway, befriend, signup, unique_name
 from webclient import (
-    PASSWORD,
     ROOT,
     STORED,
-    accept_friend,
     message,
     open_chat,
     open_tab,
     own_message,
     png,
+    sdk_friend,
     send_text,
     session_token,
-    sign_up,
     warnings,
 )
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from client import Client
 
 MARKUP = "<img src=x onerror=alert(1)>"
 TURN_INTO_MARKUP = """() => {
@@ -49,11 +45,8 @@ async def test_render_markup_message_as_text_runs_nothing(gw: Gateway, browser: 
     URL."""
     tab = await open_tab(browser, gw.http)
     web_name, sdk_name = unique_name("web"), unique_name("sdk")
-    await sign_up(tab, web_name)
-    async with Client(gw.http, home=tmp_path / "sdk", passphrase="sdk passphrase") as sdk:
-        await sdk.register(sdk_name, PASSWORD)
-        await sdk.add_friend(web_name)
-        await accept_friend(tab, sdk_name)
+    async with sdk_friend(tab, gw.http, tmp_path / "sdk", web_name, sdk_name,
+                          "sdk passphrase") as sdk:
         await open_chat(tab, sdk_name)
         await sdk.send_text(web_name, MARKUP)
         await sdk.send_image(web_name, png(8, 8, (200, 0, 0)), mime="image/png",

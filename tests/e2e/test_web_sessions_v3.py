@@ -26,6 +26,7 @@ from webclient import (
     open_chat,
     open_tab,
     own_message,
+    sdk_friend,
     send_text,
     sign_up,
     texts,
@@ -122,11 +123,8 @@ async def test_web_and_sdk_talk_over_sessions_kept_at_rest(
 
     tab.page.on("websocket", on_websocket)
     nw, ns = unique_name("fw"), unique_name("fs")
-    await sign_up(tab, nw)
-    async with Client(gw.http, home=tmp_path / "sdk", passphrase=PASS) as sdk:
-        await sdk.register(ns, PASSWORD)
-        await sdk.add_friend(nw)
-        await accept_friend(tab, ns)
+    async with sdk_friend(tab, gw.http, tmp_path / "sdk", nw, ns,
+                          PASS) as sdk:
         await open_chat(tab, ns)
         await expect(scheme(tab)).to_have_text("not forward secret: 1 device without a session")
         web_kid = await tab.page.evaluate(
@@ -301,11 +299,8 @@ async def test_tabs_of_one_browser_are_one_device(gw: Gateway, browser: Browser,
     from what the sending tab kept). test_web_sessionstore_units.py forces the races."""
     tab = await open_tab(browser, gw.http)
     nw, ns = unique_name("tw"), unique_name("ts")
-    await sign_up(tab, nw)
-    async with Client(gw.http, home=tmp_path / "sdk", passphrase=PASS) as sdk:
-        await sdk.register(ns, PASSWORD)
-        await sdk.add_friend(nw)
-        await accept_friend(tab, ns)
+    async with sdk_friend(tab, gw.http, tmp_path / "sdk", nw, ns,
+                          PASS) as sdk:
         other = Tab(await tab.page.context.new_page(), username=nw)
         other.page.on("pageerror", lambda exc: other.errors.append(str(exc)))
         await other.page.goto(gw.http)
@@ -341,11 +336,8 @@ async def test_forged_bundle_falls_back_to_rsa_until_the_device_answers(
     holds one too: "forward secret", and its next message is a ratchet entry."""
     tab = await open_tab(browser, gw.http)
     nw, ns = unique_name("bw"), unique_name("bs")
-    await sign_up(tab, nw)
-    async with Client(gw.http, home=tmp_path / "sdk", passphrase=PASS) as sdk:
-        await sdk.register(ns, PASSWORD)
-        await sdk.add_friend(nw)
-        await accept_friend(tab, ns)
+    async with sdk_friend(tab, gw.http, tmp_path / "sdk", nw, ns,
+                          PASS) as sdk:
         forged = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
         changed = mongo[stack.db_name].prekeys.update_one(
             {"kid": sdk.device.kid}, {"$set": {"bundle.ik": forged}})

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from playwright.async_api import Browser, expect
 from support import Stack, declare_small_persist_queue, drop_broker_names, purge, unique_name
-from webclient import PASSWORD, accept_friend, message, open_chat, open_tab, sign_up
+from webclient import message, open_chat, open_tab, sdk_friend
 
-from client import Client
 from contracts import Names
 
 
@@ -24,11 +23,8 @@ async def test_a_refused_message_shows_as_not_sent_until_it_comes_again(
         gw = stack.gateway(DUET_DECLARE_TOPOLOGY="false")
         tab = await open_tab(browser, gw.http)
         web_name, sdk_name = unique_name("wu"), unique_name("su")
-        await sign_up(tab, web_name)
-        async with Client(gw.http, home=tmp_path / "sdk", passphrase="unsent pass") as sdk:
-            await sdk.register(sdk_name, PASSWORD)
-            await sdk.add_friend(web_name)
-            await accept_friend(tab, sdk_name)
+        async with sdk_friend(tab, gw.http, tmp_path / "sdk", web_name, sdk_name,
+                              "unsent pass") as sdk:
             await open_chat(tab, sdk_name)
             sending = asyncio.create_task(sdk.send_text(web_name, "refused by the broker"))
             shown = message(tab, "refused by the broker")

@@ -166,6 +166,19 @@ async def accept_friend(tab: Tab, username: str) -> None:
     await expect(friend_button(tab, username)).to_be_visible()
 
 
+@contextlib.asynccontextmanager
+async def sdk_friend(tab: Tab, url: str, home: Path, web_name: str, sdk_name: str,
+                     passphrase: str) -> AsyncIterator[Client]:
+    """`web_name` signs up in the tab, an SDK user `sdk_name` asks to be friends and the tab
+    accepts: the two ends of a web↔SDK test, the SDK client open for the block."""
+    await sign_up(tab, web_name)
+    async with Client(url, home=home, passphrase=passphrase) as sdk:
+        await sdk.register(sdk_name, PASSWORD)
+        await sdk.add_friend(web_name)
+        await accept_friend(tab, sdk_name)
+        yield sdk
+
+
 def friend_button(tab: Tab, username: str) -> Locator:
     """The friend's conversation in the list."""
     return tab.locator("#conversations button.conv-open").filter(
