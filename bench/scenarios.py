@@ -67,7 +67,7 @@ _COUNTERS = ("duet_gateway_publish_batch_messages_sum", "duet_gateway_publish_ba
              "duet_gateway_socket_write_frames_total", "duet_gateway_socket_writes_total")
 
 
-async def publish_batches(gateways: Sequence[Child]) -> tuple[float, ...]:
+async def gateway_counters(gateways: Sequence[Child]) -> tuple[float, ...]:
     """What the gateways have done so far, from /metrics: (chat messages, broker messages
     published; frames, writes to client sockets)."""
     sums = dict.fromkeys(_COUNTERS, 0.0)
@@ -102,14 +102,14 @@ async def throughput(ctx: Context, protocol: int = 1) -> list[dict[str, Any]]:
     results = []
     for n in plan.pairs:
         await ctx.stack.wait_persisted()
-        before = await publish_batches(ctx.gateways)
+        before = await gateway_counters(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls), window=plan.window,
                         protocol=protocol) as load:
             r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
                                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                        wait_stored=True)
         r.update(pairs=n, window=plan.window, gateways=len(urls), protocol=protocol,
-                 **batching(before, await publish_batches(ctx.gateways)))
+                 **batching(before, await gateway_counters(ctx.gateways)))
         _summary(f"(a) v{protocol} {n} pairs", r)
         results.append(r)
     return results
@@ -136,14 +136,14 @@ async def latency(ctx: Context, best: dict[str, Any],
         # each load is measured on a quiet stack.
         await ctx.stack.wait_persisted()
         await asyncio.sleep(1.0)
-        before = await publish_batches(ctx.gateways)
+        before = await gateway_counters(ctx.gateways)
         async with Load(placed(ctx.pairs[:n], urls)) as load:
             r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s,
                                      duration_s=plan.duration_s,
                                      meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
                                      wait_stored=True)
         r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top,
-                 **batching(before, await publish_batches(ctx.gateways)))
+                 **batching(before, await gateway_counters(ctx.gateways)))
         _summary(f"(b) {label}", r)
         results.append(r)
     return results
