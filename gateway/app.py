@@ -52,6 +52,7 @@ from .metrics import GatewayMetrics
 from .presence import Presence
 from .publisher import Publisher
 from .quotas import Quotas
+from .readmarks import ReadMarks
 from .settings import GatewaySettings
 from .throttle import Backoff, ConnectionCounter, FailureWindow
 
@@ -110,7 +111,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                   partitions=settings.persist_partitions)
             app.state.services = Services(
                 settings=settings, db=db, broker=broker, hub=hub, presence=presence,
-                publisher=publisher,
+                publisher=publisher, reads=ReadMarks(db, broker),
                 passwords=Passwords(settings, metrics.password_hashes),
                 tokens=Tokens(settings),
                 clock=CursorClock(settings.node),
@@ -135,6 +136,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             for conn in hub.connections():
                 conn.close(RESTARTING, "gateway restarting")
             await publisher.close()  # what was accepted still reaches the broker
+            await app.state.services.reads.close()
             await quotas.close()  # this gateway's counts written, its sockets forgotten
             await hub.close()
             await presence.close()

@@ -3,22 +3,20 @@
 A read position is a cursor per (user, room), kept server-side so that reading on one
 device clears the badge on the user's others: never content. It only moves forward.
 Unread = the friend's messages (text and image, not receipts) after it, counted up to
-UNREAD_CAP. Each move is announced under `user.<uid>.read` to that user's device sockets.
+UNREAD_CAP. Each move is announced under `user.<uid>.read` to that user's device sockets
+(gateway.readmarks moves them, in batches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from broker import PublishError
 from contracts import (
     FRIENDSHIPS,
     MESSAGES,
@@ -33,19 +31,17 @@ from contracts import (
     room_id,
 )
 from contracts.api import LastMessage
-from contracts.documents import read_doc_id
 from contracts.envelope import MESSAGE_KINDS
-from contracts.routing import read_key
 
 from .deps import CurrentUser, Services, Svc
 from .errors import Forbidden
 from .friendship import are_friends
 from .history import as_frame
+from .readmarks import UNREAD_CAP, unread_query
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["conversations"])
 
-UNREAD_CAP = 1000
 _FRAME = {"_id": 0, "id": 1, "sender": 1, "room": 1, "kind": 1, "body": 1, "ts": 1,
           "cursor": 1}
 # The last message: a text's envelope is small enough to preview; an image's (up to
@@ -54,47 +50,10 @@ _FRAME = {"_id": 0, "id": 1, "sender": 1, "room": 1, "kind": 1, "body": 1, "ts":
 _LAST = {**_FRAME, "body": {"$cond": [{"$eq": ["$kind", "text"]}, "$body", "$$REMOVE"]}}
 
 
-def _unread_query(me: str, room: str, after: str | None) -> dict[str, Any]:
-    query: dict[str, Any] = {"room": room, "sender": {"$ne": me},
-                             "kind": {"$in": list(MESSAGE_KINDS)}}
-    if after is not None:
-        query["cursor"] = {"$gt": after}
-    return query
-
-
 async def unread_count(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
                        after: str | None) -> int:
-    return await db[MESSAGES].count_documents(_unread_query(me, room, after),
+    return await db[MESSAGES].count_documents(unread_query(me, room, after),
                                               limit=UNREAD_CAP)
-
-
-async def newest_unread(db: AsyncDatabase[dict[str, Any]], me: str, room: str,
-                        after: str | None) -> str | None:
-    doc = await db[MESSAGES].find_one(_unread_query(me, room, after), projection={"cursor": 1},
-                                      sort=[("cursor", DESCENDING)])
-    return doc["cursor"] if doc is not None else None
-
-
-async def mark_read(svc: Services, me: str, peer: str, cursor: str) -> ReadState:
-    """Move the user's read position in the room with `peer` forward to `cursor` (never
-    back), and tell the user's devices. The caller checked the friendship."""
-    room = room_id(me, peer)
-    doc = await svc.db[READS].find_one_and_update(
-        {"_id": read_doc_id(me, room)},
-        {"$max": {"cursor": cursor}, "$set": {"user": me, "room": room,
-                                             "at": int(time.time() * 1000)}},
-        upsert=True, return_document=ReturnDocument.AFTER)
-    assert doc is not None  # upserted
-    newest = await newest_unread(svc.db, me, room, doc["cursor"])
-    state = ReadState(room=room, cursor=doc["cursor"], newest=newest,
-                      unread=await unread_count(svc.db, me, room, doc["cursor"])
-                      if newest is not None else 0)
-    try:
-        await svc.broker.notify(orjson.dumps({"type": "read", **state.model_dump()}),
-                                read_key(me))
-    except PublishError as exc:  # the position is kept; other devices see it on reload
-        log.warning("read position not announced: %s", exc.reason)
-    return state
 
 
 async def _conversation(db: AsyncDatabase[dict[str, Any]], me: str, friend: dict[str, Any],
@@ -141,7 +100,7 @@ async def read(peer_id: str, body: ReadPosition, svc: Svc, me: CurrentUser) -> R
     """Read up to `cursor` in the room with this friend (the same as a `read` frame)."""
     if not await are_friends(svc.db, me, peer_id):
         raise Forbidden("you are not friends with that user")
-    return await mark_read(svc, me, peer_id, body.cursor)
+    return await svc.reads.mark(me, room_id(me, peer_id), body.cursor)
 
 
 async def _settings(svc: Services, me: str) -> Settings:

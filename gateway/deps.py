@@ -19,6 +19,7 @@ from .metrics import GatewayMetrics
 from .presence import Presence
 from .publisher import Publisher
 from .quotas import Quotas
+from .readmarks import ReadMarks
 from .settings import GatewaySettings
 from .throttle import Backoff, ConnectionCounter, FailureWindow
 
@@ -31,6 +32,7 @@ class Services:
     hub: Hub
     presence: Presence
     publisher: Publisher
+    reads: ReadMarks  # read positions, moved in batches
     passwords: Passwords
     tokens: Tokens
     clock: CursorClock

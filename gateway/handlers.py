@@ -5,6 +5,7 @@ contracts.codes'.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import aclosing
 from typing import Any
@@ -20,6 +21,7 @@ from contracts import (
     DeviceSendFrame,
     DeviceSyncFrame,
     ReadFrame,
+    ReadState,
     SendFrame,
     SyncFrame,
     TypingFrame,
@@ -32,7 +34,6 @@ from contracts.envelope import MESSAGE_KINDS, Envelope
 from contracts.frames import FetchedFrame
 from contracts.routing import typing_key
 
-from .conversations import mark_read
 from .deps import Services
 from .friendship import accepted_friends, are_friends
 from .history import replay_after_rooms
@@ -272,8 +273,18 @@ async def _fetched(frame: FetchedFrame, conn: Connection, svc: Services) -> None
 
 
 async def _read(frame: ReadFrame, conn: Connection, svc: Services) -> None:
-    """Move the user's read position; every device of theirs hears it (a `read` event)."""
-    try:
-        await mark_read(svc, conn.user, frame.peer, frame.cursor)
-    except PyMongoError:
-        conn.send(error_frame("unavailable", "the read position was not kept; send it again"))
+    """Move the user's read position; every device of theirs hears it (a `read` event). The
+    socket does not wait for the write (batched with other moves, gateway.readmarks):
+    positions only move forward, so a later frame cannot be undone by an earlier one."""
+    def written(move: asyncio.Future[ReadState]) -> None:
+        if move.cancelled():
+            return
+        exc = move.exception()
+        if isinstance(exc, PyMongoError):
+            conn.send(error_frame("unavailable", "the read position was not kept; send it "
+                                  "again"))
+        elif exc is not None:
+            log.error("read position not moved", exc_info=exc, extra={"conn": conn.id})
+
+    svc.reads.submit(conn.user, room_id(conn.user, frame.peer), frame.cursor
+                     ).add_done_callback(written)

@@ -1,0 +1,121 @@
+"""Read positions are moved in batches (gateway.readmarks): many moves queued together cost
+three MongoDB commands in all, and each still gets its own position, unread count and
+newest unread message, never moves back, and is announced to its user's devices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+from support import TOKEN_SECRET, Stack, eventually
+
+from broker import Broker
+from contracts import MESSAGES, READS, ReadState
+from contracts.documents import read_doc_id
+from contracts.routing import read_key
+from gateway.readmarks import ReadMarks
+from gateway.settings import GatewaySettings
+
+
+class Commands(monitoring.CommandListener):
+    """The names of the commands sent to mongod."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def cursor(n: int) -> str:
+    return f"{n:032x}"
+
+
+@pytest.fixture
+async def setup(stack: Stack) -> Any:
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongo_url, event_listeners=[commands])
+    db = client[f"{stack.db_name}-readmarks"]
+    settings = GatewaySettings(token_secret=TOKEN_SECRET, amqp_url=stack.amqp_url,
+                               prefix=stack.prefix)
+    async with Broker(settings, "readmarks-test") as broker:
+        yield db, broker, commands
+    await client.drop_database(db.name)
+    await client.close()
+
+
+async def test_queued_moves_cost_three_commands_and_each_gets_its_own_state(
+        setup: Any) -> None:
+    """Five moves of four users queued at once: one update, one find, one aggregate. In
+    each room the friend sent text at cursors 1–5 (and a receipt at 6, which never counts;
+    the user's own message at 7 neither). u0 reads to 2: 3 unread, newest 5. u1 reads to 5:
+    none. u2 asks 1 and then 3 in the same batch: both hear 3 (2 unread). u3 had read to 4
+    already and asks 2: it stays at 4 (1 unread). Each move is announced on `read_key`."""
+    db, broker, commands = setup
+    users = [f"u{i}" for i in range(4)]
+    rooms = {u: f"{u}.z{u}" for u in users}
+    docs = [{"_id": f"{u}-{n}", "room": rooms[u], "sender": f"z{u}", "kind": "text",
+             "cursor": cursor(n)} for u in users for n in range(1, 6)]
+    docs += [{"_id": f"{u}-r", "room": rooms[u], "sender": f"z{u}", "kind": "receipt",
+              "cursor": cursor(6)} for u in users]
+    docs += [{"_id": f"{u}-own", "room": rooms[u], "sender": u, "kind": "text",
+              "cursor": cursor(7)} for u in users]
+    await db[MESSAGES].insert_many(docs)
+    await db[READS].insert_one({"_id": read_doc_id("u3", rooms["u3"]), "user": "u3",
+                                "room": rooms["u3"], "cursor": cursor(4)})
+
+    channel = await broker.channel(16)
+    queue = await channel.declare_queue(exclusive=True)
+    for u in users:
+        await queue.bind(broker.exchange, read_key(u))
+
+    marks = ReadMarks(db, broker)
+    try:
+        commands.names.clear()
+        got = await asyncio.gather(
+            marks.mark("u0", rooms["u0"], cursor(2)), marks.mark("u1", rooms["u1"], cursor(5)),
+            marks.mark("u2", rooms["u2"], cursor(1)), marks.mark("u2", rooms["u2"], cursor(3)),
+            marks.mark("u3", rooms["u3"], cursor(2)))
+        assert sorted(commands.names) == ["aggregate", "find", "update"]
+        expected = [ReadState(room=rooms["u0"], cursor=cursor(2), unread=3, newest=cursor(5)),
+                    ReadState(room=rooms["u1"], cursor=cursor(5), unread=0, newest=None),
+                    ReadState(room=rooms["u2"], cursor=cursor(3), unread=2, newest=cursor(5)),
+                    ReadState(room=rooms["u2"], cursor=cursor(3), unread=2, newest=cursor(5)),
+                    ReadState(room=rooms["u3"], cursor=cursor(4), unread=1, newest=cursor(5))]
+        assert got == expected
+        stored = {d["_id"]: d["cursor"] async for d in db[READS].find()}
+        assert stored == {read_doc_id(u, rooms[u]): c for u, c in
+                          zip(users, [cursor(2), cursor(5), cursor(3), cursor(4)], strict=True)}
+
+        announced: list[dict[str, Any]] = []
+
+        async def four_announced() -> bool:
+            while (message := await queue.get(fail=False)) is not None:
+                announced.append(orjson.loads(message.body))
+                await message.ack()
+            return len(announced) >= 4
+
+        await eventually(four_announced, 5, what="four read events")
+        assert sorted(announced, key=lambda e: e["room"]) == [
+            {"type": "read", **s.model_dump()} for s in (expected[0], expected[1], expected[2],
+                                                          expected[4])]
+
+        # A move on its own (an idle gateway) is flushed at once, for the same three.
+        commands.names.clear()
+        alone = await marks.mark("u0", rooms["u0"], cursor(4))
+        assert alone == ReadState(room=rooms["u0"], cursor=cursor(4), unread=1,
+                                  newest=cursor(5))
+        assert sorted(commands.names) == ["aggregate", "find", "update"]
+    finally:
+        await marks.close()
+        await channel.close()
