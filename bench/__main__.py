@@ -1,8 +1,8 @@
-"""`python -m bench [--quick] [--only a,b,c,d,e,f] [--profile [gateway|persister|broker]]
+"""`python -m bench [--quick] [--only a,b,c,d,e,f,g] [--profile [gateway|persister|broker]]
 [--cluster]`: run the benchmark.
 
 Starts its own stack (see stack.py) under a unique prefix, runs the scenarios in the order
-e → a (v1 room sockets, then v2 device sockets) → b → f → c (v1, then v2) → d, writes
+e → a (v1 room sockets, then v2 device sockets) → b → g → f → c (v1, then v2) → d, writes
 bench/results/latest.json and latest.md (also after a failure, with what was measured),
 and cleans up everything it started, also on Ctrl-C or SIGTERM.
 A scenario that fails is reported and the next one still runs.
@@ -23,13 +23,14 @@ from typing import Any
 
 from . import bindings, brokercost, cluster, drain, idle, profile, report, scenarios
 from .envelopes import SendFrames
+from .loadgen import SIGNAL_MODES
 from .plan import FULL, QUICK, Plan
 from .procs import machine, wait_quiet
 from .stack import BenchStack, raise_nofile
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = "abcdef"
+SCENARIOS = "abcdefg"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scenarios to run, e.g. 'ae' (b needs a; default: all)")
     p.add_argument("--rate", type=float, default=None, metavar="MSGS_S",
                    help="with --profile gateway: an open loop at this offered rate instead")
+    p.add_argument("--signals", choices=SIGNAL_MODES, default=None,
+                   help="with --profile gateway: the load also sends receipts, read "
+                        "positions and typing, so (scenario g)")
+    p.add_argument("--pairs", type=int, default=profile.PAIRS, metavar="N",
+                   help="with --profile gateway: this many pairs (default %(default)s)")
     p.add_argument("--frames", type=int, default=1, metavar="N",
                    help="with --profile persister: frames per queued broker message")
     p.add_argument("--profile", nargs="?", const="gateway",
@@ -122,6 +128,8 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
                     best = max(runs, key=lambda r: r["delivered_msgs_s"])
                     await _step(results, "latency",
                                 lambda: scenarios.latency(ctx, best, relay_rate), wait_s)
+            if "g" in only:
+                await _step(results, "signals", lambda: scenarios.signals(ctx), wait_s)
             if "f" in only:
                 await _step(results, "socketio", lambda: scenarios.socketio(ctx), wait_s)
             if "c" in only:
@@ -163,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 return runner.run(profile.run_persister(plan, args.out, args.keep_logs,
                                                         args.frames))
             if args.profile:
-                return runner.run(profile.run(plan, args.out, args.keep_logs, args.rate))
+                return runner.run(profile.run(plan, args.out, args.keep_logs, args.rate,
+                                              args.signals, args.pairs))
             return runner.run(run(plan, args.only, args.out, args.keep_logs, args.wait_quiet))
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.warning("interrupted; everything started was stopped and cleaned up")

@@ -19,6 +19,10 @@ import orjson
 from contracts import DeviceSendFrame, SendFrame, room_id
 
 CT_BYTES = 256  # "256-byte ciphertext bodies"
+# A receipt's ciphertext as clients seal it: 4 + its metadata ({"mime":"application/vnd.duet.
+# receipt+json"}) + two cursors' canonical JSON + the 16-byte tag.
+SIGNAL_CT_BYTES = 160
+SIGNALS = frozenset({"receipt", "typing"})  # outside the chain: seq 0, prev ""
 RSA_BYTES = 256  # an RSA-2048 OAEP-wrapped content key
 _SEQ_MARK = 987654321987654  # stands for the sequence number in the frame template
 
@@ -30,7 +34,10 @@ def b64u(n: int) -> str:
 
 def envelope(sender: str, peer: str, seq: int, *, kind: str = "text",
              ct_bytes: int = CT_BYTES) -> dict[str, Any]:
-    """One envelope v1 from `sender` to `peer`, wrapped for one device of each."""
+    """One envelope v1 from `sender` to `peer`, wrapped for one device of each; a signal
+    (receipt, typing) has seq 0."""
+    if kind in SIGNALS:
+        seq = 0
     return {
         "v": 1, "alg": "RSA-OAEP-256+A256GCM+ES256",
         "room": room_id(sender, peer), "sender": sender,
@@ -43,7 +50,8 @@ def envelope(sender: str, peer: str, seq: int, *, kind: str = "text",
 
 
 class SendFrames:
-    """The `send` frames of one sender in one room; per message only id, seq and ct change.
+    """The `send` frames of one sender in one room; per message only id, seq and ct change
+    (a receipt's seq stays 0).
 
     The JSON is cut once around those three values, so a frame costs one f-string and
     256 random bytes, and the loader's CPU goes to the sockets, not to serialising.
@@ -53,7 +61,9 @@ class SendFrames:
                  ct_bytes: int = CT_BYTES, protocol: int = 1) -> None:
         self.ct_bytes = ct_bytes
         env = envelope(sender, peer, 2, kind=kind, ct_bytes=ct_bytes)
-        env["seq"] = _SEQ_MARK
+        self._chained = kind not in SIGNALS
+        if self._chained:
+            env["seq"] = _SEQ_MARK
         # "@" is in no base64url or hex field, so the marks cannot occur anywhere else.
         id_mark, ct_mark = "@id@", "@ct@"
         env["ct"] = ct_mark
@@ -62,7 +72,7 @@ class SendFrames:
             frame["peer"] = peer
         text = orjson.dumps(frame).decode()
         head, _, rest = text.partition(id_mark)
-        mid, _, rest = rest.partition(str(_SEQ_MARK))
+        mid, _, rest = rest.partition(str(_SEQ_MARK)) if self._chained else ("", "", rest)
         tail_a, _, tail_b = rest.partition(ct_mark)
         self._parts = (head, mid, tail_a, tail_b)
         # Refuse to run with frames the gateway would reject.
@@ -71,7 +81,15 @@ class SendFrames:
 
     def frame(self, message_id: str, seq: int) -> str:
         head, mid, tail_a, tail_b = self._parts
+        if not self._chained:
+            return f"{head}{message_id}{tail_a}{b64u(self.ct_bytes)}{tail_b}"
         return f"{head}{message_id}{mid}{seq}{tail_a}{b64u(self.ct_bytes)}{tail_b}"
+
+
+def typing_frame(sender: str, peer: str) -> str:
+    """A v2 `typing` frame (never stored): the envelope of a signal, a fresh ciphertext."""
+    body = envelope(sender, peer, 0, kind="typing", ct_bytes=SIGNAL_CT_BYTES)
+    return orjson.dumps({"type": "typing", "peer": peer, "body": body}).decode()
 
 
 class Cursors:

@@ -15,6 +15,12 @@ Two ways to drive it:
 
 Message ids are `<tag>-<seq>` with a tag per run, so late frames of an earlier run on the
 same users (a `stored` receipt) are recognised and ignored.
+
+With `signals` (device sockets only), each socket also does what a client does while its
+user reads along and types: on messages it sends a `read` frame and a receipt (kind
+`receipt`, id `<tag>r-<n>`) covering the newest one, "paced" as the SDK paces them (one
+per room every RECEIPT_DELAY_S, for a burst) or "eager" (as soon as the previous receipt
+is acked: one in flight per room); and a typing signal every TYPING_EVERY_S while it sends.
 """
 
 from __future__ import annotations
@@ -34,14 +40,18 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from client.sdk import RECEIPT_DELAY_S
+
 from .accounts import Pair, User
-from .envelopes import SendFrames
+from .envelopes import SIGNAL_CT_BYTES, SendFrames, typing_frame
 from .procs import UNNAMED, CpuMeter, CpuTimes
 from .stack import BenchError
 
 log = logging.getLogger(__name__)
 
 ACKED, DELIVERED, STORED = 1, 2, 4
+SIGNAL_MODES = ("paced", "eager")
+TYPING_EVERY_S = 1.0  # the gateway's default DUET_TYPING_PER_S: the most it takes
 
 
 class Lane:
@@ -125,6 +135,12 @@ class Socket:
     inbound: Lane | None = None
     ws: ClientConnection | None = None
     reader: asyncio.Task[None] | None = None
+    # with signals: the newest peer message's cursor, and the last one a receipt covered
+    newest: str | None = None
+    told: str | None = None
+    receipts: SendFrames | None = None
+    receipt_task: asyncio.Task[None] | None = None
+    receipt_acked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -158,8 +174,16 @@ class Load:
 
     def __init__(self, placed: Sequence[tuple[str, str, Pair]], *, window: int = 1,
                  needs_ack: bool = True, connect_concurrency: int = 64,
-                 protocol: int = 1) -> None:
+                 protocol: int = 1, signals: str | None = None) -> None:
+        if signals is not None and (signals not in SIGNAL_MODES or protocol != 2):
+            raise BenchError(f"signals are {SIGNAL_MODES}, on device sockets only")
         self.tag = uuid.uuid4().hex[:6]
+        self.signals = signals
+        self.signal_tag = f"{self.tag}r"
+        self.signal_counts = dict.fromkeys(
+            ("receipts_sent", "reads_sent", "typing_sent", "receipts_acked",
+             "receipts_received", "typing_received"), 0)
+        self._receipt_ids = itertools.count(1)
         self.needs_ack = needs_ack
         self.protocol = protocol  # 1: /ws/{peer}; 2: the device socket /ws
         self.sockets: list[Socket] = []
@@ -172,6 +196,10 @@ class Load:
             self.lanes += [ab, ba]
             self.sockets += [Socket(url_a, pair.a, pair.b, ab, ba),
                              Socket(url_b, pair.b, pair.a, ba, ab)]
+        if signals:
+            for sock in self.sockets:
+                sock.receipts = SendFrames(sock.user.user_id, sock.peer.user_id,
+                                           kind="receipt", ct_bytes=SIGNAL_CT_BYTES, protocol=2)
         self._concurrency = connect_concurrency
         self._window = Window()
         self._stopping = False
@@ -200,7 +228,7 @@ class Load:
         self._stopping = True
         await asyncio.gather(*(s.ws.close() for s in self.sockets if s.ws is not None),
                              return_exceptions=True)
-        readers = [s.reader for s in self.sockets if s.reader is not None]
+        readers = [t for s in self.sockets for t in (s.reader, s.receipt_task) if t is not None]
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -235,9 +263,13 @@ class Load:
                         self.errors.append(frame)
                     continue
                 if not isinstance(mid, str):
+                    if kind == "typing":
+                        self.signal_counts["typing_received"] += 1
                     continue
                 run, _, seq_text = mid.rpartition("-")
                 if run != tag:
+                    if run == self.signal_tag:
+                        self._on_signal(sock, kind)
                     continue  # a late frame of an earlier run on these users
                 seq = int(seq_text)
                 if kind == "message" or kind == "send":  # "send": relayed verbatim
@@ -247,6 +279,9 @@ class Load:
                     latency = inbound.on_delivery(seq, now)
                     if latency is not None and window.start_ns <= now <= window.end_ns:
                         window.latencies.append(latency)
+                    if self.signals:
+                        sock.newest = frame["cursor"]
+                        self._receipt_soon(sock)
                 elif kind == "ack":
                     out.on_ack(seq)
                 elif kind == "stored":
@@ -255,6 +290,45 @@ class Load:
             pass
         if not self._stopping:
             self.closed_early.append(f"{sock.ws.close_code} {sock.ws.close_reason}")
+
+    # -- signals (receipts, read positions, typing) --------------------------------------
+    def _on_signal(self, sock: Socket, kind: str | None) -> None:
+        if kind == "ack":
+            self.signal_counts["receipts_acked"] += 1
+            sock.receipt_acked.set()
+        elif kind == "message":
+            self.signal_counts["receipts_received"] += 1
+
+    def _receipt_soon(self, sock: Socket) -> None:
+        if sock.receipt_task is None or sock.receipt_task.done():
+            sock.receipt_task = asyncio.create_task(self._receipt(sock))
+
+    async def _receipt(self, sock: Socket) -> None:
+        """As the SDK's _send_receipt: the read position, then one receipt up to the newest
+        message; "eager" goes on while newer ones came, one receipt in flight."""
+        ws, frames, counts = sock.ws, sock.receipts, self.signal_counts
+        assert ws is not None and frames is not None
+        if self.signals == "paced":
+            await asyncio.sleep(RECEIPT_DELAY_S)
+        while sock.newest != sock.told and not self._stopping:
+            sock.told = cursor = sock.newest
+            sock.receipt_acked.clear()
+            peer = sock.peer.user_id
+            await ws.send(f'{{"type":"read","peer":"{peer}","cursor":"{cursor}"}}')
+            await ws.send(frames.frame(f"{self.signal_tag}-{next(self._receipt_ids)}", 0))
+            counts["reads_sent"] += 1
+            counts["receipts_sent"] += 1
+            if self.signals == "paced":
+                return
+            await sock.receipt_acked.wait()
+
+    async def _typist(self, sock: Socket) -> None:
+        ws, user, peer = sock.ws, sock.user.user_id, sock.peer.user_id
+        assert ws is not None
+        while not self._stopping:
+            await ws.send(typing_frame(user, peer))
+            self.signal_counts["typing_sent"] += 1
+            await asyncio.sleep(TYPING_EVERY_S)
 
     # -- sending ---------------------------------------------------------------------
     async def _closed_sender(self, sock: Socket) -> None:
@@ -285,7 +359,9 @@ class Load:
     async def closed_loop(self, *, warmup_s: float, duration_s: float, meter: CpuMeter,
                           drain_s: float = 15.0, wait_stored: bool = False) -> dict[str, Any]:
         def start() -> list[asyncio.Task[None]]:
-            return [asyncio.create_task(self._closed_sender(s)) for s in self.sockets]
+            typists = [self._typist(s) for s in self.sockets] if self.signals else []
+            return [asyncio.create_task(c) for c in
+                    [*(self._closed_sender(s) for s in self.sockets), *typists]]
 
         def stop() -> None:
             self._stopping = True
@@ -378,6 +454,7 @@ class Load:
             "cpu_us_per_msg": per_msg,
             "cpu_us_per_msg_servers": (round(servers * 1e6 / delivered_in_window, 1)
                                        if delivered_in_window else None),
+            **({"signals": self.signals, **self.signal_counts} if self.signals else {}),
         }
 
 

@@ -25,6 +25,7 @@ class Plan:
     idle_sockets: int = 19_000
     idle_connect_concurrency: int = 100
     idle_hold_s: float = 10.0  # (c): how long the sockets sit idle while CPU is measured
+    signal_rounds: int = 2  # (g): rounds of (none, paced, eager) per pair count
     drain_messages: int = 100_000  # (d)
     drain_rooms: int = 100
     drain_frames: tuple[int, ...] = (8, 32)  # (d): also drained as batches of these many frames
@@ -47,4 +48,5 @@ QUICK = Plan(
     drain_messages=20_000,
     drain_rooms=50,
     load_rates=(1000.0,),
+    signal_rounds=1,
 )

@@ -154,19 +154,21 @@ async def run_persister(plan: Plan, out: Path, keep_logs: bool, frames: int = 1)
     return 0
 
 
-async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None) -> int:
-    """Sample gateway-0 during a 10-pair closed loop (or an open loop at `rate`)."""
+async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None,
+              signals: str | None = None, pairs: int = PAIRS) -> int:
+    """Sample gateway-0 during a closed loop of `pairs` (or an open loop at `rate`), with
+    receipts and typing when `signals` names how they are sent (loadgen.SIGNAL_MODES)."""
     exe = _py_spy()
     out.mkdir(parents=True, exist_ok=True)
     raw_path, svg_path = out / "gateway-profile.raw.txt", out / "gateway-profile.svg"
     txt_path = out / "gateway-profile.txt"
-    plan = replace(plan, pairs=(PAIRS,))
+    plan = replace(plan, pairs=(pairs,))
     async with BenchStack(keep_dir=keep_logs) as stack:
         ctx = Context(stack, plan)
         await prepare(ctx)
         gw = ctx.gateways[0]
         async with Load(placed(ctx.pairs, [g.ws for g in ctx.gateways]),
-                        window=plan.window, protocol=2) as load:
+                        window=plan.window, protocol=2, signals=signals) as load:
             measured = asyncio.create_task(load.closed_loop(
                 warmup_s=2.0, duration_s=2 * SECONDS + 4, meter=ctx.meter(*ctx.services()),
                 drain_s=plan.drain_s) if rate is None else load.open_loop(
@@ -184,7 +186,9 @@ async def run(plan: Plan, out: Path, keep_logs: bool, rate: float | None = None)
                     measured.cancel()
                     await asyncio.gather(measured, return_exceptions=True)
     mode = f"window {plan.window}" if rate is None else f"open loop at {rate:g} msg/s"
-    summary = (f"gateway-0 profile: {PAIRS} pairs over 2 gateways, {mode}, "
+    if signals:
+        mode += f", receipts and typing {signals}"
+    summary = (f"gateway-0 profile: {pairs} pairs over 2 gateways, {mode}, "
                f"{result['delivered_msgs_s']} msg/s delivered while sampled (py-spy slows "
                f"the target, so this rate is below (a)'s)\n\n")
     txt_path.write_text(summary + top_functions(raw_path.read_text()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 
 from .accounts import Pair, sign_up_pairs, synthetic_pairs
-from .loadgen import Load, SioLoad
+from .loadgen import SIGNAL_MODES, Load, SioLoad
 from .plan import Plan
 from .procs import CpuMeter
 from .stack import BenchError, BenchStack, Child
@@ -113,6 +114,44 @@ async def throughput(ctx: Context, protocol: int = 1) -> list[dict[str, Any]]:
         _summary(f"(a) v{protocol} {n} pairs", r)
         results.append(r)
     return results
+
+
+async def signals(ctx: Context) -> list[dict[str, Any]]:
+    """(g) What receipts, read positions and typing cost: (a) on device sockets without
+    them, then with them paced as the SDK sends them, then eager; in alternating rounds, so
+    a drift of the machine's speed falls on every mode alike. One row per pairs and mode:
+    the median round, and its rate and server CPU per chat message against no signals."""
+    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    modes: tuple[str | None, ...] = (None, *SIGNAL_MODES)
+    rows = []
+    for n in plan.pairs:
+        rounds: dict[str | None, list[dict[str, Any]]] = {m: [] for m in modes}
+        for _ in range(plan.signal_rounds):
+            for mode in modes:
+                await ctx.stack.wait_persisted()
+                async with Load(placed(ctx.pairs[:n], urls), window=plan.window, protocol=2,
+                                signals=mode) as load:
+                    r = await load.closed_loop(
+                        warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
+                        wait_stored=True)
+                r.update(pairs=n, window=plan.window, signals=mode or "none",
+                         rounds=plan.signal_rounds)
+                _summary(f"(g) {n} pairs, signals {mode}", r)
+                rounds[mode].append(r)
+        rate = {m: statistics.median(r["delivered_msgs_s"] for r in rs)
+                for m, rs in rounds.items()}
+        cpu = {m: statistics.median(r["cpu_us_per_msg_servers"] or 0.0 for r in rs)
+               for m, rs in rounds.items()}
+        for mode, rs in rounds.items():
+            median = sorted(rs, key=lambda r: r["delivered_msgs_s"])[(len(rs) - 1) // 2]
+            median.update(
+                rates=[r["delivered_msgs_s"] for r in rs],
+                median_msgs_s=rate[mode], median_cpu_us_per_msg=cpu[mode],
+                rate_cost=round(1 - rate[mode] / rate[None], 3) if rate[None] else None,
+                cpu_cost=round(cpu[mode] / cpu[None] - 1, 3) if cpu[None] else None)
+            rows.append(median)
+    return rows
 
 
 async def latency(ctx: Context, best: dict[str, Any],
