@@ -36,6 +36,21 @@ async def accepted_friends(db: AsyncDatabase[dict[str, Any]], user: str) -> list
     return [d["addressee"] if d["requester"] == user else d["requester"] async for d in docs]
 
 
+async def accepted_friends_of(db: AsyncDatabase[dict[str, Any]], users: list[str]
+                              ) -> dict[str, list[str]]:
+    """Each of these users' accepted friends, in one query."""
+    friends: dict[str, list[str]] = {u: [] for u in users}
+    async for d in db[FRIENDSHIPS].find(
+            {"$or": [{"requester": {"$in": users}}, {"addressee": {"$in": users}}],
+             "status": "accepted"}, projection={"requester": 1, "addressee": 1}):
+        a, b = d["requester"], d["addressee"]
+        if a in friends:
+            friends[a].append(b)
+        if b in friends:
+            friends[b].append(a)
+    return friends
+
+
 async def has_blocked(db: AsyncDatabase[dict[str, Any]], blocker: str, blocked: str) -> bool:
     doc = await db[BLOCKS].find_one({"_id": block_doc_id(blocker, blocked)},
                                     projection={"_id": 1})

@@ -38,10 +38,12 @@ from contracts.batch import CC_HEADER
 from contracts.documents import presence_doc_id
 from contracts.routing import presence_key
 
-from .friendship import accepted_friends
+from .batcher import Batcher
+from .friendship import accepted_friends, accepted_friends_of
 
 log = logging.getLogger(__name__)
 SWEEP_LIMIT = 1000  # expired documents handled per sweep
+SNAPSHOT_BATCH = 100  # users whose friends' presence one pair of queries reads
 
 
 def now_ms() -> int:
@@ -57,6 +59,9 @@ class Presence:
         self._node = node
         self._ttl_ms = int(ttl_s * 1000)
         self._local: set[str] = set()  # users with a socket here
+        # The snapshots of sockets connecting meanwhile: two queries for all of them.
+        self._snapshots: Batcher[str, None, list[str]] = Batcher(
+            self._online_friends, lambda a, _: a, SNAPSHOT_BATCH)
         # Arrivals and departures, handled in order by one worker: a user's quick
         # arrive-leave never leaves a document behind.
         self._events: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
@@ -68,6 +73,7 @@ class Presence:
         self._tasks = [asyncio.create_task(self._work()), asyncio.create_task(self._tick())]
 
     async def close(self) -> None:
+        await self._snapshots.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -170,6 +176,15 @@ class Presence:
         docs = self._docs.find({"user": {"$in": users}, "expires_at": {"$gt": now_ms()},
                                 "hidden": {"$ne": True}}, projection={"user": 1})
         return sorted({d["user"] async for d in docs})
+
+    async def online_friends(self, user: str) -> list[str]:
+        """Of the user's accepted friends, those shown online now (a connect's snapshot)."""
+        return await self._snapshots.submit(user, None)
+
+    async def _online_friends(self, users: dict[str, None]) -> dict[str, list[str]]:
+        friends = await accepted_friends_of(self._db, list(users))
+        online = set(await self.online(sorted({f for fs in friends.values() for f in fs})))
+        return {u: sorted(f for f in fs if f in online) for u, fs in friends.items()}
 
     async def announce(self, user: str, online: bool) -> None:
         friends = await accepted_friends(self._db, user)

@@ -7,8 +7,8 @@ messages they were about. `ReadMarks.mark` queues the move; one flush at a time 
 queued move (one `bulk_write`), reads back the positions they left (one `find`: another
 device may be further on), and counts what is unread after each (one `aggregate`, a capped
 count and the newest per room), then answers each caller and announces each position. What
-is queued while a flush runs goes with the next one, so an idle gateway flushes a mark at
-once and a busy one flushes many for the same three round trips.
+is queued while a flush runs goes with the next one (gateway.batcher), so an idle gateway
+flushes a mark at once and a busy one flushes many for the same three round trips.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from contracts import MESSAGES, READS, ReadState
 from contracts.documents import read_doc_id
 from contracts.envelope import MESSAGE_KINDS
 from contracts.routing import read_key
+
+from .batcher import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ def _unread_pipeline(key: int, me: str, room: str, after: str) -> list[dict[str,
 class ReadMarks:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], broker: Broker) -> None:
         self._db, self._broker = db, broker
-        # (user, room) -> (furthest cursor asked, who waits): moves of one room coalesce
-        self._queued: dict[tuple[str, str], tuple[str, list[asyncio.Future[ReadState]]]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        # (user, room) -> the furthest cursor asked: moves of one room in a batch are one
+        self._batches: Batcher[tuple[str, str], str, ReadState] = Batcher(
+            self._flush, max, MAX_BATCH)
 
     async def mark(self, me: str, room: str, cursor: str) -> ReadState:
         """Move `me`'s read position in `room` forward to `cursor` (never back) and tell
@@ -65,47 +67,25 @@ class ReadMarks:
     def submit(self, me: str, room: str, cursor: str) -> asyncio.Future[ReadState]:
         """As `mark`, without waiting: the future is done once the move is written (or
         failed), so a socket goes on reading meanwhile."""
-        future: asyncio.Future[ReadState] = asyncio.get_running_loop().create_future()
-        key = (me, room)
-        asked, waiting = self._queued.get(key, (cursor, []))
-        waiting.append(future)
-        self._queued[key] = (max(asked, cursor), waiting)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all())
-        return future
+        return self._batches.submit((me, room), cursor)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._batches.close()
 
-    async def _flush_all(self) -> None:
-        while self._queued:
-            keys = list(self._queued)[:MAX_BATCH]
-            batch = {key: self._queued.pop(key) for key in keys}
-            try:
-                states = await self._write(batch)
-            except Exception as exc:  # every caller hears it; the next batch still goes
-                for _, waiting in batch.values():
-                    for future in waiting:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
-            for key, (_, waiting) in batch.items():
-                for future in waiting:
-                    if not future.done():
-                        future.set_result(states[key])
-            await self._announce(list(states.items()))
+    async def _flush(self, batch: dict[tuple[str, str], str]) -> dict[tuple[str, str], ReadState]:
+        states = await self._write(batch)
+        await self._announce(list(states.items()))
+        return states
 
-    async def _write(self, batch: dict[tuple[str, str], tuple[str, Any]]
+    async def _write(self, batch: dict[tuple[str, str], str]
                      ) -> dict[tuple[str, str], ReadState]:
         at = int(time.time() * 1000)
         ids = {read_doc_id(me, room): (me, room) for me, room in batch}
         await self._db[READS].bulk_write(
-            [UpdateOne({"_id": doc_id}, {"$max": {"cursor": batch[key][0]},
+            [UpdateOne({"_id": doc_id}, {"$max": {"cursor": batch[key]},
                                          "$set": {"user": key[0], "room": key[1], "at": at}},
                        upsert=True) for doc_id, key in ids.items()], ordered=False)
-        now = {key: asked for key, (asked, _) in batch.items()}  # unless deleted meanwhile
+        now = dict(batch)  # unless deleted meanwhile
         now.update({ids[d["_id"]]: d["cursor"] async for d in self._db[READS].find(
             {"_id": {"$in": list(ids)}}, projection={"cursor": 1})})
         keys = list(now)

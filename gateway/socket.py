@@ -33,7 +33,7 @@ from contracts.codes import (
 
 from .deps import Services
 from .errors import Unauthenticated
-from .friendship import accepted_friends, are_friends
+from .friendship import are_friends
 from .handlers import handle
 from .outbox import Connection
 from .presence import now_ms
@@ -211,7 +211,7 @@ async def _presence_snapshot(conn: Connection, svc: Services) -> None:
     """Which friends are online now, after the bindings exist (so no change between the
     two is lost); clients take the newest event per user (`at`)."""
     try:
-        online = await svc.presence.online(await accepted_friends(svc.db, conn.user))
+        online = await svc.presence.online_friends(conn.user)
     except PyMongoError as exc:
         log.warning("presence snapshot failed: %s", type(exc).__name__,
                     extra={"conn": conn.id})

@@ -1,6 +1,8 @@
-"""Read positions are moved in batches (gateway.readmarks): many moves queued together cost
-three MongoDB commands in all, and each still gets its own position, unread count and
-newest unread message, never moves back, and is announced to its user's devices."""
+"""MongoDB work many sockets ask for at once goes as one batch (gateway.batcher): read
+positions (gateway.readmarks), three commands for many moves, each still getting its own
+position, unread count and newest unread message, never moving back, announced to its
+user's devices; and the presence snapshots of connecting device sockets
+(gateway.presence), two commands for many users, each getting its own friends online."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from pymongo import AsyncMongoClient, monitoring
 from support import TOKEN_SECRET, Stack, eventually
 
 from broker import Broker
-from contracts import MESSAGES, READS, ReadState
-from contracts.documents import read_doc_id
+from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, ReadState
+from contracts.documents import presence_doc_id, read_doc_id
 from contracts.routing import read_key
+from gateway.presence import Presence, now_ms
 from gateway.readmarks import ReadMarks
 from gateway.settings import GatewaySettings
 
@@ -119,3 +122,33 @@ async def test_queued_moves_cost_three_commands_and_each_gets_its_own_state(
     finally:
         await marks.close()
         await channel.close()
+
+
+async def test_snapshots_of_users_connecting_at_once_cost_two_commands(setup: Any) -> None:
+    """Three users' snapshots asked at once (one of them twice): one friendships find and
+    one presence find. u0's friends f1 (online), f2 (online, hidden), f3 (expired) and f4
+    (only asked, never accepted): [f1]. u1's friends f1 and u0 (no document): [f1]. u2 has
+    no friends: []."""
+    db, broker, commands = setup
+    await db[FRIENDSHIPS].insert_many([
+        {"requester": "u0", "addressee": "f1", "status": "accepted"},
+        {"requester": "f2", "addressee": "u0", "status": "accepted"},
+        {"requester": "u0", "addressee": "f3", "status": "accepted"},
+        {"requester": "u0", "addressee": "f4", "status": "pending"},
+        {"requester": "u1", "addressee": "f1", "status": "accepted"},
+        {"requester": "u0", "addressee": "u1", "status": "accepted"}])
+    live = now_ms() + 60_000
+    await db[PRESENCE].insert_many([
+        {"_id": presence_doc_id(u, "n9"), "user": u, "node": "n9", "hidden": hidden,
+         "expires_at": expires}
+        for u, hidden, expires in (("f1", False, live), ("f2", True, live),
+                                   ("f3", False, now_ms() - 1000), ("f4", False, live))])
+    presence = Presence(db, broker, "n1", 6.0)
+    try:
+        commands.names.clear()
+        got = await asyncio.gather(*(presence.online_friends(u) for u in ("u0", "u1", "u2",
+                                                                          "u0")))
+        assert got == [["f1"], ["f1"], [], ["f1"]]
+        assert commands.names == ["find", "find"]
+    finally:
+        await presence.close()
