@@ -35,6 +35,7 @@ from contracts.api import PasswordChange, SessionOut, Sessions
 from contracts.codes import NOT_AUTHENTICATED
 from contracts.documents import SESSION_INDEXES, SESSIONS
 
+from .batcher import Batcher
 from .errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from .outbox import Connection
 
@@ -46,6 +47,8 @@ security = logging.getLogger("duet.security")
 SWEEP_S = 2.0  # how often a gateway checks the sessions of its sockets
 LAST_SEEN_MS = 60_000  # last_seen is written at most this often
 SWEEP_BATCH = 1000  # session ids per query of a sweep
+CHECK_BATCH = 500  # session ids per query of the checks asked at once (a connect storm)
+_CHECKED = {"user": 1, "revoked": 1, "expires_at": 1, "last_seen": 1}
 LABEL_CHARS = 80
 
 
@@ -71,6 +74,9 @@ class SessionStore:
         self._sockets: dict[str, set[Connection]] = defaultdict(set)
         self._sweeper: asyncio.Task[None] | None = None
         self._indexed = False
+        # Checks that miss the cache meanwhile: one query for all (many sockets connecting).
+        self._lookups: Batcher[str, None, dict[str, Any] | None] = Batcher(
+            self._find, lambda a, _: a, CHECK_BATCH)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -84,6 +90,7 @@ class SessionStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._lookups.close()
 
     # -- sessions ----------------------------------------------------------------------
     async def create(self, user: str, label: str) -> str:
@@ -110,8 +117,7 @@ class SessionStore:
             return
         if not sid:
             raise Unauthenticated("invalid token")
-        doc = await self._docs.find_one({"_id": sid}, {"user": 1, "revoked": 1,
-                                                        "expires_at": 1, "last_seen": 1})
+        doc = await self._lookups.submit(sid, None)
         at = now_ms()
         if doc is None or doc["user"] != user or doc["revoked"] or doc["expires_at"] <= at:
             self._live.pop(sid, None)
@@ -121,6 +127,11 @@ class SessionStore:
         if len(self._live) > 100_000:
             self._live.clear()  # forget rather than grow
         self._live[sid] = (now + self.cache_s, user, at)
+
+    async def _find(self, sids: dict[str, None]) -> dict[str, dict[str, Any] | None]:
+        found = {d["_id"]: d async for d in self._docs.find({"_id": {"$in": list(sids)}},
+                                                            _CHECKED)}
+        return {sid: found.get(sid) for sid in sids}
 
     async def renew(self, user: str, sid: str) -> int:
         """Push the session's expiry forward; returns the new expires_at (ms)."""

@@ -1,8 +1,9 @@
 """MongoDB work many sockets ask for at once goes as one batch (gateway.batcher): read
 positions (gateway.readmarks), three commands for many moves, each still getting its own
 position, unread count and newest unread message, never moving back, announced to its
-user's devices; and the presence snapshots of connecting device sockets
-(gateway.presence), two commands for many users, each getting its own friends online."""
+user's devices; the presence snapshots of connecting device sockets (gateway.presence),
+two commands for many users, each getting its own friends online; and the session checks
+that miss the cache (gateway.sessions), one command for many."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from broker import Broker
 from contracts import FRIENDSHIPS, MESSAGES, PRESENCE, READS, ReadState
 from contracts.documents import presence_doc_id, read_doc_id
 from contracts.routing import read_key
+from gateway.errors import Unauthenticated
 from gateway.presence import Presence, now_ms
 from gateway.readmarks import ReadMarks
+from gateway.sessions import SessionStore
 from gateway.settings import GatewaySettings
 
 
@@ -152,3 +155,29 @@ async def test_snapshots_of_users_connecting_at_once_cost_two_commands(setup: An
         assert commands.names == ["find", "find"]
     finally:
         await presence.close()
+
+
+async def test_session_checks_asked_at_once_cost_one_command(setup: Any) -> None:
+    """Two live sessions checked four times at once, a revoked one and an unknown one:
+    one find; the live pass, the others are refused; checked again within the cache, no
+    command at all."""
+    db, _, commands = setup
+    store = SessionStore(db, ttl_s=3600, cache_s=60)
+    try:
+        live = [await store.create(u, "test") for u in ("u0", "u1")]
+        revoked = await store.create("u2", "test")
+        await store.revoke("u2", only=revoked)
+        commands.names.clear()
+        got = await asyncio.gather(
+            store.check("u0", live[0]), store.check("u1", live[1]), store.check("u0", live[0]),
+            store.check("u1", live[1]), store.check("u2", revoked),
+            store.check("u3", "no-such-session"), return_exceptions=True)
+        assert got[:4] == [None] * 4
+        assert all(isinstance(r, Unauthenticated) for r in got[4:])
+        assert commands.names == ["find"]
+        commands.names.clear()
+        await asyncio.gather(*(store.check(u, sid) for u, sid in zip(("u0", "u1"), live,
+                                                                     strict=True)))
+        assert commands.names == []
+    finally:
+        await store.close()
