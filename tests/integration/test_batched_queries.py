@@ -3,11 +3,13 @@ positions (gateway.readmarks), three commands for many moves, each still getting
 position, unread count and newest unread message, never moving back, announced to its
 user's devices; the presence snapshots of connecting device sockets (gateway.presence),
 two commands for many users, each getting its own friends online; and the session checks
-that miss the cache (gateway.sessions), one command for many."""
+that miss the cache (gateway.sessions), one command for many; and the socket counts of
+users' first sockets (gateway.quotas), one write and one read for many."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ from contracts.documents import presence_doc_id, read_doc_id
 from contracts.routing import read_key
 from gateway.errors import Unauthenticated
 from gateway.presence import Presence, now_ms
+from gateway.quotas import QUOTAS, Quotas
 from gateway.readmarks import ReadMarks
 from gateway.sessions import SessionStore
 from gateway.settings import GatewaySettings
@@ -181,3 +184,26 @@ async def test_session_checks_asked_at_once_cost_one_command(setup: Any) -> None
         assert commands.names == []
     finally:
         await store.close()
+
+
+async def test_first_sockets_of_users_at_once_cost_one_write_and_one_read(setup: Any) -> None:
+    """Three users' first sockets here, at once: one update (this gateway's counts) and one
+    find (every gateway's). Another gateway holds 2 of u0's sockets and the limit is 3: of
+    u0's two opens at once one is refused, and the count written here is u0's 1 socket."""
+    db, _, commands = setup
+    quotas = Quotas(db, "n1", sockets=3, messages_per_minute=100, bytes_per_day=10**6)
+    await quotas.start()
+    try:
+        commands.names.clear()
+        assert await asyncio.gather(*(quotas.open_socket(u) for u in ("u1", "u2", "u3")))
+        assert commands.names == ["update", "find"]
+        assert await db[QUOTAS].count_documents({"_id": {"$in": ["s.u1.n1", "s.u2.n1",
+                                                                 "s.u3.n1"]}, "n": 1}) == 3
+
+        await db[QUOTAS].insert_one({"_id": "s.u0.n2", "n": 2,
+                                     "expires": datetime.now(UTC) + timedelta(seconds=60)})
+        opened = await asyncio.gather(quotas.open_socket("u0"), quotas.open_socket("u0"))
+        assert sorted(opened) == [False, True]
+        assert (await db[QUOTAS].find_one({"_id": "s.u0.n1"}) or {}).get("n") == 1
+    finally:
+        await quotas.close()
