@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cluster", action="store_true",
                    help="instead: (a) on one RabbitMQ node and on three, with 1 and 4 persist "
                         "partitions and 1 and 2 persisters (bench/cluster.py)")
+    p.add_argument("--series", type=int, default=0, metavar="RUNS",
+                   help="instead: (b) at its highest and lowest fixed rates only, RUNS "
+                        "times in a row (issue 21's target 3)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -103,7 +106,8 @@ async def _step(results: dict[str, Any], name: str, run: Callable[[], Awaitable[
     return results[name]
 
 
-async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) -> int:
+async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float,
+              series: int = 0) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
@@ -116,6 +120,10 @@ async def run(plan: Plan, only: str, out: Path, keep_logs: bool, wait_s: float) 
             ctx = scenarios.Context(stack, plan)
             await scenarios.prepare(ctx)
             results["setup"] = _setup(ctx)
+            if series:
+                only = ""
+                await _step(results, "latency_series",
+                            lambda: scenarios.latency_series(ctx, series, max(plan.pairs)))
             relay_rate = None
             if "e" in only:  # first: (b) scales a rate by it
                 relays = await _step(results, "relay", lambda: scenarios.relay(ctx), wait_s)
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 return runner.run(profile.run(plan, args.out, args.keep_logs, args.rate,
                                               args.signals, args.pairs))
-            return runner.run(run(plan, args.only, args.out, args.keep_logs, args.wait_quiet))
+            return runner.run(run(plan, args.only, args.out, args.keep_logs, args.wait_quiet,
+                                  args.series))
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.warning("interrupted; everything started was stopped and cleaned up")
             return 130

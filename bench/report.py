@@ -138,6 +138,14 @@ def markdown(res: dict[str, Any]) -> str:
                         "checks", *procs],
                        [[r["pairs"], r["delivered_msgs_s"], *_lat(r), _checks(r),
                          *_cpu_cells(r, procs)] for r in runs]), ""]
+    if runs := res.get("latency_series"):
+        out += ["## (b) series: the fixed rates, run after run", "",
+                "`--series`: each fixed rate of (b) in turn, the whole set repeated; "
+                "latency from each message's scheduled send time.", "",
+                _table(["run", "load", "delivered msg/s", "p50 ms", "p95 ms", "p99 ms",
+                        "max ms", "checks", "server CPU µs/msg"],
+                       [[r["run"], r["load"], r["delivered_msgs_s"], *_lat(r), _checks(r),
+                         r.get("cpu_us_per_msg_servers")] for r in runs]), ""]
     if runs := res.get("signals"):
         out += ["## (g) Receipts, read positions and typing on device sockets", "",
                 "(a) on v2 sockets in alternating rounds: no signals; `paced`, as the SDK "

@@ -159,7 +159,7 @@ async def latency(ctx: Context, best: dict[str, Any],
     """(b) Open loop at fractions of (a)'s best delivered rate and at fixed rates, with
     that run's pairs; with (e)'s relay rate, also at the largest fixed rate scaled to this
     machine (a slower box gets a proportionally lower rate)."""
-    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    plan = ctx.plan
     n, top = best["pairs"], best["delivered_msgs_s"]
     if top <= 0:
         raise BenchError("(a) delivered nothing; no rate to take fractions of")
@@ -171,20 +171,40 @@ async def latency(ctx: Context, best: dict[str, Any],
                       f"{relay_msgs_s:.0f} / {plan.target_relay_msgs_s:.0f}", rate, None))
     results = []
     for label, rate, fraction in loads:
-        # An overloaded run leaves a backlog in the broker: let it be written first, so
-        # each load is measured on a quiet stack.
-        await ctx.stack.wait_persisted()
-        await asyncio.sleep(1.0)
-        before = await gateway_counters(ctx.gateways)
-        async with Load(placed(ctx.pairs[:n], urls)) as load:
-            r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s,
-                                     duration_s=plan.duration_s,
-                                     meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
-                                     wait_stored=True)
-        r.update(pairs=n, load=label, load_fraction=fraction, reference_msgs_s=top,
-                 **batching(before, await gateway_counters(ctx.gateways)))
+        r = await _open_loop(ctx, n, rate)
+        r.update(load=label, load_fraction=fraction, reference_msgs_s=top)
         _summary(f"(b) {label}", r)
         results.append(r)
+    return results
+
+
+async def _open_loop(ctx: Context, n: int, rate: float) -> dict[str, Any]:
+    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    # An overloaded run leaves a backlog in the broker: let it be written first, so each
+    # load is measured on a quiet stack.
+    await ctx.stack.wait_persisted()
+    await asyncio.sleep(1.0)
+    before = await gateway_counters(ctx.gateways)
+    async with Load(placed(ctx.pairs[:n], urls)) as load:
+        r = await load.open_loop(rate=rate, warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                                 meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
+                                 wait_stored=True)
+    r.update(pairs=n, **batching(before, await gateway_counters(ctx.gateways)))
+    return r
+
+
+async def latency_series(ctx: Context, runs: int, pairs: int = 100) -> list[dict[str, Any]]:
+    """(b) at the plan's highest and lowest fixed rates, `runs` times in a row (issue 21's
+    target 3: 10 consecutive runs at 1,000 msg/s, and 200 msg/s), with (a)'s larger set of
+    pairs."""
+    rates = sorted({max(ctx.plan.load_rates), min(ctx.plan.load_rates)}, reverse=True)
+    results = []
+    for i in range(1, runs + 1):
+        for rate in rates:
+            r = await _open_loop(ctx, pairs, rate)
+            r.update(load=f"{rate:g} msg/s", run=i)
+            _summary(f"(b) series run {i}, {rate:g} msg/s", r)
+            results.append(r)
     return results
 
 

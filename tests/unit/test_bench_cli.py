@@ -44,6 +44,11 @@ def test_profile_summary_counts_the_main_thread_only() -> None:
     assert "wait (threading.py)" not in text
 
 
+def test_series_repeats_the_fixed_rates() -> None:
+    assert parse_args(["--series", "10"]).series == 10
+    assert parse_args([]).series == 0
+
+
 def test_profile_takes_signals_and_pairs() -> None:
     args = parse_args(["--profile", "--signals", "paced", "--pairs", "100"])
     assert (args.signals, args.pairs) == ("paced", 100)
