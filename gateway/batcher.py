@@ -19,6 +19,11 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 
+def first(a: A, _: A) -> A:
+    """A merge for requests that carry nothing but their key."""
+    return a
+
+
 class Batcher(Generic[K, A, R]):
     def __init__(self, flush: Callable[[dict[K, A]], Awaitable[dict[K, R]]],
                  merge: Callable[[A, A], A], max_batch: int) -> None:

@@ -30,10 +30,7 @@ async def are_friends(db: AsyncDatabase[dict[str, Any]], a: str, b: str) -> bool
 
 async def accepted_friends(db: AsyncDatabase[dict[str, Any]], user: str) -> list[str]:
     """The user ids of a user's accepted friends."""
-    docs = db[FRIENDSHIPS].find(
-        {"$or": [{"requester": user}, {"addressee": user}], "status": "accepted"},
-        projection={"requester": 1, "addressee": 1})
-    return [d["addressee"] if d["requester"] == user else d["requester"] async for d in docs]
+    return (await accepted_friends_of(db, [user]))[user]
 
 
 async def accepted_friends_of(db: AsyncDatabase[dict[str, Any]], users: list[str]

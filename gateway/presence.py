@@ -38,7 +38,7 @@ from contracts.batch import CC_HEADER
 from contracts.documents import presence_doc_id
 from contracts.routing import presence_key
 
-from .batcher import Batcher
+from .batcher import Batcher, first
 from .friendship import accepted_friends, accepted_friends_of
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Presence:
         self._local: set[str] = set()  # users with a socket here
         # The snapshots of sockets connecting meanwhile: two queries for all of them.
         self._snapshots: Batcher[str, None, list[str]] = Batcher(
-            self._online_friends, lambda a, _: a, SNAPSHOT_BATCH)
+            self._online_friends, first, SNAPSHOT_BATCH)
         # Arrivals and departures, handled in order by one worker: a user's quick
         # arrive-leave never leaves a document behind.
         self._events: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()

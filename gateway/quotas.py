@@ -34,6 +34,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from .batcher import Batcher
+from .batcher import Batcher, first
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Quotas:
         self._elsewhere: dict[str, tuple[float, int]] = {}  # user -> (read at, others' sockets)
         self._changed: set[str] = set()      # users whose count here is not written yet
         # First opens of users meanwhile (a connect storm): one write and one read for all.
-        self._opens: Batcher[str, None, int] = Batcher(self._read_others, lambda a, _: a,
+        self._opens: Batcher[str, None, int] = Batcher(self._read_others, first,
                                                       OPEN_BATCH)
         self._task: asyncio.Task[None] | None = None
 
@@ -168,38 +169,29 @@ class Quotas:
     def _socket_id(self, user: str) -> str:
         return f"s.{user}.{self.node}"
 
-    async def _write_sockets(self, user: str) -> None:
-        n = self._sockets.get(user, 0)
-        if n:
-            await self._docs.update_one(
-                {"_id": self._socket_id(user)},
-                {"$set": {"n": n, "expires": _at(time.time() + SOCKET_TTL_S)}}, upsert=True)
-        else:
-            await self._docs.delete_one({"_id": self._socket_id(user)})
-
-    async def _write_changed_sockets(self) -> None:
-        changed, self._changed = self._changed, set()
-        if not changed:
-            return
+    async def _write_sockets(self, users: Iterable[str]) -> None:
+        """This gateway's socket count of each user (none open here: its document goes)."""
         expires = _at(time.time() + SOCKET_TTL_S)
         ops: list[Any] = [
             UpdateOne({"_id": self._socket_id(u)}, {"$set": {"n": self._sockets[u],
                                                              "expires": expires}}, upsert=True)
             if self._sockets.get(u) else DeleteOne({"_id": self._socket_id(u)})
-            for u in changed]
-        try:
+            for u in users]
+        if ops:
             await self._docs.bulk_write(ops, ordered=False)
+
+    async def _write_changed_sockets(self) -> None:
+        changed, self._changed = self._changed, set()
+        if not changed:
+            return
+        try:
+            await self._write_sockets(changed)
         except PyMongoError:
             self._changed |= changed  # written next time
             raise
 
     async def _refresh_sockets(self) -> None:
-        expires = _at(time.time() + SOCKET_TTL_S)
-        ops = [UpdateOne({"_id": self._socket_id(user)},
-                         {"$set": {"n": n, "expires": expires}}, upsert=True)
-               for user, n in self._sockets.items()]
-        if ops:
-            await self._docs.bulk_write(ops, ordered=False)
+        await self._write_sockets(list(self._sockets))
 
     async def open_socket(self, user: str) -> bool:
         """Count a socket of `user` here; False (and not counted) past the limit of all
@@ -221,7 +213,7 @@ class Quotas:
             return True
         await self.close_socket(user)
         with contextlib.suppress(PyMongoError):  # the refused one was written: unwrite it
-            await self._write_sockets(user)
+            await self._write_sockets([user])
             self._changed.discard(user)
         return False
 
@@ -231,11 +223,7 @@ class Quotas:
         so a gateway a user just reached starts from what the others counted, not zero."""
         now = time.time()
         written = {u: self._sockets.get(u, 0) for u in users}
-        expires = _at(now + SOCKET_TTL_S)
-        await self._docs.bulk_write([
-            UpdateOne({"_id": self._socket_id(u)}, {"$set": {"n": n, "expires": expires}},
-                      upsert=True) if n else DeleteOne({"_id": self._socket_id(u)})
-            for u, n in written.items()], ordered=False)
+        await self._write_sockets(users)
         minute, day = int(now // 60), int(now // 86400)
         buckets = [b for u in users for b in (f"m.{u}.{minute}", f"b.{u}.{day}")]
         totals = dict.fromkeys(users, 0)

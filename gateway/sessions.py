@@ -35,7 +35,7 @@ from contracts.api import PasswordChange, SessionOut, Sessions
 from contracts.codes import NOT_AUTHENTICATED
 from contracts.documents import SESSION_INDEXES, SESSIONS
 
-from .batcher import Batcher
+from .batcher import Batcher, first
 from .errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from .outbox import Connection
 
@@ -76,7 +76,7 @@ class SessionStore:
         self._indexed = False
         # Checks that miss the cache meanwhile: one query for all (many sockets connecting).
         self._lookups: Batcher[str, None, dict[str, Any] | None] = Batcher(
-            self._find, lambda a, _: a, CHECK_BATCH)
+            self._find, first, CHECK_BATCH)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
