@@ -99,21 +99,28 @@ def _summary(label: str, r: dict[str, Any]) -> None:
 async def throughput(ctx: Context, protocol: int = 1) -> list[dict[str, Any]]:
     """(a) Closed loop, W in flight per sender, through the gateways, broker and persister;
     on v1 room sockets or (protocol 2) on device sockets."""
-    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
     results = []
-    for n in plan.pairs:
-        await ctx.stack.wait_persisted()
-        before = await gateway_counters(ctx.gateways)
-        async with Load(placed(ctx.pairs[:n], urls), window=plan.window,
-                        protocol=protocol) as load:
-            r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
-                                       meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
-                                       wait_stored=True)
-        r.update(pairs=n, window=plan.window, gateways=len(urls), protocol=protocol,
-                 **batching(before, await gateway_counters(ctx.gateways)))
+    for n in ctx.plan.pairs:
+        r = await _closed_loop(ctx, n, protocol)
         _summary(f"(a) v{protocol} {n} pairs", r)
         results.append(r)
     return results
+
+
+async def _closed_loop(ctx: Context, n: int, protocol: int,
+                       signals: str | None = None) -> dict[str, Any]:
+    """(a)'s closed loop over `n` pairs, once the persister has caught up."""
+    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    await ctx.stack.wait_persisted()
+    before = await gateway_counters(ctx.gateways)
+    async with Load(placed(ctx.pairs[:n], urls), window=plan.window, protocol=protocol,
+                    signals=signals) as load:
+        r = await load.closed_loop(warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                                   meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
+                                   wait_stored=True)
+    r.update(pairs=n, window=plan.window, gateways=len(urls), protocol=protocol,
+             **batching(before, await gateway_counters(ctx.gateways)))
+    return r
 
 
 async def signals(ctx: Context) -> list[dict[str, Any]]:
@@ -121,22 +128,15 @@ async def signals(ctx: Context) -> list[dict[str, Any]]:
     them, then with them paced as the SDK sends them, then eager; in alternating rounds, so
     a drift of the machine's speed falls on every mode alike. One row per pairs and mode:
     the median round, and its rate and server CPU per chat message against no signals."""
-    plan, urls = ctx.plan, [g.ws for g in ctx.gateways]
+    plan = ctx.plan
     modes: tuple[str | None, ...] = (None, *SIGNAL_MODES)
     rows = []
     for n in plan.pairs:
         rounds: dict[str | None, list[dict[str, Any]]] = {m: [] for m in modes}
         for _ in range(plan.signal_rounds):
             for mode in modes:
-                await ctx.stack.wait_persisted()
-                async with Load(placed(ctx.pairs[:n], urls), window=plan.window, protocol=2,
-                                signals=mode) as load:
-                    r = await load.closed_loop(
-                        warmup_s=plan.warmup_s, duration_s=plan.duration_s,
-                        meter=ctx.meter(*ctx.services()), drain_s=plan.drain_s,
-                        wait_stored=True)
-                r.update(pairs=n, window=plan.window, signals=mode or "none",
-                         rounds=plan.signal_rounds)
+                r = await _closed_loop(ctx, n, 2, mode)
+                r.update(signals=mode or "none", rounds=plan.signal_rounds)
                 _summary(f"(g) {n} pairs, signals {mode}", r)
                 rounds[mode].append(r)
         rate = {m: statistics.median(r["delivered_msgs_s"] for r in rs)
